@@ -1,0 +1,168 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/pyrorelay/pyrorelay/relay"
+)
+
+// Config is everything `serve` needs. YAML keys are the flag names with
+// underscores; flags set on the command line (or through their
+// environment variables) override the file.
+type Config struct {
+	Listen             string              `yaml:"listen"`
+	DataDir            string              `yaml:"data_dir"`
+	MaxBodySize        ByteSize            `yaml:"max_body_size"`
+	MaxConnections     int                 `yaml:"max_connections"`
+	ReadTimeout        time.Duration       `yaml:"read_timeout"`
+	WriteTimeout       time.Duration       `yaml:"write_timeout"`
+	IdleTimeout        time.Duration       `yaml:"idle_timeout"`
+	ForwardConcurrency int                 `yaml:"forward_concurrency"`
+	MaxAttempts        int                 `yaml:"max_attempts"`
+	TenantPassthrough  bool                `yaml:"tenant_passthrough"`
+	ShutdownTimeout    time.Duration       `yaml:"shutdown_timeout"`
+	LogLevel           string              `yaml:"log_level"`
+	LogFormat          string              `yaml:"log_format"`
+	Destinations       []relay.Destination `yaml:"destinations"`
+}
+
+func defaultConfig() Config {
+	return Config{
+		Listen:             ":4040",
+		DataDir:            "./pyrorelay-data",
+		MaxBodySize:        64 << 20,
+		MaxConnections:     100,
+		ReadTimeout:        30 * time.Second,
+		WriteTimeout:       30 * time.Second,
+		IdleTimeout:        120 * time.Second,
+		ForwardConcurrency: relay.DefaultConcurrency,
+		MaxAttempts:        relay.DefaultMaxAttempts,
+		ShutdownTimeout:    30 * time.Second,
+		LogLevel:           "info",
+		LogFormat:          "text",
+	}
+}
+
+// loadConfigFile reads a YAML config over the defaults. Unknown keys are
+// errors, so a typo never silently falls back to a default.
+func loadConfigFile(path string, cfg *Config) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("read config: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, errEmptyYAML) && err.Error() != "EOF" {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	return nil
+}
+
+var errEmptyYAML = errors.New("EOF")
+
+// parseForwardTo reads a --forward-to value, NAME=URL.
+func parseForwardTo(v string) (relay.Destination, error) {
+	name, url, ok := strings.Cut(v, "=")
+	if !ok || name == "" || url == "" {
+		return relay.Destination{}, fmt.Errorf("--forward-to %q: want NAME=URL, for example prod=https://profiles.example.com", v)
+	}
+	return relay.Destination{Name: name, URL: url}, nil
+}
+
+// finish applies the global destination defaults and checks everything,
+// naming the field that is wrong.
+func (c *Config) finish() error {
+	if c.Listen == "" {
+		return errors.New("listen: must not be empty")
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return fmt.Errorf("listen: %q is not host:port: %v", c.Listen, err)
+	}
+	if c.DataDir == "" {
+		return errors.New("data_dir: must not be empty")
+	}
+	if c.MaxBodySize <= 0 {
+		return fmt.Errorf("max_body_size: must be positive, got %d", c.MaxBodySize)
+	}
+	if c.MaxConnections <= 0 {
+		return fmt.Errorf("max_connections: must be positive, got %d", c.MaxConnections)
+	}
+	if c.ForwardConcurrency <= 0 {
+		return fmt.Errorf("forward_concurrency: must be positive, got %d", c.ForwardConcurrency)
+	}
+	if c.MaxAttempts <= 0 {
+		return fmt.Errorf("max_attempts: must be positive, got %d", c.MaxAttempts)
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		return fmt.Errorf("log_format: %q is not text or json", c.LogFormat)
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		return err
+	}
+	seen := map[string]bool{}
+	for i := range c.Destinations {
+		d := &c.Destinations[i]
+		if d.Concurrency == 0 {
+			d.Concurrency = c.ForwardConcurrency
+		}
+		if d.MaxAttempts == 0 {
+			d.MaxAttempts = c.MaxAttempts
+		}
+		if err := d.Validate(); err != nil {
+			return fmt.Errorf("destinations[%d]: %w", i, err)
+		}
+		if seen[d.Name] {
+			return fmt.Errorf("destinations[%d]: name %q is used twice", i, d.Name)
+		}
+		seen[d.Name] = true
+	}
+	return nil
+}
+
+// ByteSize is a size in bytes that reads "64MiB", "2GiB", "500KB" or "1024".
+type ByteSize int64
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
+	v, err := parseByteSize(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*b = v
+	return nil
+}
+
+func parseByteSize(s string) (ByteSize, error) {
+	s = strings.TrimSpace(s)
+	units := []struct {
+		suffix string
+		mult   int64
+	}{
+		{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40},
+		{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12}, {"B", 1},
+	}
+	mult := int64(1)
+	num := s
+	for _, u := range units {
+		if strings.HasSuffix(s, u.suffix) {
+			mult, num = u.mult, strings.TrimSpace(strings.TrimSuffix(s, u.suffix))
+			break
+		}
+	}
+	n, err := strconv.ParseFloat(num, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("size %q: want a number with an optional unit (KiB, MiB, GiB, KB, MB, GB)", s)
+	}
+	return ByteSize(n * float64(mult)), nil
+}

@@ -1,0 +1,299 @@
+// Package httpserver is pyrorelay's front door: the Pyroscope /ingest and
+// Connect Push endpoints, health and metrics, with the limits a server
+// facing many clients needs. It validates a request, turns it into a store
+// entry, waits until the entry is durable for every destination, and only
+// then answers. It never talks to a destination.
+package httpserver
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"syscall"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/grafana/pyroscope/api/gen/proto/go/push/v1/pushv1connect"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	berrors "go.etcd.io/bbolt/errors"
+	"golang.org/x/net/netutil"
+
+	"github.com/pyrorelay/pyrorelay/store"
+)
+
+const (
+	tenantHeader   = "X-Scope-OrgID"
+	endpointIngest = "ingest"
+	endpointPush   = "push"
+)
+
+// Store is where accepted requests go: Put returns once e is durable in
+// every named queue.
+type Store interface {
+	Put(ctx context.Context, e *store.Entry, queues []string) error
+}
+
+// Config sets the server's limits and behaviour. Zero values take the
+// defaults below.
+type Config struct {
+	// Queues are the destination queues every accepted request goes to.
+	Queues            []string
+	MaxBodySize       int64
+	MaxConnections    int
+	ReadTimeout       time.Duration
+	ReadHeaderTimeout time.Duration
+	WriteTimeout      time.Duration
+	IdleTimeout       time.Duration
+	MaxHeaderBytes    int
+	// TenantPassthrough stores the client's X-Scope-OrgID with the entry.
+	TenantPassthrough bool
+}
+
+// Defaults for Config fields left at zero.
+const (
+	DefaultMaxBodySize       = 64 << 20
+	DefaultMaxConnections    = 100
+	DefaultReadTimeout       = 30 * time.Second
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultWriteTimeout      = 30 * time.Second
+	DefaultIdleTimeout       = 120 * time.Second
+	DefaultMaxHeaderBytes    = 1 << 20
+)
+
+func (c Config) withDefaults() Config {
+	setDur := func(d *time.Duration, def time.Duration) {
+		if *d <= 0 {
+			*d = def
+		}
+	}
+	if c.MaxBodySize <= 0 {
+		c.MaxBodySize = DefaultMaxBodySize
+	}
+	if c.MaxConnections <= 0 {
+		c.MaxConnections = DefaultMaxConnections
+	}
+	if c.MaxHeaderBytes <= 0 {
+		c.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	setDur(&c.ReadTimeout, DefaultReadTimeout)
+	setDur(&c.ReadHeaderTimeout, DefaultReadHeaderTimeout)
+	setDur(&c.WriteTimeout, DefaultWriteTimeout)
+	setDur(&c.IdleTimeout, DefaultIdleTimeout)
+	return c
+}
+
+// Server serves the relay's HTTP API.
+type Server struct {
+	cfg     Config
+	store   Store
+	log     *slog.Logger
+	metrics *metrics
+	ready   func() bool
+	handler http.Handler
+	srv     *http.Server
+}
+
+// Options are a Server's collaborators; all but Store may be nil.
+type Options struct {
+	Store    Store
+	Logger   *slog.Logger
+	Registry prometheus.Registerer
+	Gatherer prometheus.Gatherer
+	// Ready reports whether the relay is ready to serve (store open,
+	// forwarders running); nil means always.
+	Ready func() bool
+}
+
+// New returns a server for cfg.
+func New(cfg Config, o Options) *Server {
+	cfg = cfg.withDefaults()
+	s := &Server{cfg: cfg, store: o.Store, log: o.Logger, ready: o.Ready}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.ready == nil {
+		s.ready = func() bool { return true }
+	}
+	s.metrics = newMetrics(o.Registry)
+	gatherer := o.Gatherer
+	if gatherer == nil {
+		gatherer = prometheus.DefaultGatherer
+	}
+
+	mux := http.NewServeMux()
+	ingest := s.instrument(endpointIngest, http.HandlerFunc(s.handleIngest))
+	mux.Handle("/ingest", ingest)
+	mux.Handle("/pyroscope/ingest", ingest)
+	path, push := pushv1connect.NewPusherServiceHandler(pushService{s},
+		connect.WithReadMaxBytes(int(cfg.MaxBodySize)))
+	mux.Handle(path, s.instrument(endpointPush, push))
+	mux.Handle("/metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, "OK\n")
+	})
+	mux.HandleFunc("/-/ready", func(w http.ResponseWriter, _ *http.Request) {
+		if !s.ready() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = io.WriteString(w, "OK\n")
+	})
+	s.handler = mux
+
+	protocols := new(http.Protocols)
+	protocols.SetHTTP1(true)
+	protocols.SetHTTP2(true)
+	// gRPC clients speak HTTP/2 without TLS (h2c) to a plain listener.
+	protocols.SetUnencryptedHTTP2(true)
+	s.srv = &http.Server{
+		Handler:           mux,
+		ReadTimeout:       cfg.ReadTimeout,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		WriteTimeout:      cfg.WriteTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
+		Protocols:         protocols,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	return s
+}
+
+// Handler is the server's routes, for tests and embedding.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Serve accepts connections on ln, at most MaxConnections at once, until
+// Shutdown. It returns http.ErrServerClosed after Shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	return s.srv.Serve(netutil.LimitListener(ln, s.cfg.MaxConnections))
+}
+
+// Shutdown stops accepting, then waits for requests in progress (and so for
+// their commits) until ctx ends.
+func (s *Server) Shutdown(ctx context.Context) error {
+	return s.srv.Shutdown(ctx)
+}
+
+func (s *Server) handleIngest(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		writeError(w, &InputError{Status: http.StatusMethodNotAllowed, Reason: r.Method + " is not allowed: POST a profile"})
+		return
+	}
+	contentType := r.Header.Get("Content-Type")
+	if err := ValidateIngest(r.URL.Query(), contentType); err != nil {
+		writeError(w, err)
+		return
+	}
+	body, err := readBody(w, r, s.cfg.MaxBodySize)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	s.metrics.bytes.WithLabelValues(endpointIngest).Add(float64(len(body)))
+	e := &store.Entry{
+		Kind:            store.KindIngest,
+		ReceivedAt:      time.Now(),
+		Query:           r.URL.RawQuery,
+		ContentType:     contentType,
+		ContentEncoding: r.Header.Get("Content-Encoding"),
+		Body:            body,
+	}
+	if s.cfg.TenantPassthrough {
+		e.Tenant = r.Header.Get(tenantHeader)
+	}
+	if err := s.put(r.Context(), e); err != nil {
+		writeError(w, &InputError{Status: errStatusStore(err), Reason: err.Error()})
+		return
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// put stores e for every destination and logs what went wrong.
+func (s *Server) put(ctx context.Context, e *store.Entry) error {
+	if err := s.store.Put(ctx, e, s.cfg.Queues); err != nil {
+		s.log.Error("store request", "kind", e.Kind, "bytes", len(e.Body), "err", err)
+		return fmt.Errorf("not stored: %w", err)
+	}
+	return nil
+}
+
+// errStatusStore is the status for a request the store could not keep: the
+// client should retry it later, here or elsewhere.
+func errStatusStore(err error) int {
+	switch {
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, berrors.ErrMaxSizeReached):
+		return http.StatusInsufficientStorage
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return http.StatusRequestTimeout
+	default:
+		return http.StatusServiceUnavailable
+	}
+}
+
+// readBody reads the whole body, refusing more than limit bytes (413) and
+// an empty body (400).
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	if r.ContentLength > limit {
+		return nil, &InputError{Status: http.StatusRequestEntityTooLarge,
+			Reason: fmt.Sprintf("body of %d bytes is over the limit of %d bytes", r.ContentLength, limit)}
+	}
+	var buf bytes.Buffer
+	if r.ContentLength > 0 {
+		buf.Grow(int(r.ContentLength))
+	}
+	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit))
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		return nil, &InputError{Status: http.StatusRequestEntityTooLarge,
+			Reason: fmt.Sprintf("body is over the limit of %d bytes", limit)}
+	case err != nil:
+		return nil, &InputError{Status: http.StatusRequestTimeout, Reason: "reading body: " + err.Error()}
+	case buf.Len() == 0:
+		return nil, badRequest("empty body: send a profile")
+	}
+	return buf.Bytes(), nil
+}
+
+// writeError answers with the status and a one-line JSON reason, in the
+// shape the Pyroscope server uses.
+func writeError(w http.ResponseWriter, err error) {
+	status := errStatus(err)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable || status == http.StatusInsufficientStorage {
+		w.Header().Set("Retry-After", "10")
+	}
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	}{codeName(status), err.Error()})
+}
+
+func codeName(status int) string {
+	switch status {
+	case 400:
+		return "invalid_argument"
+	case 405:
+		return "method_not_allowed"
+	case 408:
+		return "deadline_exceeded"
+	case 413:
+		return "payload_too_large"
+	case 429:
+		return "resource_exhausted"
+	case 503, 507:
+		return "unavailable"
+	default:
+		return strconv.Itoa(status)
+	}
+}

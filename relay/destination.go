@@ -1,0 +1,211 @@
+// Package relay delivers what the store holds to Pyroscope destinations:
+// one Forwarder per destination drains that destination's queue with its
+// own workers, its own HTTP client and its own retry policy, so one slow or
+// dead destination never holds back another.
+//
+// It reads from the store and never from the HTTP server; an entry leaves a
+// queue only after a 2xx from its destination, or into dead-letter with a
+// reason.
+package relay
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Destination is one Pyroscope server (or another relay) to forward to.
+type Destination struct {
+	Name            string            `yaml:"name"`
+	URL             string            `yaml:"url"`
+	Headers         map[string]string `yaml:"headers,omitempty"`
+	BasicAuth       *BasicAuth        `yaml:"basic_auth,omitempty"`
+	BearerToken     string            `yaml:"bearer_token,omitempty"`
+	BearerTokenFile string            `yaml:"bearer_token_file,omitempty"`
+	// TenantID is sent as X-Scope-OrgID, overriding a passed-through tenant.
+	TenantID string        `yaml:"tenant_id,omitempty"`
+	Timeout  time.Duration `yaml:"timeout,omitempty"`
+	// MinBackoff and MaxBackoff bound the exponential backoff between
+	// retries of one entry.
+	MinBackoff time.Duration `yaml:"min_backoff,omitempty"`
+	MaxBackoff time.Duration `yaml:"max_backoff,omitempty"`
+	TLS        TLSConfig     `yaml:"tls,omitempty"`
+	// Concurrency is how many requests are in flight to this destination.
+	Concurrency int `yaml:"concurrency,omitempty"`
+	// MaxAttempts is the poison cap: how many failures that single the
+	// entry out (see Outcome.Strike) it may have before it is dead-lettered.
+	MaxAttempts int `yaml:"max_attempts,omitempty"`
+}
+
+// BasicAuth is a username and password for HTTP basic authentication.
+type BasicAuth struct {
+	Username string `yaml:"username"`
+	Password string `yaml:"password"`
+}
+
+// TLSConfig configures how a destination's certificate is checked and which
+// client certificate is presented.
+type TLSConfig struct {
+	CAFile             string `yaml:"ca_file,omitempty"`
+	CertFile           string `yaml:"cert_file,omitempty"`
+	KeyFile            string `yaml:"key_file,omitempty"`
+	InsecureSkipVerify bool   `yaml:"insecure_skip_verify,omitempty"`
+}
+
+// Defaults for destination settings left at zero.
+const (
+	DefaultTimeout     = 30 * time.Second
+	DefaultMinBackoff  = 500 * time.Millisecond
+	DefaultMaxBackoff  = 5 * time.Minute
+	DefaultConcurrency = 4
+	DefaultMaxAttempts = 10
+)
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.\-]*$`)
+
+// ErrInvalidDestination is wrapped by every error of Destination.Validate.
+var ErrInvalidDestination = errors.New("invalid destination")
+
+// WithDefaults returns d with zero settings replaced by defaults.
+func (d Destination) WithDefaults() Destination {
+	if d.Timeout <= 0 {
+		d.Timeout = DefaultTimeout
+	}
+	if d.MinBackoff <= 0 {
+		d.MinBackoff = DefaultMinBackoff
+	}
+	if d.MaxBackoff <= 0 {
+		d.MaxBackoff = DefaultMaxBackoff
+	}
+	if d.Concurrency <= 0 {
+		d.Concurrency = DefaultConcurrency
+	}
+	if d.MaxAttempts <= 0 {
+		d.MaxAttempts = DefaultMaxAttempts
+	}
+	d.URL = strings.TrimRight(d.URL, "/")
+	return d
+}
+
+// Validate reports the first wrong field, naming it.
+func (d Destination) Validate() error {
+	bad := func(field, format string, args ...any) error {
+		return fmt.Errorf("%w %q: %s: %s", ErrInvalidDestination, d.Name, field, fmt.Sprintf(format, args...))
+	}
+	if !nameRE.MatchString(d.Name) {
+		return bad("name", "must be letters, digits, '_', '.', '-', starting with a letter or digit")
+	}
+	u, err := url.Parse(d.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return bad("url", "%q is not an http:// or https:// URL", d.URL)
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return bad("url", "must not carry a query or fragment")
+	}
+	if d.BearerToken != "" && d.BearerTokenFile != "" {
+		return bad("bearer_token_file", "set bearer_token or bearer_token_file, not both")
+	}
+	if d.BasicAuth != nil && (d.BearerToken != "" || d.BearerTokenFile != "") {
+		return bad("basic_auth", "set basic auth or a bearer token, not both")
+	}
+	if d.MinBackoff > 0 && d.MaxBackoff > 0 && d.MinBackoff > d.MaxBackoff {
+		return bad("min_backoff", "%s is above max_backoff %s", d.MinBackoff, d.MaxBackoff)
+	}
+	if (d.TLS.CertFile == "") != (d.TLS.KeyFile == "") {
+		return bad("tls", "cert_file and key_file go together")
+	}
+	if d.BearerTokenFile != "" {
+		if _, err := os.Stat(d.BearerTokenFile); err != nil {
+			return bad("bearer_token_file", "%v", err)
+		}
+	}
+	if _, err := d.tlsConfig(); err != nil {
+		return bad("tls", "%v", err)
+	}
+	for _, n := range []int{d.Concurrency, d.MaxAttempts} {
+		if n < 0 {
+			return bad("concurrency/max_attempts", "must not be negative")
+		}
+	}
+	return nil
+}
+
+func (d Destination) tlsConfig() (*tls.Config, error) {
+	t := d.TLS
+	if t.CAFile == "" && t.CertFile == "" && !t.InsecureSkipVerify {
+		return nil, nil
+	}
+	cfg := &tls.Config{InsecureSkipVerify: t.InsecureSkipVerify} //nolint:gosec // the operator asked for it
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("ca_file %s: no PEM certificate found", t.CAFile)
+		}
+		cfg.RootCAs = pool
+	}
+	if t.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("cert_file/key_file: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
+}
+
+// httpClient builds the destination's own client: its own connection pool,
+// so a destination that hangs cannot starve another of connections.
+func (d Destination) httpClient() (*http.Client, error) {
+	tlsCfg, err := d.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = tlsCfg
+	tr.MaxIdleConnsPerHost = d.Concurrency
+	tr.ResponseHeaderTimeout = d.Timeout
+	// Connect's gRPC protocol needs HTTP/2; plain http URLs speak Connect
+	// over HTTP/1.1, which Pyroscope serves.
+	tr.ForceAttemptHTTP2 = true
+	return &http.Client{Transport: tr, Timeout: d.Timeout}, nil
+}
+
+// authorize adds the destination's credentials, tenant and headers to h.
+// tenant is the passed-through tenant of the entry, if any.
+func (d Destination) authorize(h http.Header, tenant string) error {
+	for k, v := range d.Headers {
+		h.Set(k, v)
+	}
+	switch {
+	case d.BasicAuth != nil:
+		r := http.Request{Header: h}
+		r.SetBasicAuth(d.BasicAuth.Username, d.BasicAuth.Password)
+	case d.BearerToken != "":
+		h.Set("Authorization", "Bearer "+d.BearerToken)
+	case d.BearerTokenFile != "":
+		// Read per request so that a rotated token is picked up.
+		tok, err := os.ReadFile(d.BearerTokenFile)
+		if err != nil {
+			return fmt.Errorf("read bearer_token_file: %w", err)
+		}
+		h.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
+	}
+	switch {
+	case d.TenantID != "":
+		h.Set("X-Scope-OrgID", d.TenantID)
+	case tenant != "":
+		h.Set("X-Scope-OrgID", tenant)
+	}
+	return nil
+}

@@ -1,0 +1,645 @@
+// Package store is pyrorelay's write-ahead queue on disk: one bbolt file
+// that holds every accepted request once, a queue of references to it per
+// destination, dead letters and quarantined records.
+//
+// Every write goes through one commit loop that folds the writes waiting at
+// that moment into a single fsync'd bbolt transaction (group commit), so
+// durability costs one fsync per batch, not one per request. The store knows
+// nothing about HTTP or destinations beyond their names.
+package store
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+// HoldQueue is the queue that keeps entries when no destination is
+// configured (store-only mode). Names starting with "_" are reserved.
+const HoldQueue = "_hold"
+
+// FileName is the name of the bbolt file inside the data directory.
+const FileName = "pyrorelay.db"
+
+var (
+	// ErrLocked means another process holds the data directory open.
+	ErrLocked = errors.New("data directory is in use by another process")
+	// ErrClosed is returned by writes after Close.
+	ErrClosed = errors.New("store is closed")
+	// ErrNotFound is returned for a queue or dead letter that does not exist.
+	ErrNotFound = errors.New("not found")
+)
+
+var (
+	bucketEntries    = []byte("entries")
+	bucketRefs       = []byte("refs")
+	bucketQueues     = []byte("queues")
+	bucketDead       = []byte("dead")
+	bucketQuarantine = []byte("quarantine")
+	bucketStats      = []byte("stats")
+	bucketMeta       = []byte("meta")
+	keySchema        = []byte("schema")
+)
+
+const schemaVersion = 1
+
+// Options tune a Store. The zero value is a sound default.
+type Options struct {
+	// LockTimeout is how long Open waits for another process to release
+	// the file before returning ErrLocked. Default 1s.
+	LockTimeout time.Duration
+	// NoGroupCommit gives every write its own transaction and fsync. It
+	// exists to measure what group commit buys; never use it in production.
+	NoGroupCommit bool
+	// MaxBatch caps the writes folded into one transaction. Default 512.
+	MaxBatch int
+	// OnCommit, if set, is called after each transaction with its duration
+	// (fsync included) and the number of writes it carried.
+	OnCommit func(d time.Duration, writes int)
+	// MaxFileSize, if positive, is bbolt's hard cap on the file size.
+	MaxFileSize int
+}
+
+// Store is a durable set of queues in one bbolt file. It is safe for
+// concurrent use.
+type Store struct {
+	db   *bolt.DB
+	opts Options
+	path string
+
+	ops      chan *op
+	stop     chan struct{}
+	loopDone chan struct{}
+	closing  sync.Once
+	closed   atomic.Bool
+
+	mu    sync.Mutex
+	wakes map[string]chan struct{}
+
+	commits atomic.Uint64
+	writes  atomic.Uint64
+}
+
+// op is one write waiting for the commit loop.
+type op struct {
+	fn   func(tx *bolt.Tx) error
+	wake []string // queues that gain entries when fn commits
+	done chan error
+}
+
+// Open opens or creates the store in dir. A file another process holds
+// returns ErrLocked; a file bbolt cannot read is never touched, and the
+// error says how to recover.
+func Open(dir string, opts Options) (*Store, error) {
+	if opts.LockTimeout <= 0 {
+		opts.LockTimeout = time.Second
+	}
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = 512
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("create data dir %q: %w", dir, err)
+	}
+	path := filepath.Join(dir, FileName)
+	db, err := openBolt(path, opts)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{
+		db:       db,
+		opts:     opts,
+		path:     path,
+		ops:      make(chan *op, opts.MaxBatch),
+		stop:     make(chan struct{}),
+		loopDone: make(chan struct{}),
+		wakes:    make(map[string]chan struct{}),
+	}
+	if err := db.Update(s.initBuckets); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("init %s: %w", path, err)
+	}
+	go s.commitLoop()
+	return s, nil
+}
+
+func openBolt(path string, opts Options) (db *bolt.DB, err error) {
+	// bbolt panics on some kinds of damage; a panic here must become a
+	// refusal to start, never a deleted file.
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("open %s: %v: %s", path, r, recoverHint(path))
+		}
+	}()
+	db, err = bolt.Open(path, 0o600, &bolt.Options{
+		Timeout:      opts.LockTimeout,
+		FreelistType: bolt.FreelistMapType,
+		MaxSize:      opts.MaxFileSize,
+	})
+	switch {
+	case errors.Is(err, berrors.ErrTimeout):
+		return nil, fmt.Errorf("open %s: %w (stop the relay that uses it, or ask it over its admin API)", path, ErrLocked)
+	case err != nil:
+		return nil, fmt.Errorf("open %s: %w: %s", path, err, recoverHint(path))
+	}
+	return db, nil
+}
+
+func recoverHint(path string) string {
+	return fmt.Sprintf("the file is left as it is; check it with `bbolt check %s`, "+
+		"then move it aside (mv %s %s.broken) to start with an empty store, or run `pyrorelay compact` to copy what is readable", path, path, path)
+}
+
+func (s *Store) initBuckets(tx *bolt.Tx) error {
+	for _, name := range [][]byte{bucketEntries, bucketRefs, bucketQueues, bucketDead, bucketQuarantine, bucketStats, bucketMeta} {
+		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+			return fmt.Errorf("create bucket %q: %w", name, err)
+		}
+	}
+	meta := tx.Bucket(bucketMeta)
+	if v := meta.Get(keySchema); v != nil {
+		if len(v) != 8 || binary.BigEndian.Uint64(v) > schemaVersion {
+			return fmt.Errorf("schema version %x is newer than this pyrorelay understands (%d)", v, schemaVersion)
+		}
+		return nil
+	}
+	return meta.Put(keySchema, u64(schemaVersion))
+}
+
+// Path is the bbolt file's path.
+func (s *Store) Path() string { return s.path }
+
+// Close waits for pending writes, then closes the file. Writes after Close
+// return ErrClosed.
+func (s *Store) Close() error {
+	var err error
+	s.closing.Do(func() {
+		s.closed.Store(true)
+		close(s.stop)
+		<-s.loopDone
+		err = s.db.Close()
+	})
+	return err
+}
+
+// CommitCounts reports how many transactions the store committed and how
+// many writes they carried; writes/commits is the group-commit factor.
+func (s *Store) CommitCounts() (commits, writes uint64) {
+	return s.commits.Load(), s.writes.Load()
+}
+
+// write hands fn to the commit loop and waits until its transaction is
+// durable. fn may run more than once (a failed batch is retried write by
+// write), so it must do nothing but change tx.
+func (s *Store) write(ctx context.Context, wake []string, fn func(tx *bolt.Tx) error) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	o := &op{fn: fn, wake: wake, done: make(chan error, 1)}
+	select {
+	case s.ops <- o:
+	case <-s.stop:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	// Once queued, the write is committed or failed whatever ctx says, so
+	// wait for the answer: a caller must never think a committed entry was
+	// refused, or the reverse.
+	return <-o.done
+}
+
+func (s *Store) commitLoop() {
+	defer close(s.loopDone)
+	batch := make([]*op, 0, s.opts.MaxBatch)
+	for {
+		batch = batch[:0]
+		select {
+		case o := <-s.ops:
+			batch = append(batch, o)
+		case <-s.stop:
+			// Finish what was queued before Close.
+			for {
+				select {
+				case o := <-s.ops:
+					s.commit([]*op{o})
+				default:
+					return
+				}
+			}
+		}
+		if !s.opts.NoGroupCommit {
+		fill:
+			for len(batch) < s.opts.MaxBatch {
+				select {
+				case o := <-s.ops:
+					batch = append(batch, o)
+				default:
+					break fill
+				}
+			}
+		}
+		s.commit(batch)
+	}
+}
+
+// commit runs batch in one transaction. If it fails, each write is retried
+// alone so that one bad write does not fail the others.
+func (s *Store) commit(batch []*op) {
+	start := time.Now()
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		for _, o := range batch {
+			if err := o.fn(tx); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	s.observe(start, len(batch))
+	if err == nil || len(batch) == 1 {
+		for _, o := range batch {
+			s.finish(o, err)
+		}
+		return
+	}
+	for _, o := range batch {
+		start := time.Now()
+		err := s.db.Update(o.fn)
+		s.observe(start, 1)
+		s.finish(o, err)
+	}
+}
+
+func (s *Store) observe(start time.Time, n int) {
+	s.commits.Add(1)
+	s.writes.Add(uint64(n))
+	if s.opts.OnCommit != nil {
+		s.opts.OnCommit(time.Since(start), n)
+	}
+}
+
+func (s *Store) finish(o *op, err error) {
+	if err == nil {
+		for _, q := range o.wake {
+			s.signal(q)
+		}
+	}
+	o.done <- err
+}
+
+// Wake returns a channel that receives a value after new entries were
+// committed to queue. Receivers must re-read the queue: several commits may
+// fold into one value.
+func (s *Store) Wake(queue string) <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.wakeLocked(queue)
+}
+
+func (s *Store) wakeLocked(queue string) chan struct{} {
+	c, ok := s.wakes[queue]
+	if !ok {
+		c = make(chan struct{}, 1)
+		s.wakes[queue] = c
+	}
+	return c
+}
+
+func (s *Store) signal(queue string) {
+	s.mu.Lock()
+	c := s.wakeLocked(queue)
+	s.mu.Unlock()
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// Put stores e once and appends it to each named queue, durably, before it
+// returns. It sets e.ID. With no queue named, the entry goes to HoldQueue.
+func (s *Store) Put(ctx context.Context, e *Entry, queues []string) error {
+	if len(queues) == 0 {
+		queues = []string{HoldQueue}
+	}
+	rec := encodeRecord(make([]byte, 0, e.Size()), e)
+	ref := queueRef{size: uint64(len(rec)), receivedAt: e.ReceivedAt.UnixNano()}
+	return s.write(ctx, queues, func(tx *bolt.Tx) error {
+		entries := tx.Bucket(bucketEntries)
+		id, err := entries.NextSequence()
+		if err != nil {
+			return err
+		}
+		if err := entries.Put(u64(id), rec); err != nil {
+			return fmt.Errorf("put entry: %w", err)
+		}
+		if err := tx.Bucket(bucketRefs).Put(u64(id), u32(uint32(len(queues)))); err != nil {
+			return err
+		}
+		ref.id = id
+		for _, q := range queues {
+			if err := appendQueue(tx, q, ref); err != nil {
+				return err
+			}
+		}
+		e.ID = id
+		return nil
+	})
+}
+
+// queueRef is a queue's value: which entry, how big, and when it arrived,
+// so that stats and age need no entry read.
+type queueRef struct {
+	id         uint64
+	size       uint64
+	receivedAt int64
+}
+
+func (r queueRef) encode() []byte {
+	b := make([]byte, 24)
+	binary.BigEndian.PutUint64(b, r.id)
+	binary.BigEndian.PutUint64(b[8:], r.size)
+	binary.BigEndian.PutUint64(b[16:], uint64(r.receivedAt))
+	return b
+}
+
+func decodeQueueRef(b []byte) (queueRef, bool) {
+	if len(b) != 24 {
+		return queueRef{}, false
+	}
+	return queueRef{
+		id:         binary.BigEndian.Uint64(b),
+		size:       binary.BigEndian.Uint64(b[8:]),
+		receivedAt: int64(binary.BigEndian.Uint64(b[16:])),
+	}, true
+}
+
+func appendQueue(tx *bolt.Tx, queue string, ref queueRef) error {
+	b, err := tx.Bucket(bucketQueues).CreateBucketIfNotExists([]byte(queue))
+	if err != nil {
+		return fmt.Errorf("queue %q: %w", queue, err)
+	}
+	seq, err := b.NextSequence()
+	if err != nil {
+		return err
+	}
+	if err := b.Put(u64(seq), ref.encode()); err != nil {
+		return fmt.Errorf("queue %q: %w", queue, err)
+	}
+	return addStats(tx, statsKey('q', queue), 1, int64(ref.size))
+}
+
+// Item is an entry read from a queue, with its position there.
+type Item struct {
+	Seq   uint64 // position in the queue; pass it to Ack or DeadLetter
+	Entry *Entry
+}
+
+// ReadBatch returns up to max entries of queue whose position is after
+// after, oldest first, stopping early once maxBytes are read (at least one
+// entry is returned if any is queued). The read transaction is closed
+// before it returns: entries are copies. Records that fail their checksum
+// are moved to quarantine and skipped; quarantined reports how many.
+func (s *Store) ReadBatch(ctx context.Context, queue string, after uint64, max, maxBytes int) (items []Item, quarantined int, err error) {
+	var bad []uint64 // queue positions whose entry is corrupt or gone
+	var badIDs []uint64
+	err = s.db.View(func(tx *bolt.Tx) error {
+		q := tx.Bucket(bucketQueues).Bucket([]byte(queue))
+		if q == nil {
+			return nil
+		}
+		entries := tx.Bucket(bucketEntries)
+		size := 0
+		c := q.Cursor()
+		for k, v := c.Seek(u64(after + 1)); k != nil && len(items) < max; k, v = c.Next() {
+			seq := binary.BigEndian.Uint64(k)
+			ref, ok := decodeQueueRef(v)
+			if !ok {
+				bad = append(bad, seq)
+				continue
+			}
+			raw := entries.Get(u64(ref.id))
+			if raw == nil {
+				bad = append(bad, seq)
+				continue
+			}
+			e, err := decodeRecord(append([]byte(nil), raw...))
+			if err != nil {
+				bad = append(bad, seq)
+				badIDs = append(badIDs, ref.id)
+				continue
+			}
+			e.ID = ref.id
+			items = append(items, Item{Seq: seq, Entry: e})
+			size += len(raw)
+			if size >= maxBytes {
+				break
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("read queue %q: %w", queue, err)
+	}
+	if len(bad) > 0 {
+		if err := s.quarantine(ctx, queue, bad, badIDs); err != nil {
+			return items, 0, err
+		}
+	}
+	return items, len(bad), nil
+}
+
+// quarantine moves corrupt entries out of the way, keeping their bytes, and
+// removes queue positions that point at them.
+func (s *Store) quarantine(ctx context.Context, queue string, seqs, ids []uint64) error {
+	return s.write(ctx, nil, func(tx *bolt.Tx) error {
+		entries, refs, qb := tx.Bucket(bucketEntries), tx.Bucket(bucketRefs), tx.Bucket(bucketQuarantine)
+		for _, id := range ids {
+			raw := entries.Get(u64(id))
+			if raw == nil {
+				continue
+			}
+			if err := qb.Put(u64(id), append([]byte(nil), raw...)); err != nil {
+				return err
+			}
+			if err := entries.Delete(u64(id)); err != nil {
+				return err
+			}
+			if err := refs.Delete(u64(id)); err != nil {
+				return err
+			}
+		}
+		return removeFromQueue(tx, queue, seqs, false)
+	})
+}
+
+// removeFromQueue deletes queue positions; with decref, the entries they
+// point at lose a reference and go when none is left.
+func removeFromQueue(tx *bolt.Tx, queue string, seqs []uint64, decref bool) error {
+	q := tx.Bucket(bucketQueues).Bucket([]byte(queue))
+	if q == nil {
+		return nil
+	}
+	for _, seq := range seqs {
+		v := q.Get(u64(seq))
+		if v == nil {
+			continue // already gone: acks are idempotent
+		}
+		ref, ok := decodeQueueRef(v)
+		if err := q.Delete(u64(seq)); err != nil {
+			return err
+		}
+		if !ok {
+			continue
+		}
+		if err := addStats(tx, statsKey('q', queue), -1, -int64(ref.size)); err != nil {
+			return err
+		}
+		if decref {
+			if err := release(tx, ref.id); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// release drops one reference to an entry and deletes it with the last.
+func release(tx *bolt.Tx, id uint64) error {
+	refs := tx.Bucket(bucketRefs)
+	v := refs.Get(u64(id))
+	if len(v) != 4 || binary.BigEndian.Uint32(v) <= 1 {
+		if err := refs.Delete(u64(id)); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketEntries).Delete(u64(id))
+	}
+	return refs.Put(u64(id), u32(binary.BigEndian.Uint32(v)-1))
+}
+
+// Ack removes delivered positions from queue. Acks of several callers share
+// one commit; acking a position twice is harmless.
+func (s *Store) Ack(ctx context.Context, queue string, seqs ...uint64) error {
+	if len(seqs) == 0 {
+		return nil
+	}
+	err := s.write(ctx, nil, func(tx *bolt.Tx) error { return removeFromQueue(tx, queue, seqs, true) })
+	if err != nil {
+		return fmt.Errorf("ack %d entries of queue %q: %w", len(seqs), queue, err)
+	}
+	return nil
+}
+
+// QueueStats describes one queue.
+type QueueStats struct {
+	Entries     int64
+	Bytes       int64
+	Oldest      time.Time // zero when empty
+	Newest      time.Time // zero when empty
+	DeadEntries int64
+	DeadBytes   int64
+}
+
+// Stats reports every queue that has, or ever had, entries or dead letters.
+// It reads counters kept beside the queues, never the entries.
+func (s *Store) Stats() (map[string]QueueStats, error) {
+	out := make(map[string]QueueStats)
+	err := s.db.View(func(tx *bolt.Tx) error {
+		err := tx.Bucket(bucketQueues).ForEachBucket(func(name []byte) error {
+			q := tx.Bucket(bucketQueues).Bucket(name)
+			st := out[string(name)]
+			st.Entries, st.Bytes = getStats(tx, statsKey('q', string(name)))
+			c := q.Cursor()
+			if _, v := c.First(); v != nil {
+				if ref, ok := decodeQueueRef(v); ok {
+					st.Oldest = time.Unix(0, ref.receivedAt)
+				}
+			}
+			if _, v := c.Last(); v != nil {
+				if ref, ok := decodeQueueRef(v); ok {
+					st.Newest = time.Unix(0, ref.receivedAt)
+				}
+			}
+			out[string(name)] = st
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		return tx.Bucket(bucketDead).ForEachBucket(func(name []byte) error {
+			st := out[string(name)]
+			st.DeadEntries, st.DeadBytes = getStats(tx, statsKey('d', string(name)))
+			out[string(name)] = st
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("stats: %w", err)
+	}
+	return out, nil
+}
+
+// Queues lists the names of all queues, sorted.
+func (s *Store) Queues() ([]string, error) {
+	st, err := s.Stats()
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, 0, len(st))
+	for n := range st {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+// Quarantined reports how many records were moved to quarantine.
+func (s *Store) Quarantined() (int, error) {
+	n := 0
+	err := s.db.View(func(tx *bolt.Tx) error {
+		n = tx.Bucket(bucketQuarantine).Stats().KeyN
+		return nil
+	})
+	return n, err
+}
+
+func statsKey(kind byte, queue string) []byte {
+	return append([]byte{kind, '/'}, queue...)
+}
+
+func getStats(tx *bolt.Tx, key []byte) (count, bytes int64) {
+	v := tx.Bucket(bucketStats).Get(key)
+	if len(v) != 16 {
+		return 0, 0
+	}
+	return int64(binary.BigEndian.Uint64(v)), int64(binary.BigEndian.Uint64(v[8:]))
+}
+
+func addStats(tx *bolt.Tx, key []byte, dCount, dBytes int64) error {
+	count, bytes := getStats(tx, key)
+	count, bytes = max(count+dCount, 0), max(bytes+dBytes, 0)
+	v := make([]byte, 16)
+	binary.BigEndian.PutUint64(v, uint64(count))
+	binary.BigEndian.PutUint64(v[8:], uint64(bytes))
+	return tx.Bucket(bucketStats).Put(key, v)
+}
+
+func u64(v uint64) []byte {
+	b := make([]byte, 8)
+	binary.BigEndian.PutUint64(b, v)
+	return b
+}
+
+func u32(v uint32) []byte {
+	b := make([]byte, 4)
+	binary.BigEndian.PutUint32(b, v)
+	return b
+}
