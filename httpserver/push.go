@@ -8,8 +8,8 @@ import (
 	"unicode/utf8"
 
 	"connectrpc.com/connect"
-	"github.com/grafana/pyroscope/api/model/labelset"
 	pushv1 "github.com/grafana/pyroscope/api/gen/proto/go/push/v1"
+	"github.com/grafana/pyroscope/api/model/labelset"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/pyrorelay/pyrorelay/store"

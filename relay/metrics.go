@@ -62,8 +62,8 @@ type StatsSource interface {
 // QueueCollector exports the store's per-queue counters at scrape time, so
 // the numbers are what is on disk, not what this process has seen.
 type QueueCollector struct {
-	src                             StatsSource
-	now                             func() time.Time
+	src                              StatsSource
+	now                              func() time.Time
 	entries, bytes, oldest, dead, db *prometheus.Desc
 }
 
