@@ -81,7 +81,11 @@ type Store struct {
 	stop     chan struct{}
 	loopDone chan struct{}
 	closing  sync.Once
-	closed   atomic.Bool
+	// closeMu orders Close after every send into ops: a write holds it
+	// shared while it hands its op to the loop, Close takes it to set
+	// closed, so no op can enter ops after the loop's final drain.
+	closeMu sync.RWMutex
+	closed  bool
 
 	mu    sync.Mutex
 	wakes map[string]chan struct{}
@@ -183,7 +187,9 @@ func (s *Store) Path() string { return s.path }
 func (s *Store) Close() error {
 	var err error
 	s.closing.Do(func() {
-		s.closed.Store(true)
+		s.closeMu.Lock()
+		s.closed = true
+		s.closeMu.Unlock()
 		close(s.stop)
 		<-s.loopDone
 		err = s.db.Close()
@@ -201,15 +207,17 @@ func (s *Store) CommitCounts() (commits, writes uint64) {
 // durable. fn may run more than once (a failed batch is retried write by
 // write), so it must do nothing but change tx.
 func (s *Store) write(ctx context.Context, wake []string, fn func(tx *bolt.Tx) error) error {
-	if s.closed.Load() {
+	o := &op{fn: fn, wake: wake, done: make(chan error, 1)}
+	s.closeMu.RLock()
+	if s.closed {
+		s.closeMu.RUnlock()
 		return ErrClosed
 	}
-	o := &op{fn: fn, wake: wake, done: make(chan error, 1)}
 	select {
 	case s.ops <- o:
-	case <-s.stop:
-		return ErrClosed
+		s.closeMu.RUnlock()
 	case <-ctx.Done():
+		s.closeMu.RUnlock()
 		return ctx.Err()
 	}
 	// Once queued, the write is committed or failed whatever ctx says, so
