@@ -31,7 +31,7 @@ var formats = map[string]bool{
 }
 
 // textFormats take their profile type from the last dot segment of the
-// application name.
+// application name, unless the body is parsed otherwise (see parsedAsText).
 var textFormats = map[string]bool{
 	"": true, "folded": true, "collapsed": true, "groups": true, "lines": true, "trie": true, "tree": true,
 }
@@ -58,7 +58,7 @@ func ValidateIngest(query url.Values, contentType string) error {
 	if !formats[format] {
 		return badRequest("unknown format %q: use pprof, jfr, speedscope, trie, tree, lines or folded", format)
 	}
-	if textFormats[format] && !isMultipart(contentType) {
+	if parsedAsText(format, contentType) {
 		if err := validateProfileType(query.Get("name")); err != nil {
 			return err
 		}
@@ -94,8 +94,30 @@ func ValidateName(name string) error {
 	return nil
 }
 
+// parsedAsText reports whether the server parses the body as a text format,
+// which takes its profile type from the name. It follows the server's order:
+// trie and tree (by format or Content-Type) and lines win over everything,
+// then the formats that carry their own types, then a multipart body (a
+// pprof upload), then folded text.
+func parsedAsText(format, contentType string) bool {
+	mt, _, _ := strings.Cut(contentType, ";")
+	mt = strings.ToLower(strings.TrimSpace(mt))
+	switch {
+	case format == "trie" || format == "tree" || format == "lines",
+		mt == "binary/octet-stream+trie" || mt == "binary/octet-stream+tree":
+		return true
+	case !textFormats[format]:
+		return false
+	default:
+		return !strings.HasPrefix(mt, "multipart/")
+	}
+}
+
 func validateProfileType(name string) error {
 	app, _, _ := strings.Cut(name, "{")
+	// The name parser trims the application name; so must we, or
+	// "app.cpu {x=y}" would have the type "cpu ".
+	app = strings.TrimSpace(app)
 	i := strings.LastIndexByte(app, '.')
 	if i < 0 {
 		return nil // no suffix means cpu
@@ -104,10 +126,6 @@ func validateProfileType(name string) error {
 		return badRequest("unknown profile type %q in name %q: end the application name with .cpu, .wall, .inuse_space, ... or use a format that carries its own types", t, app)
 	}
 	return nil
-}
-
-func isMultipart(contentType string) bool {
-	return strings.HasPrefix(strings.ToLower(strings.TrimSpace(contentType)), "multipart/")
 }
 
 // errStatus maps an error to the HTTP status to answer.

@@ -74,7 +74,55 @@ func (s *Server) instrument(endpoint string, next http.Handler) http.Handler {
 		if sw.status == 0 {
 			sw.status = http.StatusOK
 		}
+		if st, ok := grpcStatus(w.Header()); ok {
+			sw.status = st
+		}
 		s.metrics.requests.WithLabelValues(endpoint, strconv.Itoa(sw.status)).Inc()
 		s.metrics.duration.WithLabelValues(endpoint).Observe(time.Since(start).Seconds())
 	})
+}
+
+// grpcStatus reads the outcome of a gRPC call, which travels in the
+// Grpc-Status trailer (or header, for trailers-only answers) under HTTP 200,
+// and maps it to the HTTP status Connect would have used, so that metrics
+// count gRPC failures as failures. gRPC-Web puts its trailers in the body
+// and is counted by its HTTP status.
+func grpcStatus(h http.Header) (int, bool) {
+	v := h.Get("Grpc-Status")
+	if v == "" {
+		v = h.Get(http.TrailerPrefix + "Grpc-Status")
+	}
+	if v == "" {
+		return 0, false
+	}
+	code, err := strconv.Atoi(v)
+	if err != nil {
+		return 0, false
+	}
+	switch code {
+	case 0:
+		return http.StatusOK, true
+	case 1: // canceled
+		return 499, true
+	case 3, 9, 11: // invalid_argument, failed_precondition, out_of_range
+		return http.StatusBadRequest, true
+	case 4: // deadline_exceeded
+		return http.StatusGatewayTimeout, true
+	case 5: // not_found
+		return http.StatusNotFound, true
+	case 6, 10: // already_exists, aborted
+		return http.StatusConflict, true
+	case 7: // permission_denied
+		return http.StatusForbidden, true
+	case 8: // resource_exhausted
+		return http.StatusTooManyRequests, true
+	case 12: // unimplemented
+		return http.StatusNotImplemented, true
+	case 14: // unavailable
+		return http.StatusServiceUnavailable, true
+	case 16: // unauthenticated
+		return http.StatusUnauthorized, true
+	default: // unknown, internal, data_loss
+		return http.StatusInternalServerError, true
+	}
 }

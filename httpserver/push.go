@@ -84,6 +84,10 @@ func (p pushService) Push(ctx context.Context, req *connect.Request[pushv1.PushR
 
 func connectCode(status int) connect.Code {
 	switch status {
+	case 408:
+		// The commit did not finish in time (or the client left): a
+		// retriable code, not internal.
+		return connect.CodeDeadlineExceeded
 	case 429:
 		return connect.CodeResourceExhausted
 	case 503, 507:

@@ -8,6 +8,7 @@ package httpserver
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -55,6 +56,15 @@ type Config struct {
 	MaxHeaderBytes    int
 	// TenantPassthrough stores the client's X-Scope-OrgID with the entry.
 	TenantPassthrough bool
+	// Auth, when set, requires valid credentials on every path but
+	// /metrics and the health checks (see auth.go).
+	Auth *Authenticator
+	// ProtectMetrics requires credentials on /metrics and the health
+	// checks too (with Auth).
+	ProtectMetrics bool
+	// TLS, when set, makes Serve speak TLS with this config (see package
+	// tlsreload for one that reloads its certificate).
+	TLS *tls.Config
 }
 
 // Defaults for Config fields left at zero.
@@ -99,6 +109,7 @@ type Server struct {
 	ready   func() bool
 	handler http.Handler
 	srv     *http.Server
+	conns   *connCounter
 }
 
 // Options are a Server's collaborators; all but Store may be nil.
@@ -110,6 +121,8 @@ type Options struct {
 	// Ready reports whether the relay is ready to serve (store open,
 	// forwarders running); nil means always.
 	Ready func() bool
+	// Status, if set, serves the admin API's GET /api/v1/queues.
+	Status StatusSource
 }
 
 // New returns a server for cfg.
@@ -123,6 +136,7 @@ func New(cfg Config, o Options) *Server {
 		s.ready = func() bool { return true }
 	}
 	s.metrics = newMetrics(o.Registry)
+	s.conns = newConnCounter(o.Registry, cfg.MaxConnections)
 	gatherer := o.Gatherer
 	if gatherer == nil {
 		gatherer = prometheus.DefaultGatherer
@@ -136,6 +150,9 @@ func New(cfg Config, o Options) *Server {
 		connect.WithReadMaxBytes(int(cfg.MaxBodySize)))
 	mux.Handle(path, s.instrument(endpointPush, push))
 	mux.Handle("/metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
+	if o.Status != nil {
+		mux.Handle(StatusPath, s.statusHandler(o.Status))
+	}
 	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, "OK\n")
 	})
@@ -147,6 +164,9 @@ func New(cfg Config, o Options) *Server {
 		_, _ = io.WriteString(w, "OK\n")
 	})
 	s.handler = mux
+	if cfg.Auth != nil {
+		s.handler = s.requireAuth(mux, o.Registry)
+	}
 
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
@@ -154,7 +174,8 @@ func New(cfg Config, o Options) *Server {
 	// gRPC clients speak HTTP/2 without TLS (h2c) to a plain listener.
 	protocols.SetUnencryptedHTTP2(true)
 	s.srv = &http.Server{
-		Handler:           mux,
+		Handler:           s.handler,
+		TLSConfig:         cfg.TLS,
 		ReadTimeout:       cfg.ReadTimeout,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		WriteTimeout:      cfg.WriteTimeout,
@@ -170,9 +191,19 @@ func New(cfg Config, o Options) *Server {
 func (s *Server) Handler() http.Handler { return s.handler }
 
 // Serve accepts connections on ln, at most MaxConnections at once, until
-// Shutdown. It returns http.ErrServerClosed after Shutdown.
+// Shutdown, speaking TLS when Config.TLS is set. It returns
+// http.ErrServerClosed after Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
-	return s.srv.Serve(netutil.LimitListener(ln, s.cfg.MaxConnections))
+	// Counted under the TLS listener ServeTLS adds, so the count is of
+	// TCP connections and http.Server still sees *tls.Conn.
+	ln = s.conns.wrap(netutil.LimitListener(ln, s.cfg.MaxConnections))
+	if s.cfg.TLS != nil {
+		// The certificate comes from the config (GetCertificate or
+		// GetConfigForClient), so no file names here; ServeTLS offers h2
+		// by ALPN, which gRPC clients need.
+		return s.srv.ServeTLS(ln, "", "")
+	}
+	return s.srv.Serve(ln)
 }
 
 // Shutdown stops accepting, then waits for requests in progress (and so for
@@ -229,6 +260,8 @@ func (s *Server) put(ctx context.Context, e *store.Entry) error {
 // client should retry it later, here or elsewhere.
 func errStatusStore(err error) int {
 	switch {
+	case errors.Is(err, store.ErrFull):
+		return http.StatusTooManyRequests
 	case errors.Is(err, syscall.ENOSPC), errors.Is(err, berrors.ErrMaxSizeReached):
 		return http.StatusInsufficientStorage
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
@@ -247,7 +280,10 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 	}
 	var buf bytes.Buffer
 	if r.ContentLength > 0 {
-		buf.Grow(int(r.ContentLength))
+		// ReadFrom wants MinRead bytes free before each read, the one
+		// that sees EOF included: without the spare room a body of
+		// exactly ContentLength bytes is copied into a buffer twice as big.
+		buf.Grow(int(r.ContentLength) + bytes.MinRead)
 	}
 	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit))
 	var mbe *http.MaxBytesError
@@ -283,6 +319,8 @@ func codeName(status int) string {
 	switch status {
 	case 400:
 		return "invalid_argument"
+	case 401:
+		return "unauthenticated"
 	case 405:
 		return "method_not_allowed"
 	case 408:

@@ -42,6 +42,9 @@ type Destination struct {
 	// MaxAttempts is the poison cap: how many failures that single the
 	// entry out (see Outcome.Strike) it may have before it is dead-lettered.
 	MaxAttempts int `yaml:"max_attempts,omitempty"`
+	// MaxAge moves entries that waited longer to dead-letter with reason
+	// "expired"; 0 keeps them forever.
+	MaxAge time.Duration `yaml:"max_age,omitempty"`
 }
 
 // BasicAuth is a username and password for HTTP basic authentication.
@@ -78,11 +81,17 @@ func (d Destination) WithDefaults() Destination {
 	if d.Timeout <= 0 {
 		d.Timeout = DefaultTimeout
 	}
+	// A default never contradicts the bound the operator did set: a lone
+	// max_backoff of 100ms must not meet a 500ms default minimum and fail
+	// validation with a complaint about a field nobody wrote.
 	if d.MinBackoff <= 0 {
 		d.MinBackoff = DefaultMinBackoff
+		if d.MaxBackoff > 0 {
+			d.MinBackoff = min(d.MinBackoff, d.MaxBackoff)
+		}
 	}
 	if d.MaxBackoff <= 0 {
-		d.MaxBackoff = DefaultMaxBackoff
+		d.MaxBackoff = max(DefaultMaxBackoff, d.MinBackoff)
 	}
 	if d.Concurrency <= 0 {
 		d.Concurrency = DefaultConcurrency
@@ -104,7 +113,7 @@ func (d Destination) Validate() error {
 	}
 	u, err := url.Parse(d.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return bad("url", "%q is not an http:// or https:// URL", d.URL)
+		return bad("url", "%q is not an http:// or https:// URL", RedactURL(d.URL))
 	}
 	if u.RawQuery != "" || u.Fragment != "" {
 		return bad("url", "must not carry a query or fragment")

@@ -28,6 +28,7 @@ type Queue interface {
 	Ack(ctx context.Context, queue string, seqs ...uint64) error
 	MoveToDeadLetter(ctx context.Context, queue string, seq uint64, d store.DeadLetter) error
 	Wake(queue string) <-chan struct{}
+	Expire(ctx context.Context, queue string, cutoff time.Time) (int, error)
 }
 
 // UserAgent is sent with every forwarded request.
@@ -54,6 +55,8 @@ type Forwarder struct {
 	// delivered counts successes; a failure while it moves means other
 	// entries get through, which singles this entry out (poison).
 	delivered atomic.Uint64
+	// lastFailure is the last failed attempt, for LastFailure.
+	lastFailure atomic.Pointer[Failure]
 }
 
 // NewForwarder returns a forwarder for dest over q. metrics may be shared
@@ -91,20 +94,31 @@ func (f *Forwarder) Name() string { return f.dest.Name }
 // not delivered stays queued for the next start.
 func (f *Forwarder) Run(ctx context.Context) {
 	work := make(chan store.Item)
+	acks := newAcker(f.queue, f.dest.Name, f.log)
 	var wg sync.WaitGroup
 	for range f.dest.Concurrency {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for it := range work {
-				f.deliver(ctx, it)
+				f.deliver(ctx, it, acks)
 			}
 		}()
 	}
 	defer func() {
 		close(work)
 		wg.Wait()
+		acks.close() // the last acks are durable before Run returns
 	}()
+	if f.dest.MaxAge > 0 {
+		// Its own goroutine: the dispatcher below blocks while every
+		// worker retries, which is exactly when entries grow old.
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f.expireLoop(ctx)
+		}()
+	}
 
 	poll := time.NewTicker(pollInterval)
 	defer poll.Stop()
@@ -147,48 +161,43 @@ func (f *Forwarder) Run(ctx context.Context) {
 	}
 }
 
+// expireLoop moves entries older than MaxAge to dead-letter, because the
+// Pyroscope server refuses profiles older than its reject-older-than window:
+// the operator decides what to do with them, the relay only tells.
+func (f *Forwarder) expireLoop(ctx context.Context) {
+	every := min(max(f.dest.MaxAge/10, time.Second), time.Minute)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		n, err := f.queue.Expire(ctx, f.dest.Name, time.Now().Add(-f.dest.MaxAge))
+		switch {
+		case err != nil && ctx.Err() == nil:
+			f.log.Error("expire old entries", "err", err)
+		case n > 0:
+			f.metrics.deadLettered.WithLabelValues(f.dest.Name, "expired").Add(float64(n))
+			f.log.Warn("entries older than max_age moved to dead-letter", "count", n, "max_age", f.dest.MaxAge)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
 // deliver sends one entry until it is delivered, dead-lettered, or ctx ends.
-func (f *Forwarder) deliver(ctx context.Context, it store.Item) {
-	b := backoff.NewExponentialBackOff(
-		backoff.WithInitialInterval(f.dest.MinBackoff),
-		backoff.WithMaxInterval(f.dest.MaxBackoff),
-		backoff.WithMaxElapsedTime(0), // the queue, not the backoff, decides when to stop
-	)
-	strikes := 0
-	for attempt := 1; ; attempt++ {
-		seen := f.delivered.Load()
-		o := f.attempt(ctx, it.Entry)
-		f.metrics.attempts.WithLabelValues(f.dest.Name, o.Verdict.String()).Inc()
-		switch o.Verdict {
-		case Delivered:
-			f.delivered.Add(1)
-			f.metrics.delivered.WithLabelValues(f.dest.Name).Add(float64(len(it.Entry.Body)))
-			// Ack with a context of its own: a delivered entry must be
-			// acked even while shutting down, or it is sent again.
-			if err := f.queue.Ack(context.WithoutCancel(ctx), f.dest.Name, it.Seq); err != nil {
-				f.log.Error("ack delivered entry", "entry", it.Entry.ID, "err", err)
-			}
-			return
-		case Permanent:
-			f.deadLetter(ctx, it, o, attempt, "permanent")
-			return
-		}
-		if o.Strike || f.delivered.Load() != seen {
-			strikes++
-		}
-		if strikes >= f.dest.MaxAttempts {
-			o.Reason = fmt.Sprintf("poison: failed %d times while the destination took other entries; last: %s", attempt, o.Reason)
-			f.deadLetter(ctx, it, o, attempt, "poison")
-			return
-		}
-		wait := b.NextBackOff()
-		if o.RetryAfter > wait {
-			wait = min(o.RetryAfter, f.dest.MaxBackoff)
-		}
-		f.log.Debug("retrying entry", "entry", it.Entry.ID, "attempt", attempt, "status", o.Status, "reason", o.Reason, "wait", wait)
-		if !sleep(ctx, wait) {
-			return
-		}
+// The retry policy is send's; deliver only decides what the queue does with
+// the result.
+func (f *Forwarder) deliver(ctx context.Context, it store.Item, acks *acker) {
+	o, attempts, fate := f.send(ctx, it.Entry)
+	switch fate {
+	case FateDelivered:
+		// Acks share commits (see acker); the worker does not wait for one.
+		acks.ack(it.Seq)
+	case FatePermanent:
+		f.deadLetter(ctx, it, o, attempts, "permanent")
+	case FatePoison:
+		f.deadLetter(ctx, it, o, attempts, "poison")
 	}
 }
 
@@ -247,7 +256,8 @@ func (f *Forwarder) sendIngest(ctx context.Context, e *store.Entry) Outcome {
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20)) // keep the connection reusable
 	o := ClassifyHTTP(resp.StatusCode, nil)
 	if o.Verdict != Delivered {
-		o.Reason = fmt.Sprintf("%d %s", resp.StatusCode, oneLine(snippet))
+		// A server or proxy may echo the request's credentials.
+		o.Reason = fmt.Sprintf("%d %s", resp.StatusCode, oneLine([]byte(f.dest.redact(string(snippet)))))
 		o.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
 	}
 	return o
@@ -266,7 +276,7 @@ func (f *Forwarder) sendPush(ctx context.Context, e *store.Entry) Outcome {
 	_, err := f.push.Push(ctx, req)
 	o := ClassifyConnect(err)
 	if err != nil {
-		o.Reason = oneLine([]byte(err.Error()))
+		o.Reason = oneLine([]byte(f.dest.redact(err.Error())))
 	}
 	return o
 }

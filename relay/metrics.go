@@ -33,7 +33,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"destination"}),
 		deadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pyrorelay_dead_lettered_total",
-			Help: "Entries moved to dead-letter, by destination and reason (permanent, poison).",
+			Help: "Entries moved to dead-letter, by destination and reason (permanent, poison, expired).",
 		}, []string{"destination", "reason"}),
 		quarantined: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pyrorelay_quarantined_total",
@@ -52,6 +52,23 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		reg.MustRegister(m.attempts, m.latency, m.deadLettered, m.quarantined, m.inFlight, m.delivered)
 	}
 	return m
+}
+
+// InitDestination creates every series of the destination at zero. A
+// counter series that first appears at 1 has no increase() to Prometheus,
+// so without this the first dead letter of a destination would never fire
+// an alert, and dashboards would show gaps instead of zeros.
+func (m *Metrics) InitDestination(name string) {
+	for _, r := range []Verdict{Delivered, Retry, Permanent} {
+		m.attempts.WithLabelValues(name, r.String())
+	}
+	for _, reason := range []string{"permanent", "poison", store.ReasonExpired} {
+		m.deadLettered.WithLabelValues(name, reason)
+	}
+	m.latency.WithLabelValues(name)
+	m.quarantined.WithLabelValues(name)
+	m.inFlight.WithLabelValues(name)
+	m.delivered.WithLabelValues(name)
 }
 
 // StatsSource is what the queue collector reads at scrape time.

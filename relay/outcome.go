@@ -41,7 +41,12 @@ type Outcome struct {
 	// toward the poison cap; failures while the destination is simply down
 	// (refused connections, timeouts, 502/503/504, 429) do not, so an
 	// outage never empties a queue into dead-letter.
-	Strike     bool
+	Strike bool
+	// Throttled marks a rate-limit answer (429, resource_exhausted). A rate
+	// limit takes some entries and refuses others, so a refusal while other
+	// entries get through says nothing about this entry: it must not count
+	// toward the poison cap the way other failures do then.
+	Throttled  bool
 	Status     int           // HTTP status, 0 for a transport error
 	Reason     string        // one line for logs and dead letters
 	RetryAfter time.Duration // from a Retry-After header, 0 if none
@@ -57,7 +62,9 @@ func ClassifyHTTP(status int, err error) Outcome {
 	switch {
 	case status >= 200 && status < 300:
 		o.Verdict = Delivered
-	case status == http.StatusRequestTimeout, status == http.StatusTooManyRequests,
+	case status == http.StatusTooManyRequests:
+		o.Verdict, o.Throttled = Retry, true
+	case status == http.StatusRequestTimeout,
 		status == http.StatusBadGateway, status == http.StatusServiceUnavailable,
 		status == http.StatusGatewayTimeout:
 		o.Verdict = Retry
@@ -88,7 +95,9 @@ func ClassifyConnect(err error) Outcome {
 		o.RetryAfter = parseRetryAfter(cerr.Meta().Get("Retry-After"), time.Now())
 	}
 	switch connect.CodeOf(err) {
-	case connect.CodeUnavailable, connect.CodeResourceExhausted, connect.CodeDeadlineExceeded,
+	case connect.CodeResourceExhausted:
+		o.Verdict, o.Throttled = Retry, true
+	case connect.CodeUnavailable, connect.CodeDeadlineExceeded,
 		connect.CodeAborted, connect.CodeCanceled:
 		o.Verdict = Retry
 	case connect.CodeInternal, connect.CodeUnknown, connect.CodeDataLoss:

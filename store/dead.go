@@ -52,42 +52,43 @@ func (s *Store) MoveToDeadLetter(ctx context.Context, queue string, seq uint64, 
 	if d.At.IsZero() {
 		d.At = time.Now()
 	}
-	err := s.write(ctx, nil, func(tx *bolt.Tx) error {
-		q := tx.Bucket(bucketQueues).Bucket([]byte(queue))
-		if q == nil {
-			return nil
-		}
-		ref, ok := decodeQueueRef(q.Get(u64(seq)))
-		if !ok {
-			return nil // gone already, or never there
-		}
-		dl, err := tx.Bucket(bucketDead).CreateBucketIfNotExists([]byte(queue))
-		if err != nil {
-			return err
-		}
-		dseq, err := dl.NextSequence()
-		if err != nil {
-			return err
-		}
-		rec := d
-		rec.EntryID = ref.id
-		v, err := rec.encode(ref.size)
-		if err != nil {
-			return err
-		}
-		if err := dl.Put(u64(dseq), v); err != nil {
-			return err
-		}
-		if err := addStats(tx, statsKey('d', queue), 1, int64(ref.size)); err != nil {
-			return err
-		}
-		// The dead letter takes over the queue's reference to the entry.
-		return removeFromQueue(tx, queue, []uint64{seq}, false)
-	})
+	err := s.write(ctx, nil, func(tx *bolt.Tx) error { return deadLetterTx(tx, queue, seq, d) })
 	if err != nil {
 		return fmt.Errorf("dead-letter entry %d of queue %q: %w", seq, queue, err)
 	}
 	return nil
+}
+
+func deadLetterTx(tx *bolt.Tx, queue string, seq uint64, d DeadLetter) error {
+	q := tx.Bucket(bucketQueues).Bucket([]byte(queue))
+	if q == nil {
+		return nil
+	}
+	ref, ok := decodeQueueRef(q.Get(u64(seq)))
+	if !ok {
+		return nil // gone already, or never there
+	}
+	dl, err := tx.Bucket(bucketDead).CreateBucketIfNotExists([]byte(queue))
+	if err != nil {
+		return err
+	}
+	dseq, err := dl.NextSequence()
+	if err != nil {
+		return err
+	}
+	d.EntryID = ref.id
+	v, err := d.encode(ref.size)
+	if err != nil {
+		return err
+	}
+	if err := dl.Put(u64(dseq), v); err != nil {
+		return err
+	}
+	if err := addStats(tx, statsKey('d', queue), 1, int64(ref.size)); err != nil {
+		return err
+	}
+	// The dead letter takes over the queue's reference to the entry.
+	return removeFromQueue(tx, queue, []uint64{seq}, false)
 }
 
 // DeadLetters calls fn for each dead letter of queue, oldest first, with its

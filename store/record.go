@@ -116,7 +116,10 @@ func decodeRecord(b []byte) (*Entry, error) {
 	rest := b[recordHeaderLen:]
 	field := func() ([]byte, error) {
 		n, k := binary.Uvarint(rest)
-		if k <= 0 || n > uint64(len(rest)-k) {
+		// A length must be in its shortest form, as encodeRecord writes it:
+		// then each entry has exactly one record, and a decoded record
+		// re-encodes to the same bytes.
+		if k <= 0 || k != uvarintLen(n) || n > uint64(len(rest)-k) {
 			return nil, fmt.Errorf("%w: bad field length", ErrCorrupt)
 		}
 		f := rest[k : k+int(n)]

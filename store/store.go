@@ -68,6 +68,16 @@ type Options struct {
 	OnCommit func(d time.Duration, writes int)
 	// MaxFileSize, if positive, is bbolt's hard cap on the file size.
 	MaxFileSize int
+	// Limits bound what the store holds; see Limits.
+	Limits Limits
+	// ArchiveRetention and ArchiveMaxBytes, if either is positive, keep an
+	// entry after its last queue lets go of it, for replay; SweepArchive
+	// drops what is older than the retention or beyond the size.
+	ArchiveRetention time.Duration
+	ArchiveMaxBytes  int64
+	// ReadOnly opens the file with a shared lock and refuses writes; see
+	// OpenReadOnly.
+	ReadOnly bool
 }
 
 // Store is a durable set of queues in one bbolt file. It is safe for
@@ -128,10 +138,15 @@ func Open(dir string, opts Options) (*Store, error) {
 		loopDone: make(chan struct{}),
 		wakes:    make(map[string]chan struct{}),
 	}
-	if err := db.Update(s.initBuckets); err != nil {
+	initTx := db.Update
+	if opts.ReadOnly {
+		initTx = db.View // initBuckets then only checks the schema
+	}
+	if err := initTx(s.initBuckets); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("init %s: %w", path, err)
 	}
+	s.registerArchive()
 	go s.commitLoop()
 	return s, nil
 }
@@ -148,6 +163,7 @@ func openBolt(path string, opts Options) (db *bolt.DB, err error) {
 		Timeout:      opts.LockTimeout,
 		FreelistType: bolt.FreelistMapType,
 		MaxSize:      opts.MaxFileSize,
+		ReadOnly:     opts.ReadOnly,
 	})
 	switch {
 	case errors.Is(err, berrors.ErrTimeout):
@@ -164,6 +180,9 @@ func recoverHint(path string) string {
 }
 
 func (s *Store) initBuckets(tx *bolt.Tx) error {
+	if !tx.Writable() {
+		return checkSchema(tx)
+	}
 	for _, name := range [][]byte{bucketEntries, bucketRefs, bucketQueues, bucketDead, bucketQuarantine, bucketStats, bucketMeta} {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return fmt.Errorf("create bucket %q: %w", name, err)
@@ -193,6 +212,7 @@ func (s *Store) Close() error {
 		close(s.stop)
 		<-s.loopDone
 		err = s.db.Close()
+		s.unregisterArchive()
 	})
 	return err
 }
@@ -340,7 +360,17 @@ func (s *Store) Put(ctx context.Context, e *Entry, queues []string) error {
 	}
 	rec := encodeRecord(make([]byte, 0, e.Size()), e)
 	ref := queueRef{size: uint64(len(rec)), receivedAt: e.ReceivedAt.UnixNano()}
-	return s.write(ctx, queues, func(tx *bolt.Tx) error {
+	// A cheap look first, so that a full store refuses without queueing
+	// behind commits; the look inside the transaction is the one that counts.
+	if err := s.checkRoom(queues, int64(len(rec))); err != nil {
+		return err
+	}
+	var dropped map[string]int
+	err := s.write(ctx, queues, func(tx *bolt.Tx) error {
+		var err error
+		if dropped, err = s.makeRoom(tx, queues, int64(len(rec))); err != nil {
+			return err
+		}
 		entries := tx.Bucket(bucketEntries)
 		id, err := entries.NextSequence()
 		if err != nil {
@@ -348,6 +378,9 @@ func (s *Store) Put(ctx context.Context, e *Entry, queues []string) error {
 		}
 		if err := entries.Put(u64(id), rec); err != nil {
 			return fmt.Errorf("put entry: %w", err)
+		}
+		if err := addStats(tx, keyTotal, 1, int64(len(rec))); err != nil {
+			return err
 		}
 		if err := tx.Bucket(bucketRefs).Put(u64(id), u32(uint32(len(queues)))); err != nil {
 			return err
@@ -361,6 +394,12 @@ func (s *Store) Put(ctx context.Context, e *Entry, queues []string) error {
 		e.ID = id
 		return nil
 	})
+	if err == nil && s.opts.Limits.OnDrop != nil {
+		for q, n := range dropped {
+			s.opts.Limits.OnDrop(q, n)
+		}
+	}
+	return err
 }
 
 // queueRef is a queue's value: which entry, how big, and when it arrived,
@@ -478,6 +517,9 @@ func (s *Store) quarantine(ctx context.Context, queue string, seqs, ids []uint64
 			if err := qb.Put(u64(id), append([]byte(nil), raw...)); err != nil {
 				return err
 			}
+			if err := addStats(tx, keyTotal, -1, -int64(len(raw))); err != nil {
+				return err
+			}
 			if err := entries.Delete(u64(id)); err != nil {
 				return err
 			}
@@ -528,7 +570,16 @@ func release(tx *bolt.Tx, id uint64) error {
 		if err := refs.Delete(u64(id)); err != nil {
 			return err
 		}
-		return tx.Bucket(bucketEntries).Delete(u64(id))
+		entries := tx.Bucket(bucketEntries)
+		if raw := entries.Get(u64(id)); raw != nil {
+			if err := addStats(tx, keyTotal, -1, -int64(len(raw))); err != nil {
+				return err
+			}
+		}
+		if archived, err := archiveRetired(tx, id); archived || err != nil {
+			return err
+		}
+		return entries.Delete(u64(id))
 	}
 	return refs.Put(u64(id), u32(binary.BigEndian.Uint32(v)-1))
 }

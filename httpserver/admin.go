@@ -1,0 +1,168 @@
+package httpserver
+
+import (
+	"encoding/json"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/pyrorelay/pyrorelay/store"
+)
+
+// StatusPath is the admin API's read-only queue status. It carries no
+// profile data, only counts, the same as /metrics, so it is served on the
+// relay's one address; commands that change the store work on the data
+// dir of a stopped relay instead of over the network.
+const StatusPath = "/api/v1/queues"
+
+// StatusSource is what the admin API reads: the store.
+type StatusSource interface {
+	Summary() (store.Summary, error)
+}
+
+// QueuesStatus is the answer of GET /api/v1/queues, and what
+// `pyrorelay queue status --json` prints for a data dir.
+type QueuesStatus struct {
+	GeneratedAt time.Time     `json:"generated_at"`
+	Queues      []QueueStatus `json:"queues"`
+	Archive     ArchiveStatus `json:"archive"`
+	// Quarantined counts records that failed their checksum.
+	Quarantined int `json:"quarantined"`
+	// FileBytes is the bbolt file's size; `pyrorelay compact` shrinks it.
+	FileBytes int64 `json:"file_bytes"`
+}
+
+// QueueStatus is one destination's queue and dead-letter list.
+type QueueStatus struct {
+	Name string `json:"name"`
+	// Configured says whether a configured destination drains the queue;
+	// absent when that is unknown (a data dir read without a config). A
+	// queue with entries and configured=false is an orphan.
+	Configured       *bool      `json:"configured,omitempty"`
+	Entries          int64      `json:"entries"`
+	Bytes            int64      `json:"bytes"`
+	Oldest           *time.Time `json:"oldest,omitempty"`
+	Newest           *time.Time `json:"newest,omitempty"`
+	OldestAgeSeconds float64    `json:"oldest_age_seconds"`
+	DeadLetters      int64      `json:"dead_letters"`
+	DeadLetterBytes  int64      `json:"dead_letter_bytes"`
+}
+
+// Orphan reports whether the queue holds entries no configured destination
+// drains.
+func (q QueueStatus) Orphan() bool {
+	return q.Configured != nil && !*q.Configured && (q.Entries > 0 || q.DeadLetters > 0)
+}
+
+// ArchiveStatus is the archive of delivered entries.
+type ArchiveStatus struct {
+	// RetentionSeconds and MaxBytes are the relay's settings; absent when
+	// it does not archive or they are unknown.
+	RetentionSeconds float64    `json:"retention_seconds,omitempty"`
+	MaxBytes         int64      `json:"max_bytes,omitempty"`
+	Entries          int64      `json:"entries"`
+	Bytes            int64      `json:"bytes"`
+	Oldest           *time.Time `json:"oldest,omitempty"`
+	Newest           *time.Time `json:"newest,omitempty"`
+}
+
+// BuildStatus turns a store summary into the status document. configured
+// lists the destinations a relay drains, nil when unknown; every one of
+// them is listed, even with nothing queued yet.
+func BuildStatus(sum store.Summary, configured []string, now time.Time) QueuesStatus {
+	st := QueuesStatus{
+		GeneratedAt: now.UTC(),
+		Quarantined: sum.Quarantined,
+		FileBytes:   sum.FileBytes,
+		Queues:      []QueueStatus{},
+		Archive: ArchiveStatus{
+			RetentionSeconds: sum.Archive.Retention.Seconds(),
+			MaxBytes:         sum.Archive.MaxBytes,
+			Entries:          sum.Archive.Entries,
+			Bytes:            sum.Archive.Bytes,
+			Oldest:           timePtr(sum.Archive.Oldest),
+			Newest:           timePtr(sum.Archive.Newest),
+		},
+	}
+	known := map[string]bool{}
+	for _, n := range configured {
+		known[n] = true
+	}
+	names := sum.QueueNames()
+	for _, n := range configured {
+		if _, ok := sum.Queues[n]; !ok {
+			names = append(names, n)
+		}
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		q := sum.Queues[name]
+		qs := QueueStatus{
+			Name:            name,
+			Entries:         q.Entries,
+			Bytes:           q.Bytes,
+			Oldest:          timePtr(q.Oldest),
+			Newest:          timePtr(q.Newest),
+			DeadLetters:     q.DeadEntries,
+			DeadLetterBytes: q.DeadBytes,
+		}
+		if !q.Oldest.IsZero() {
+			qs.OldestAgeSeconds = max(now.Sub(q.Oldest).Seconds(), 0)
+		}
+		if configured != nil {
+			c := known[name]
+			qs.Configured = &c
+		}
+		st.Queues = append(st.Queues, qs)
+	}
+	return st
+}
+
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
+
+// statusHandler serves GET /api/v1/queues from src. The configured queues
+// are the server's; a store-only relay keeps everything in the hold queue.
+func (s *Server) statusHandler(src StatusSource) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			writeError(w, &InputError{Status: http.StatusMethodNotAllowed, Reason: r.Method + " is not allowed: GET the queue status"})
+			return
+		}
+		sum, err := src.Summary()
+		if err != nil {
+			s.log.Error("queue status", "err", err)
+			writeError(w, &InputError{Status: http.StatusServiceUnavailable, Reason: "read queue status: " + err.Error()})
+			return
+		}
+		configured := append([]string{}, s.cfg.Queues...)
+		if len(configured) == 0 {
+			configured = []string{store.HoldQueue}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(BuildStatus(sum, configured, time.Now()))
+	})
+}
+
+// AppName is the application name of an /ingest name, `app.cpu{k=v}`,
+// without its labels and without a profile-type suffix the server would
+// read off it (so "app.cpu" and "app.inuse_space" are both "app", but
+// "my.app" stays "my.app"). It is what a Push series calls service_name.
+func AppName(name string) string {
+	app, _, _ := strings.Cut(name, "{")
+	app = strings.TrimSpace(app)
+	if i := strings.LastIndexByte(app, '.'); i >= 0 && profileTypes[app[i+1:]] {
+		return app[:i]
+	}
+	return app
+}

@@ -1,0 +1,137 @@
+package relay
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+
+	"github.com/pyrorelay/pyrorelay/store"
+)
+
+// Fate is how sending one entry ended.
+type Fate int
+
+const (
+	// FateDelivered: the destination took the entry.
+	FateDelivered Fate = iota + 1
+	// FatePermanent: the destination refused it for good (a 4xx, or a
+	// Push that does not decode).
+	FatePermanent
+	// FatePoison: it failed MaxAttempts times while the destination took
+	// other entries, or with errors that point at the entry.
+	FatePoison
+	// FateAbandoned: the context ended before any of the above.
+	FateAbandoned
+)
+
+func (f Fate) String() string {
+	switch f {
+	case FateDelivered:
+		return "delivered"
+	case FatePermanent:
+		return "permanent"
+	case FatePoison:
+		return "poison"
+	case FateAbandoned:
+		return "abandoned"
+	default:
+		return fmt.Sprintf("fate(%d)", int(f))
+	}
+}
+
+// send sends e with the destination's retry policy until it is delivered,
+// refused for good, found to be poison, or ctx ends. It is the policy every
+// path shares: the forwarder's queue drain and the replay command.
+// It reports the last outcome and how many attempts it took.
+func (f *Forwarder) send(ctx context.Context, e *store.Entry) (Outcome, int, Fate) {
+	b := backoff.NewExponentialBackOff(
+		backoff.WithInitialInterval(f.dest.MinBackoff),
+		backoff.WithMaxInterval(f.dest.MaxBackoff),
+		backoff.WithMaxElapsedTime(0), // the queue, not the backoff, decides when to stop
+	)
+	strikes := 0
+	for attempt := 1; ; attempt++ {
+		seen := f.delivered.Load()
+		o := f.attempt(ctx, e)
+		f.metrics.attempts.WithLabelValues(f.dest.Name, o.Verdict.String()).Inc()
+		switch o.Verdict {
+		case Delivered:
+			f.delivered.Add(1)
+			f.metrics.delivered.WithLabelValues(f.dest.Name).Add(float64(len(e.Body)))
+			return o, attempt, FateDelivered
+		case Permanent:
+			f.noteFailure(o)
+			return o, attempt, FatePermanent
+		}
+		f.noteFailure(o)
+		if o.Strike || (!o.Throttled && f.delivered.Load() != seen) {
+			strikes++
+		}
+		if strikes >= f.dest.MaxAttempts {
+			o.Reason = fmt.Sprintf("poison: failed %d times while the destination took other entries; last: %s", attempt, o.Reason)
+			return o, attempt, FatePoison
+		}
+		wait := b.NextBackOff()
+		if o.RetryAfter > wait {
+			wait = min(o.RetryAfter, f.dest.MaxBackoff)
+		}
+		f.log.Debug("retrying entry", "entry", e.ID, "attempt", attempt, "status", o.Status, "reason", o.Reason, "wait", wait)
+		if !sleep(ctx, wait) {
+			return o, attempt, FateAbandoned
+		}
+	}
+}
+
+// Failure is the last failed attempt to a destination.
+type Failure struct {
+	At     time.Time
+	Status int // HTTP status, 0 for a transport error
+	Reason string
+}
+
+func (f *Forwarder) noteFailure(o Outcome) {
+	f.lastFailure.Store(&Failure{At: time.Now(), Status: o.Status, Reason: o.Reason})
+}
+
+// LastFailure reports the last failed attempt of this forwarder, or nil if
+// none failed. `pyrorelay drain` shows it when a queue does not empty.
+func (f *Forwarder) LastFailure() *Failure { return f.lastFailure.Load() }
+
+// Sender sends single entries to a destination exactly as a Forwarder
+// would (same client, auth, classification, backoff and poison cap), but
+// outside any queue: what to do with the result is the caller's business.
+// The replay command uses it to send stored or exported entries anywhere.
+// It is safe for concurrent use.
+type Sender struct {
+	f *Forwarder
+}
+
+// NewSender returns a sender for dest; logger may be nil.
+func NewSender(dest Destination, logger *slog.Logger) (*Sender, error) {
+	f, err := NewForwarder(dest, nil, nil, logger)
+	if err != nil {
+		return nil, err
+	}
+	return &Sender{f: f}, nil
+}
+
+// SendResult is how sending one entry ended.
+type SendResult struct {
+	Fate     Fate
+	Attempts int
+	// Outcome is the last attempt's classified result.
+	Outcome Outcome
+}
+
+// Send sends e, retrying as the destination's policy says, until it is
+// delivered, refused for good, found to be poison, or ctx ends.
+func (s *Sender) Send(ctx context.Context, e *store.Entry) SendResult {
+	o, n, fate := s.f.send(ctx, e)
+	return SendResult{Fate: fate, Attempts: n, Outcome: o}
+}
+
+// Destination is the sender's destination, defaults applied.
+func (s *Sender) Destination() Destination { return s.f.dest }

@@ -1,0 +1,222 @@
+package store
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// The archive keeps entries after their last queue let go of them, so that
+// delivered profiles can be replayed later. An archived entry stays where it
+// is in the "entries" bucket (stored once, however many destinations it
+// went to); the "archive" bucket only indexes it by age:
+//
+//	key:   received-at (8 bytes, unix nanoseconds, big endian) + entry id (8)
+//	value: record size (8)
+//
+// so a sweep walks oldest first and stops at the first young entry. The
+// archive's count and bytes are kept under keyArchive in "stats"; they are
+// not part of the store's total (e/total), which counts what is still
+// waiting somewhere: the archive has its own budget.
+var (
+	bucketArchive = []byte("archive")
+	keyArchive    = []byte("a/archive")
+)
+
+// sweepBatch bounds one sweep transaction, so that a large archive is
+// trimmed in steps that never hold the writer for long.
+const sweepBatch = 1000
+
+// archivePolicies maps an open *bolt.DB to its store's archive settings.
+// release runs inside a transaction and sees only the *bolt.Tx; the map lets
+// it find out whether its store archives without threading a flag through
+// every write path. Stores register in Open and leave in Close.
+var archivePolicies sync.Map // *bolt.DB → struct{}
+
+func (s *Store) registerArchive() {
+	if s.archiving() {
+		archivePolicies.Store(s.db, struct{}{})
+	}
+}
+
+func (s *Store) unregisterArchive() { archivePolicies.Delete(s.db) }
+
+func (s *Store) archiving() bool {
+	return s.opts.ArchiveRetention > 0 || s.opts.ArchiveMaxBytes > 0
+}
+
+func archiveKey(receivedAt int64, id uint64) []byte {
+	k := make([]byte, 16)
+	binary.BigEndian.PutUint64(k, uint64(receivedAt))
+	binary.BigEndian.PutUint64(k[8:], id)
+	return k
+}
+
+// recordReceivedAt reads the receive time out of a record's header without
+// decoding the rest.
+func recordReceivedAt(raw []byte) (int64, bool) {
+	if len(raw) < recordHeaderLen {
+		return 0, false
+	}
+	return int64(binary.BigEndian.Uint64(raw[6:14])), true
+}
+
+// archiveRetired is called by release when the last reference to entry id
+// is gone. If the store archives, it indexes the entry in the archive and
+// reports true: the caller must then keep the entry. Otherwise it reports
+// false and the caller deletes it.
+func archiveRetired(tx *bolt.Tx, id uint64) (bool, error) {
+	if _, ok := archivePolicies.Load(tx.DB()); !ok {
+		return false, nil
+	}
+	raw := tx.Bucket(bucketEntries).Get(u64(id))
+	at, ok := recordReceivedAt(raw)
+	if !ok {
+		return false, nil // nothing readable to keep
+	}
+	ab, err := tx.CreateBucketIfNotExists(bucketArchive)
+	if err != nil {
+		return false, fmt.Errorf("archive bucket: %w", err)
+	}
+	if err := ab.Put(archiveKey(at, id), u64(uint64(len(raw)))); err != nil {
+		return false, fmt.Errorf("archive entry %d: %w", id, err)
+	}
+	return true, addStats(tx, keyArchive, 1, int64(len(raw)))
+}
+
+// unarchive removes entry id from the archive, and the entry with it, if it
+// is archived. Purges use it: what an operator deletes must not stay behind
+// in the archive.
+func unarchive(tx *bolt.Tx, id uint64, receivedAt int64) error {
+	ab := tx.Bucket(bucketArchive)
+	if ab == nil {
+		return nil
+	}
+	k := archiveKey(receivedAt, id)
+	v := ab.Get(k)
+	if v == nil {
+		return nil
+	}
+	if err := ab.Delete(k); err != nil {
+		return err
+	}
+	size := int64(0)
+	if len(v) == 8 {
+		size = int64(binary.BigEndian.Uint64(v))
+	}
+	if err := addStats(tx, keyArchive, -1, -size); err != nil {
+		return err
+	}
+	if tx.Bucket(bucketRefs).Get(u64(id)) != nil {
+		return nil // referenced again: keep the entry
+	}
+	return tx.Bucket(bucketEntries).Delete(u64(id))
+}
+
+// ArchiveStats describes the archive.
+type ArchiveStats struct {
+	// Retention and MaxBytes are this store's settings (zero when it does
+	// not archive, or was opened read-only by a tool).
+	Retention time.Duration
+	MaxBytes  int64
+	Entries   int64
+	Bytes     int64
+	Oldest    time.Time // zero when empty
+	Newest    time.Time // zero when empty
+}
+
+func archiveStats(tx *bolt.Tx) ArchiveStats {
+	var st ArchiveStats
+	st.Entries, st.Bytes = getStats(tx, keyArchive)
+	ab := tx.Bucket(bucketArchive)
+	if ab == nil {
+		return st
+	}
+	c := ab.Cursor()
+	if k, _ := c.First(); len(k) == 16 {
+		st.Oldest = time.Unix(0, int64(binary.BigEndian.Uint64(k)))
+	}
+	if k, _ := c.Last(); len(k) == 16 {
+		st.Newest = time.Unix(0, int64(binary.BigEndian.Uint64(k)))
+	}
+	return st
+}
+
+// SweepResult says what a sweep removed.
+type SweepResult struct {
+	Entries int
+	Bytes   int64
+}
+
+// SweepArchive deletes archived entries received before now minus the
+// retention and then, oldest first, those beyond the archive's size cap.
+// It commits in steps of sweepBatch entries. A store that does not archive
+// sweeps nothing: entries archived by an earlier run stay until a run with
+// an archive setting sweeps them.
+func (s *Store) SweepArchive(ctx context.Context, now time.Time) (SweepResult, error) {
+	var total SweepResult
+	if !s.archiving() {
+		return total, nil
+	}
+	cutoff := int64(-1 << 63)
+	if s.opts.ArchiveRetention > 0 {
+		cutoff = now.Add(-s.opts.ArchiveRetention).UnixNano()
+	}
+	maxBytes := s.opts.ArchiveMaxBytes
+	for {
+		var step SweepResult
+		err := s.write(ctx, nil, func(tx *bolt.Tx) error {
+			step = SweepResult{}
+			ab := tx.Bucket(bucketArchive)
+			if ab == nil {
+				return nil
+			}
+			_, bytes := getStats(tx, keyArchive)
+			var keys [][]byte
+			c := ab.Cursor()
+			for k, v := c.First(); k != nil && len(keys) < sweepBatch; k, v = c.Next() {
+				if len(k) != 16 || len(v) != 8 {
+					keys = append(keys, append([]byte(nil), k...)) // unreadable index: drop it
+					continue
+				}
+				old := int64(binary.BigEndian.Uint64(k)) < cutoff
+				over := maxBytes > 0 && bytes > maxBytes
+				if !old && !over {
+					break // oldest first: nothing after this one qualifies
+				}
+				size := int64(binary.BigEndian.Uint64(v))
+				bytes -= size
+				step.Bytes += size
+				keys = append(keys, append([]byte(nil), k...))
+			}
+			refs, entries := tx.Bucket(bucketRefs), tx.Bucket(bucketEntries)
+			for _, k := range keys {
+				if err := ab.Delete(k); err != nil {
+					return err
+				}
+				if len(k) == 16 {
+					id := k[8:]
+					if refs.Get(id) == nil {
+						if err := entries.Delete(id); err != nil {
+							return err
+						}
+					}
+				}
+			}
+			step.Entries = len(keys)
+			return addStats(tx, keyArchive, -int64(len(keys)), -step.Bytes)
+		})
+		if err != nil {
+			return total, fmt.Errorf("sweep archive: %w", err)
+		}
+		total.Entries += step.Entries
+		total.Bytes += step.Bytes
+		if step.Entries < sweepBatch {
+			return total, nil
+		}
+	}
+}

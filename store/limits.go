@@ -1,0 +1,164 @@
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// ErrFull is wrapped by the error Put returns when a limit leaves no room
+// and the policy is to refuse. Callers answer "try later" (HTTP 429).
+var ErrFull = errors.New("store is full")
+
+// Limits bound the bytes the store holds. Sizes count record bytes, the
+// unit of every byte count the store reports; zero means no limit.
+type Limits struct {
+	// MaxQueueBytes bounds each queue's bytes.
+	MaxQueueBytes int64
+	// QueueMaxBytes overrides MaxQueueBytes for named queues.
+	QueueMaxBytes map[string]int64
+	// MaxTotalBytes bounds the bytes of all stored entries (each stored
+	// once, however many queues hold it; dead letters included).
+	MaxTotalBytes int64
+	// DropOldest makes room by dropping the oldest entries of the full
+	// queue instead of refusing the new one.
+	DropOldest bool
+	// OnDrop, if set, is told how many entries a committed Put dropped
+	// from a queue to make room.
+	OnDrop func(queue string, n int)
+}
+
+// keyTotal holds the count and bytes of all stored entries.
+var keyTotal = []byte("e/total")
+
+func (l Limits) queueLimit(queue string) int64 {
+	if n, ok := l.QueueMaxBytes[queue]; ok {
+		return n
+	}
+	return l.MaxQueueBytes
+}
+
+func (l Limits) none() bool {
+	return l.MaxQueueBytes == 0 && len(l.QueueMaxBytes) == 0 && l.MaxTotalBytes == 0
+}
+
+// TotalBytes reports the count and bytes of all stored entries.
+func (s *Store) TotalBytes() (entries, bytes int64, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		entries, bytes = getStats(tx, keyTotal)
+		return nil
+	})
+	return entries, bytes, err
+}
+
+// checkRoom refuses early, outside the commit loop, when a refusing limit
+// is already reached.
+func (s *Store) checkRoom(queues []string, size int64) error {
+	l := s.opts.Limits
+	if l.none() || l.DropOldest {
+		return nil
+	}
+	return s.db.View(func(tx *bolt.Tx) error {
+		_, err := s.makeRoom(tx, queues, size)
+		return err
+	})
+}
+
+// makeRoom checks the limits for an entry of size bytes going to queues.
+// Under DropOldest it deletes the oldest entries of a full queue (tx must
+// be writable then) and reports how many per queue; otherwise it returns
+// an error wrapping ErrFull.
+func (s *Store) makeRoom(tx *bolt.Tx, queues []string, size int64) (map[string]int, error) {
+	l := s.opts.Limits
+	if l.none() {
+		return nil, nil
+	}
+	var dropped map[string]int
+	drop := func(q string) bool {
+		ok, err := dropHead(tx, q)
+		if err != nil || !ok {
+			return false
+		}
+		if dropped == nil {
+			dropped = make(map[string]int)
+		}
+		dropped[q]++
+		return true
+	}
+	for _, q := range queues {
+		limit := l.queueLimit(q)
+		if limit <= 0 {
+			continue
+		}
+		if size > limit {
+			return nil, fmt.Errorf("%w: entry of %d bytes is larger than queue %q's limit of %d bytes", ErrFull, size, q, limit)
+		}
+		for {
+			_, used := getStats(tx, statsKey('q', q))
+			if used+size <= limit {
+				break
+			}
+			if !l.DropOldest || !tx.Writable() || !drop(q) {
+				return nil, fmt.Errorf("%w: queue %q holds %d of %d bytes", ErrFull, q, used, limit)
+			}
+		}
+	}
+	if l.MaxTotalBytes > 0 {
+		for {
+			_, used := getStats(tx, keyTotal)
+			if used+size <= l.MaxTotalBytes {
+				break
+			}
+			// An entry's bytes go only when every queue has dropped it, so
+			// drop from the queue whose head is the oldest entry of all.
+			q := oldestHead(tx, queues)
+			if !l.DropOldest || !tx.Writable() || q == "" || !drop(q) {
+				return nil, fmt.Errorf("%w: the store holds %d of %d bytes", ErrFull, used, l.MaxTotalBytes)
+			}
+		}
+	}
+	return dropped, nil
+}
+
+// dropHead deletes the oldest position of queue and releases its entry.
+func dropHead(tx *bolt.Tx, queue string) (bool, error) {
+	q := tx.Bucket(bucketQueues).Bucket([]byte(queue))
+	if q == nil {
+		return false, nil
+	}
+	k, _ := q.Cursor().First()
+	if k == nil {
+		return false, nil
+	}
+	return true, removeFromQueue(tx, queue, []uint64{binary.BigEndian.Uint64(k)}, true)
+}
+
+// oldestHead names the queue, among all queues, whose first position is
+// the oldest entry; queues that gain the new entry are preferred on ties.
+func oldestHead(tx *bolt.Tx, prefer []string) string {
+	best, bestID := "", uint64(0)
+	consider := func(name string) {
+		q := tx.Bucket(bucketQueues).Bucket([]byte(name))
+		if q == nil {
+			return
+		}
+		_, v := q.Cursor().First()
+		ref, ok := decodeQueueRef(v)
+		if !ok {
+			return
+		}
+		if best == "" || ref.id < bestID {
+			best, bestID = name, ref.id
+		}
+	}
+	for _, name := range prefer {
+		consider(name)
+	}
+	_ = tx.Bucket(bucketQueues).ForEachBucket(func(name []byte) error {
+		consider(string(name))
+		return nil
+	})
+	return best
+}
