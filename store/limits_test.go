@@ -176,9 +176,9 @@ func TestFileStaysBoundedOverFillDrainCycles(t *testing.T) {
 	ctx := context.Background()
 	const body = 16 << 10
 	size := int64(sizedEntry(body, 'a').Size())
-	s := openLimited(t, Limits{MaxQueueBytes: 200 * size})
+	s := openLimited(t, Limits{MaxQueueBytes: 100 * size})
 	var sizes []int64
-	for cycle := 0; cycle < 8; cycle++ {
+	for cycle := 0; cycle < 12; cycle++ {
 		for {
 			err := s.Put(ctx, sizedEntry(body, byte(cycle)), []string{"q", "r"})
 			if errors.Is(err, ErrFull) {
@@ -212,8 +212,14 @@ func TestFileStaysBoundedOverFillDrainCycles(t *testing.T) {
 		}
 		sizes = append(sizes, fi.Size())
 	}
-	t.Logf("file size after each fill/drain cycle: %v (limit %d bytes)", sizes, 200*size)
-	if last, first := sizes[len(sizes)-1], sizes[1]; last > first+first/2 {
-		t.Fatalf("file grew from %d to %d bytes over fill/drain cycles", first, last)
+	t.Logf("file size after each fill/drain cycle: %v (limit %d bytes)", sizes, 100*size)
+	// Free pages get fragmented, so the file may step up once or twice
+	// before it settles; what must hold is a bound proportional to the
+	// limit, however many cycles run.
+	bound := 4*100*size + 4<<20
+	for i, sz := range sizes {
+		if sz > bound {
+			t.Fatalf("after cycle %d the file is %d bytes, over %d (4x the queue limit + 4 MiB): %v", i, sz, bound, sizes)
+		}
 	}
 }
