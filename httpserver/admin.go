@@ -47,6 +47,20 @@ type QueueStatus struct {
 	OldestAgeSeconds float64    `json:"oldest_age_seconds"`
 	DeadLetters      int64      `json:"dead_letters"`
 	DeadLetterBytes  int64      `json:"dead_letter_bytes"`
+	// Receivers are the receivers that forward to the destination (by
+	// forward_to or a route); absent when unknown or none.
+	Receivers []string `json:"receivers,omitempty"`
+}
+
+// SetReceivers fills in which receivers feed each queue, from feeds:
+// destination name -> receiver names.
+func (st *QueuesStatus) SetReceivers(feeds map[string][]string) {
+	for i := range st.Queues {
+		if r := feeds[st.Queues[i].Name]; len(r) > 0 {
+			st.Queues[i].Receivers = append([]string(nil), r...)
+			sort.Strings(st.Queues[i].Receivers)
+		}
+	}
 }
 
 // Orphan reports whether the queue holds entries no configured destination
@@ -143,14 +157,25 @@ func (s *Server) statusHandler(src StatusSource) http.Handler {
 			return
 		}
 		configured := append([]string{}, s.cfg.Queues...)
+		var feeds map[string][]string
+		if s.feeds != nil {
+			// The relay's destinations, not only this receiver's.
+			feeds = s.feeds()
+			configured = configured[:0]
+			for d := range feeds {
+				configured = append(configured, d)
+			}
+		}
 		if len(configured) == 0 {
 			configured = []string{store.HoldQueue}
 		}
+		st := BuildStatus(sum, configured, time.Now())
+		st.SetReceivers(feeds)
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		_ = enc.Encode(BuildStatus(sum, configured, time.Now()))
+		_ = enc.Encode(st)
 	})
 }
 

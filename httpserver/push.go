@@ -10,7 +10,6 @@ import (
 	"connectrpc.com/connect"
 	pushv1 "github.com/grafana/pyroscope/api/gen/proto/go/push/v1"
 	"github.com/grafana/pyroscope/api/model/labelset"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/pyrorelay/pyrorelay/store"
 )
@@ -67,16 +66,25 @@ func (p pushService) Push(ctx context.Context, req *connect.Request[pushv1.PushR
 	if err := ValidatePush(req.Msg); err != nil {
 		return nil, connect.NewError(connect.CodeInvalidArgument, err)
 	}
-	body, err := proto.Marshal(req.Msg)
+	tenant := req.Header().Get(tenantHeader)
+	// One entry per destination set: without routes, or when every
+	// series goes to the same destinations, that is one entry.
+	parts, err := p.s.splitPush(req.Msg, tenant)
 	if err != nil {
-		return nil, connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("re-encode push: %w", err))
+		return nil, connect.NewError(connect.CodeInvalidArgument, err)
 	}
-	e := &store.Entry{Kind: store.KindPush, ReceivedAt: time.Now(), Body: body}
-	if p.s.cfg.TenantPassthrough {
-		e.Tenant = req.Header().Get(tenantHeader)
+	now := time.Now()
+	entries := make([]*store.Entry, len(parts))
+	queues := make([][]string, len(parts))
+	for i, part := range parts {
+		e := &store.Entry{Kind: store.KindPush, ReceivedAt: now, Body: part.body}
+		if p.s.cfg.TenantPassthrough {
+			e.Tenant = tenant
+		}
+		p.s.metrics.bytes.WithLabelValues(endpointPush).Add(float64(len(part.body)))
+		entries[i], queues[i] = e, part.queues
 	}
-	p.s.metrics.bytes.WithLabelValues(endpointPush).Add(float64(len(body)))
-	if err := p.s.put(ctx, e); err != nil {
+	if err := p.s.putAll(ctx, entries, queues); err != nil {
 		return nil, connect.NewError(connectCode(errStatusStore(err)), err)
 	}
 	return connect.NewResponse(&pushv1.PushResponse{}), nil

@@ -45,8 +45,18 @@ type Store interface {
 // Config sets the server's limits and behaviour. Zero values take the
 // defaults below.
 type Config struct {
-	// Queues are the destination queues every accepted request goes to.
-	Queues            []string
+	// Name is the receiver's name: every metric the server registers
+	// carries it as the label "receiver", and every log line as an
+	// attribute, so that one registry can hold several servers. Empty
+	// leaves both out (a lone server).
+	Name string
+	// Queues are the destination queues every accepted request goes to,
+	// unless Router is set.
+	Queues []string
+	// Router, when set, chooses the queues of each request (or, for a
+	// Push, of each series) by its labels and tenant, instead of Queues
+	// (see route.go).
+	Router            Router
 	MaxBodySize       int64
 	MaxConnections    int
 	ReadTimeout       time.Duration
@@ -107,6 +117,7 @@ type Server struct {
 	log     *slog.Logger
 	metrics *metrics
 	ready   func() bool
+	feeds   func() map[string][]string
 	handler http.Handler
 	srv     *http.Server
 	conns   *connCounter
@@ -123,14 +134,25 @@ type Options struct {
 	Ready func() bool
 	// Status, if set, serves the admin API's GET /api/v1/queues.
 	Status StatusSource
+	// Feeds, if set, tells the admin API every destination of the relay
+	// and the receivers that forward to it (destination -> receivers);
+	// nil means this server's Queues are all there is. It is called per
+	// request, so a config reload shows at once.
+	Feeds func() map[string][]string
 }
 
 // New returns a server for cfg.
 func New(cfg Config, o Options) *Server {
 	cfg = cfg.withDefaults()
-	s := &Server{cfg: cfg, store: o.Store, log: o.Logger, ready: o.Ready}
+	s := &Server{cfg: cfg, store: o.Store, log: o.Logger, ready: o.Ready, feeds: o.Feeds}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Name != "" {
+		s.log = s.log.With("receiver", cfg.Name)
+		if o.Registry != nil {
+			o.Registry = prometheus.WrapRegistererWith(prometheus.Labels{"receiver": cfg.Name}, o.Registry)
+		}
 	}
 	if s.ready == nil {
 		s.ready = func() bool { return true }
@@ -240,16 +262,21 @@ func (s *Server) handleIngest(w http.ResponseWriter, r *http.Request) {
 	if s.cfg.TenantPassthrough {
 		e.Tenant = r.Header.Get(tenantHeader)
 	}
-	if err := s.put(r.Context(), e); err != nil {
+	queues, err := s.ingestQueues(r)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	if err := s.put(r.Context(), e, queues); err != nil {
 		writeError(w, &InputError{Status: errStatusStore(err), Reason: err.Error()})
 		return
 	}
 	w.WriteHeader(http.StatusOK)
 }
 
-// put stores e for every destination and logs what went wrong.
-func (s *Server) put(ctx context.Context, e *store.Entry) error {
-	if err := s.store.Put(ctx, e, s.cfg.Queues); err != nil {
+// put stores e in queues and logs what went wrong.
+func (s *Server) put(ctx context.Context, e *store.Entry, queues []string) error {
+	if err := s.store.Put(ctx, e, queues); err != nil {
 		s.log.Error("store request", "kind", e.Kind, "bytes", len(e.Body), "err", err)
 		return fmt.Errorf("not stored: %w", err)
 	}

@@ -183,6 +183,10 @@ func (d Destination) httpClient() (*http.Client, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = tlsCfg
 	tr.MaxIdleConnsPerHost = d.Concurrency
+	// Room for the headers and a typical profile: with the default 4 KiB
+	// the body goes out in a second write through a fresh copy buffer,
+	// which cost 15% of the relay's CPU per forwarded 16 KiB request.
+	tr.WriteBufferSize = 64 << 10
 	tr.ResponseHeaderTimeout = d.Timeout
 	// Connect's gRPC protocol needs HTTP/2; plain http URLs speak Connect
 	// over HTTP/1.1, which Pyroscope serves.

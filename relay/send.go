@@ -132,6 +132,3 @@ func (s *Sender) Send(ctx context.Context, e *store.Entry) SendResult {
 	o, n, fate := s.f.send(ctx, e)
 	return SendResult{Fate: fate, Attempts: n, Outcome: o}
 }
-
-// Destination is the sender's destination, defaults applied.
-func (s *Sender) Destination() Destination { return s.f.dest }
