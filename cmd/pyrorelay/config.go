@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strconv"
@@ -33,6 +34,44 @@ type Config struct {
 	LogLevel           string              `yaml:"log_level"`
 	LogFormat          string              `yaml:"log_format"`
 	Destinations       []relay.Destination `yaml:"destinations"`
+	// Receivers are the relay's listeners (receivers.go); none means one,
+	// "default", on listen, forwarding to every destination.
+	Receivers []Receiver `yaml:"receivers,omitempty"`
+	// receivers is the effective list finish builds: Receivers with
+	// their limits filled in and routes compiled, or the default one.
+	receivers []Receiver
+	// MaxQueueSize bounds each destination's queue; 0 is no bound.
+	MaxQueueSize ByteSize `yaml:"max_queue_size"`
+	// MaxDiskUsage bounds all stored entries together; 0 is no bound.
+	MaxDiskUsage ByteSize `yaml:"max_disk_usage"`
+	// WhenFull is "reject" (answer 429) or "drop-oldest".
+	WhenFull string `yaml:"when_full"`
+	// MaxAge is the default max_age of destinations; 0 keeps entries
+	// forever.
+	MaxAge time.Duration `yaml:"max_age"`
+	// Inbound auth and listener TLS (access.go). Files, never the secrets
+	// themselves, so the config file can be shared and logged.
+	AuthBasicUsers      string        `yaml:"auth_basic_users"`
+	AuthBearerTokenFile string        `yaml:"auth_bearer_token_file"`
+	AuthProtectMetrics  bool          `yaml:"auth_protect_metrics"`
+	TLSCertFile         string        `yaml:"tls_cert_file"`
+	TLSKeyFile          string        `yaml:"tls_key_file"`
+	TLSClientCAFile     string        `yaml:"tls_client_ca_file"`
+	TLSReloadInterval   time.Duration `yaml:"tls_reload_interval"`
+	// ArchiveRetention and ArchiveMaxSize keep delivered profiles for
+	// replay (archive.go); both 0 keeps none.
+	ArchiveRetention time.Duration `yaml:"archive_retention"`
+	ArchiveMaxSize   ByteSize      `yaml:"archive_max_size"`
+	// SelfProfile sends the relay's own CPU, heap and goroutine profiles
+	// through its queues to its destinations (selfprofile.go).
+	SelfProfile bool `yaml:"self_profile"`
+	// SelfProfileInterval is the profile period; a hidden flag for tests,
+	// 0 means the default of 10s.
+	SelfProfileInterval time.Duration `yaml:"-"`
+	// NoGroupCommit gives every store write its own fsync'd transaction.
+	// It exists only to measure what group commit buys (pyrorelay-bench);
+	// it is a hidden flag and has no YAML key.
+	NoGroupCommit bool `yaml:"-"`
 }
 
 func defaultConfig() Config {
@@ -49,6 +88,8 @@ func defaultConfig() Config {
 		ShutdownTimeout:    30 * time.Second,
 		LogLevel:           "info",
 		LogFormat:          "text",
+		WhenFull:           "reject",
+		TLSReloadInterval:  defaultTLSReloadInterval,
 	}
 }
 
@@ -61,19 +102,18 @@ func loadConfigFile(path string, cfg *Config) error {
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
-	if err := dec.Decode(cfg); err != nil && !errors.Is(err, errEmptyYAML) && err.Error() != "EOF" {
-		return fmt.Errorf("config %s: %w", path, err)
+	// An empty file decodes to io.EOF: it means "all defaults", not an error.
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("config %s: %w", path, withKeyPaths(err, b))
 	}
 	return nil
 }
-
-var errEmptyYAML = errors.New("EOF")
 
 // parseForwardTo reads a --forward-to value, NAME=URL.
 func parseForwardTo(v string) (relay.Destination, error) {
 	name, url, ok := strings.Cut(v, "=")
 	if !ok || name == "" || url == "" {
-		return relay.Destination{}, fmt.Errorf("--forward-to %q: want NAME=URL, for example prod=https://profiles.example.com", v)
+		return relay.Destination{}, fmt.Errorf("--forward-to %q: want NAME=URL, for example prod=https://profiles.example.com", relay.RedactURL(v))
 	}
 	return relay.Destination{Name: name, URL: url}, nil
 }
@@ -110,6 +150,17 @@ func (c *Config) finish() error {
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		return err
 	}
+	switch c.WhenFull {
+	case "reject", "drop-oldest":
+	default:
+		return fmt.Errorf("when_full: %q is not reject or drop-oldest", c.WhenFull)
+	}
+	if c.MaxQueueSize < 0 || c.MaxDiskUsage < 0 || c.MaxAge < 0 {
+		return errors.New("max_queue_size, max_disk_usage and max_age must not be negative")
+	}
+	if err := c.finishAccess(); err != nil {
+		return err
+	}
 	seen := map[string]bool{}
 	for i := range c.Destinations {
 		d := &c.Destinations[i]
@@ -119,6 +170,9 @@ func (c *Config) finish() error {
 		if d.MaxAttempts == 0 {
 			d.MaxAttempts = c.MaxAttempts
 		}
+		if d.MaxAge == 0 {
+			d.MaxAge = c.MaxAge
+		}
 		if err := d.Validate(); err != nil {
 			return fmt.Errorf("destinations[%d]: %w", i, err)
 		}
@@ -127,7 +181,7 @@ func (c *Config) finish() error {
 		}
 		seen[d.Name] = true
 	}
-	return nil
+	return c.finishReceivers()
 }
 
 // ByteSize is a size in bytes that reads "64MiB", "2GiB", "500KB" or "1024".

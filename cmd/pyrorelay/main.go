@@ -7,7 +7,6 @@ package main
 import (
 	"fmt"
 	"os"
-	"runtime/debug"
 
 	"github.com/urfave/cli/v2"
 
@@ -31,7 +30,8 @@ func newApp() *cli.App {
 		Usage:                "durable store-and-forward relay for Pyroscope profiles",
 		Version:              version,
 		EnableBashCompletion: true,
-		Commands:             []*cli.Command{serveCommand(), versionCommand()},
+		Commands: []*cli.Command{serveCommand(), versionCommand(), configCommand(),
+			queueCommand(), drainCommand(), exportCommand(), importCommand(), replayCommand(), deadLetterCommand(), compactCommand()},
 	}
 }
 
@@ -40,23 +40,9 @@ func versionCommand() *cli.Command {
 		Name:  "version",
 		Usage: "print version, commit and Go version",
 		Action: func(c *cli.Context) error {
-			commit, goVersion := buildInfo()
-			fmt.Fprintf(c.App.Writer, "pyrorelay %s (commit %s, %s)\n", version, commit, goVersion)
+			ver, commit, goVersion := versionInfo()
+			fmt.Fprintf(c.App.Writer, "pyrorelay %s (commit %s, %s)\n", ver, commit, goVersion)
 			return nil
 		},
 	}
-}
-
-func buildInfo() (commit, goVersion string) {
-	commit = "unknown"
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return commit, "unknown"
-	}
-	for _, s := range bi.Settings {
-		if s.Key == "vcs.revision" {
-			commit = s.Value
-		}
-	}
-	return commit, bi.GoVersion
 }

@@ -2,15 +2,11 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -20,7 +16,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/urfave/cli/v2"
 
-	"github.com/pyrorelay/pyrorelay/httpserver"
 	"github.com/pyrorelay/pyrorelay/relay"
 	"github.com/pyrorelay/pyrorelay/store"
 )
@@ -29,7 +24,7 @@ func env(name string) []string { return []string{"PYRORELAY_" + name} }
 
 func serveFlags() []cli.Flag {
 	d := defaultConfig()
-	return []cli.Flag{
+	return append([]cli.Flag{
 		&cli.StringFlag{Name: "config", EnvVars: env("CONFIG"), Usage: "YAML config file; flags given as well override it"},
 		&cli.StringFlag{Name: "listen", EnvVars: env("LISTEN"), Value: d.Listen, Usage: "address to serve the ingest and Push APIs on (127.0.0.1:4040 to stay local)"},
 		&cli.StringFlag{Name: "data-dir", EnvVars: env("DATA_DIR"), Value: d.DataDir, Usage: "directory of the bbolt queue file"},
@@ -43,9 +38,19 @@ func serveFlags() []cli.Flag {
 		&cli.IntFlag{Name: "max-attempts", EnvVars: env("MAX_ATTEMPTS"), Value: d.MaxAttempts, Usage: "poison cap: failures singling an entry out before it is dead-lettered"},
 		&cli.BoolFlag{Name: "tenant-passthrough", EnvVars: env("TENANT_PASSTHROUGH"), Usage: "forward the client's X-Scope-OrgID (a destination's tenant_id still wins)"},
 		&cli.DurationFlag{Name: "shutdown-timeout", EnvVars: env("SHUTDOWN_TIMEOUT"), Value: d.ShutdownTimeout, Usage: "on SIGTERM, how long to wait for requests and forwards in flight"},
+		&cli.StringFlag{Name: "max-queue-size", EnvVars: env("MAX_QUEUE_SIZE"), Value: "0", Usage: "bound on each destination's queue, e.g. 2GiB; 0 is none"},
+		&cli.StringFlag{Name: "max-disk-usage", EnvVars: env("MAX_DISK_USAGE"), Value: "0", Usage: "bound on all stored profiles together, e.g. 10GiB; 0 is none"},
+		&cli.StringFlag{Name: "when-full", EnvVars: env("WHEN_FULL"), Value: d.WhenFull, Usage: "at a size bound: reject (answer 429 with Retry-After) or drop-oldest"},
+		&cli.DurationFlag{Name: "max-age", EnvVars: env("MAX_AGE"), Usage: "move entries queued longer than this to dead-letter (reason expired); 0 keeps them forever"},
 		&cli.StringFlag{Name: "log-level", EnvVars: env("LOG_LEVEL"), Value: d.LogLevel, Usage: "debug, info, warn or error"},
 		&cli.StringFlag{Name: "log-format", EnvVars: env("LOG_FORMAT"), Value: d.LogFormat, Usage: "text or json"},
-	}
+		&cli.BoolFlag{Name: "self-profile", EnvVars: env("SELF_PROFILE"), Usage: "profile the relay itself (CPU, heap, goroutines) and send the profiles through its own queues to every destination, as service_name=pyrorelay"},
+		// Hidden: short profile periods let tests see self-profiles quickly.
+		&cli.DurationFlag{Name: "self-profile-interval", EnvVars: env("SELF_PROFILE_INTERVAL"), Hidden: true, Usage: "period of the self-profiles (default 10s)"},
+		// Hidden: one fsync'd transaction per write, to measure what group
+		// commit buys against it in the same benchmark run.
+		&cli.BoolFlag{Name: "no-group-commit", EnvVars: env("NO_GROUP_COMMIT"), Hidden: true, Usage: "benchmarking only: one fsync per write"},
+	}, append(accessFlags(), archiveFlags()...)...)
 }
 
 func serveCommand() *cli.Command {
@@ -91,6 +96,20 @@ func configFromFlags(c *cli.Context) (Config, error) {
 	set("shutdown-timeout", func() { cfg.ShutdownTimeout = c.Duration("shutdown-timeout") })
 	set("log-level", func() { cfg.LogLevel = c.String("log-level") })
 	set("log-format", func() { cfg.LogFormat = c.String("log-format") })
+	set("no-group-commit", func() { cfg.NoGroupCommit = c.Bool("no-group-commit") })
+	set("self-profile", func() { cfg.SelfProfile = c.Bool("self-profile") })
+	set("self-profile-interval", func() { cfg.SelfProfileInterval = c.Duration("self-profile-interval") })
+	set("when-full", func() { cfg.WhenFull = c.String("when-full") })
+	set("max-age", func() { cfg.MaxAge = c.Duration("max-age") })
+	for flag, dst := range map[string]*ByteSize{"max-queue-size": &cfg.MaxQueueSize, "max-disk-usage": &cfg.MaxDiskUsage} {
+		if c.IsSet(flag) {
+			n, err := parseByteSize(c.String(flag))
+			if err != nil {
+				return cfg, fmt.Errorf("--%s: %w", flag, err)
+			}
+			*dst = n
+		}
+	}
 	if c.IsSet("max-body-size") {
 		n, err := parseByteSize(c.String("max-body-size"))
 		if err != nil {
@@ -104,6 +123,10 @@ func configFromFlags(c *cli.Context) (Config, error) {
 			return cfg, err
 		}
 		cfg.Destinations = append(cfg.Destinations, d)
+	}
+	applyAccessFlags(c, &cfg)
+	if err := applyArchiveFlags(c, &cfg); err != nil {
+		return cfg, err
 	}
 	return cfg, cfg.finish()
 }
@@ -145,14 +168,18 @@ func runServe(c *cli.Context) error {
 		log.Warn("second signal: exiting now")
 		os.Exit(1)
 	}()
-	return serve(ctx, cfg, log)
+	// A reload reads the config file again, and the flags and environment
+	// still override it.
+	return serve(ctx, cfg, log, func() (Config, error) { return configFromFlags(c) })
 }
 
 // serve runs the relay until ctx ends, then shuts down in order: stop
-// accepting, stop forwarders, close the store.
-func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
+// accepting, stop forwarders, close the store. load, if not nil, reads the
+// configuration again on SIGHUP.
+func serve(ctx context.Context, cfg Config, log *slog.Logger, load func() (Config, error)) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	registerBuildInfo(reg)
 	commitSeconds := prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "pyrorelay_store_commit_duration_seconds",
 		Help:    "Time of one store transaction, fsync included.",
@@ -164,11 +191,41 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Buckets: prometheus.ExponentialBuckets(1, 2, 10),
 	})
 	reg.MustRegister(commitSeconds, commitWrites)
+	// Auth and TLS files load before the store opens: a typo in them
+	// fails the start at once.
+	acc, err := newAccess(cfg, log, reg)
+	if err != nil {
+		return err
+	}
 
-	st, err := store.Open(cfg.DataDir, store.Options{OnCommit: func(d time.Duration, n int) {
-		commitSeconds.Observe(d.Seconds())
-		commitWrites.Observe(float64(n))
-	}})
+	if cfg.NoGroupCommit {
+		log.Warn("group commit is off: one fsync per write (benchmarking only)")
+	}
+	dropped := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pyrorelay_dropped_total",
+		Help: "Entries dropped, oldest first, to make room under --when-full drop-oldest, by destination.",
+	}, []string{"destination"})
+	reg.MustRegister(dropped)
+	dropLog := newDropLogger(log, 10*time.Second)
+	st, err := store.Open(cfg.DataDir, store.Options{
+		NoGroupCommit: cfg.NoGroupCommit,
+		OnCommit: func(d time.Duration, n int) {
+			commitSeconds.Observe(d.Seconds())
+			commitWrites.Observe(float64(n))
+		},
+		Limits: store.Limits{
+			MaxQueueBytes: int64(cfg.MaxQueueSize),
+			MaxTotalBytes: int64(cfg.MaxDiskUsage),
+			DropOldest:    cfg.WhenFull == "drop-oldest",
+			OnDrop: func(queue string, n int) {
+				dropped.WithLabelValues(queue).Add(float64(n))
+				dropLog.dropped(queue, n)
+			},
+		},
+		MaxFileSize:      fileSizeCap(cfg.MaxDiskUsage),
+		ArchiveRetention: cfg.ArchiveRetention,
+		ArchiveMaxBytes:  int64(cfg.ArchiveMaxSize),
+	})
 	if err != nil {
 		return err
 	}
@@ -177,7 +234,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 			log.Error("close store", "err", err)
 		}
 	}()
-	reg.MustRegister(relay.NewQueueCollector(st))
+	reg.MustRegister(relay.NewQueueCollector(st), newStoreSizeCollector(st.Path()))
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "pyrorelay_store_commits_total", Help: "Store transactions committed (each one fsync).",
 	}, func() float64 { c, _ := st.CommitCounts(); return float64(c) }))
@@ -185,72 +242,66 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Name: "pyrorelay_store_writes_total", Help: "Writes carried by store transactions; writes/commits is the group-commit factor.",
 	}, func() float64 { _, w := st.CommitCounts(); return float64(w) }))
 
-	names := make([]string, 0, len(cfg.Destinations))
-	metrics := relay.NewMetrics(reg)
-	var forwarders []*relay.Forwarder
-	for _, d := range cfg.Destinations {
-		f, err := relay.NewForwarder(d, st, metrics, log)
-		if err != nil {
-			return err
-		}
-		forwarders = append(forwarders, f)
-		names = append(names, d.Name)
+	names := destinationNames(cfg)
+	var ready atomic.Bool
+	// Receivers and forwarders live in rt, which a SIGHUP reload changes
+	// (reload.go).
+	rt := newRunningRelay(cfg, st, reg, log, relay.NewMetrics(reg), dropped, acc, &ready)
+	if err := rt.startForwarders(); err != nil {
+		return err
 	}
+	// Receivers finish the requests in progress (and so their commits),
+	// then forwarders finish the attempts in flight (bounded by each
+	// destination's timeout) and ack what succeeded; the rest stays
+	// queued. Deferred for the early returns; the normal way out calls
+	// it below.
+	shutdown := sync.OnceFunc(func() { rt.shutdown(cfg.ShutdownTimeout) })
+	defer shutdown()
 	reportOrphans(st, names, log)
+	// Deferred after st.Close, so it runs before it.
+	defer startArchiveSweeper(st, cfg, log)()
 	if len(names) == 0 {
 		log.Warn("no destination configured: running store-only; every push is kept on disk in queue " + store.HoldQueue)
 	}
-
-	fwdCtx, stopForwarders := context.WithCancel(context.Background())
-	defer stopForwarders()
-	var fwdWG sync.WaitGroup
-	for _, f := range forwarders {
-		fwdWG.Add(1)
-		go func() {
-			defer fwdWG.Done()
-			f.Run(fwdCtx)
-		}()
+	if cfg.SelfProfile {
+		if len(names) == 0 {
+			log.Warn("self-profiling in store-only mode: the relay's own profiles are kept on disk with the rest")
+		}
+		// rt puts into every destination in force, reloads included.
+		stopProfile, err := startSelfProfile(rt, names, cfg.SelfProfileInterval, log)
+		if err != nil {
+			return err
+		}
+		// Deferred after st.Close, so it runs before it: the last CPU
+		// profile is queued while the store is still open.
+		defer stopProfile()
 	}
 
-	var ready atomic.Bool
-	srv := httpserver.New(httpserver.Config{
-		Queues:            names,
-		MaxBodySize:       int64(cfg.MaxBodySize),
-		MaxConnections:    cfg.MaxConnections,
-		ReadTimeout:       cfg.ReadTimeout,
-		WriteTimeout:      cfg.WriteTimeout,
-		IdleTimeout:       cfg.IdleTimeout,
-		TenantPassthrough: cfg.TenantPassthrough,
-	}, httpserver.Options{Store: st, Logger: log, Registry: reg, Gatherer: reg, Ready: ready.Load})
-
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		stopForwarders()
-		fwdWG.Wait()
-		return fmt.Errorf("listen: %w", err)
+	// Signals are caught before the first "serving" line: a SIGHUP sent
+	// once the relay says it serves must reload, never kill it.
+	stopAccess := acc.start(ctx) // SIGHUP reloads auth and TLS files, TLS file watch
+	defer stopAccess()
+	stopReload := func() {}
+	if load != nil {
+		stopReload = rt.watchReload(ctx, load) // SIGHUP reloads receivers and destinations
 	}
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
+	defer stopReload()
 	ready.Store(true)
-	log.Info("serving", "addr", ln.Addr().String(), "data_dir", cfg.DataDir, "destinations", strings.Join(names, ","), "version", version)
+	if err := rt.startReceivers(); err != nil {
+		ready.Store(false)
+		return err
+	}
 
 	var runErr error
 	select {
 	case <-ctx.Done():
 		log.Info("shutting down: no new requests; finishing those in progress")
-	case err := <-serveErr:
-		runErr = fmt.Errorf("serve: %w", err)
+	case err := <-rt.errs:
+		runErr = err
 	}
 	ready.Store(false)
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
-	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		log.Warn("requests still in progress at the shutdown deadline", "err", err)
-	}
-	// Forwarders finish the attempts in flight (bounded by each
-	// destination's timeout) and ack what succeeded; the rest stays queued.
-	stopForwarders()
-	fwdWG.Wait()
+	stopReload() // no reload may start receivers while they stop
+	shutdown()
 	log.Info("stopped")
 	return runErr
 }
@@ -271,5 +322,40 @@ func reportOrphans(st *store.Store, configured []string, log *slog.Logger) {
 			continue
 		}
 		log.Warn("queue has no configured destination: kept as it is", "queue", name, "entries", s.Entries, "dead_letters", s.DeadEntries)
+	}
+}
+
+// fileSizeCap is bbolt's hard cap on the file behind the byte budget: well
+// above it, because pages are never full and deletes need free pages, and
+// acks must always be able to commit on a store that is at its budget.
+func fileSizeCap(budget ByteSize) int {
+	if budget <= 0 {
+		return 0
+	}
+	return int(2*budget + 64<<20)
+}
+
+// dropLogger logs entries dropped to make room at most once per interval
+// per queue, with the count since the last line.
+type dropLogger struct {
+	log      *slog.Logger
+	interval time.Duration
+	mu       sync.Mutex
+	pending  map[string]int
+	last     map[string]time.Time
+}
+
+func newDropLogger(log *slog.Logger, interval time.Duration) *dropLogger {
+	return &dropLogger{log: log, interval: interval, pending: map[string]int{}, last: map[string]time.Time{}}
+}
+
+func (d *dropLogger) dropped(queue string, n int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.pending[queue] += n
+	if now := time.Now(); now.Sub(d.last[queue]) >= d.interval {
+		d.log.Warn("queue full: dropped oldest entries to make room", "queue", queue, "dropped", d.pending[queue])
+		d.pending[queue] = 0
+		d.last[queue] = now
 	}
 }

@@ -1,0 +1,243 @@
+// Command pyrorelay-bench is pyrorelay's end-to-end load tool. It starts
+// sink destinations on loopback, drives a relay (the real binary it starts,
+// or one at a URL) with concurrent clients, and reports acknowledged
+// requests per second, answer latency, errors, the time for the queues to
+// drain, the relay's peak memory, and whether every acknowledged request
+// reached every sink.
+//
+// Examples:
+//
+//	go build -o /tmp/pyrorelay ./cmd/pyrorelay
+//	go run ./cmd/pyrorelay-bench --relay-bin /tmp/pyrorelay --clients 32 --duration 20s
+//	go run ./cmd/pyrorelay-bench --relay-bin /tmp/pyrorelay --compare-no-group-commit
+//	go run ./cmd/pyrorelay-bench --relay-bin /tmp/pyrorelay --mode down-then-up --count 20000 --restart
+//	go run ./cmd/pyrorelay-bench --url http://127.0.0.1:4040 --sink-listen 127.0.0.1:9001
+//
+// It is bounded: it stops after the duration or count, and gives up waiting
+// for the queues after --drain-timeout.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// config is the tool's flags.
+type config struct {
+	relayBin      string
+	url           string
+	sinks         int
+	sinkListen    []string
+	clients       int
+	duration      time.Duration
+	count         int
+	body          string
+	bodySize      int
+	endpoint      string
+	mode          string
+	downFor       time.Duration
+	downSinks     int
+	slowDelay     time.Duration
+	restart       bool
+	noGroupCommit bool
+	compare       bool
+	relayFlags    []string
+	fwdConc       int
+	minBackoff    time.Duration
+	maxBackoff    time.Duration
+	drainTimeout  time.Duration
+	timeout       time.Duration
+	testdata      string
+	workDir       string
+	keep          bool
+	jsonOut       bool
+}
+
+type stringsFlag []string
+
+func (s *stringsFlag) String() string     { return strings.Join(*s, " ") }
+func (s *stringsFlag) Set(v string) error { *s = append(*s, v); return nil }
+
+func parseFlags(args []string, stderr io.Writer) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("pyrorelay-bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, `pyrorelay-bench drives a pyrorelay with concurrent clients and checks that
+every acknowledged request reaches every sink destination.
+
+  pyrorelay-bench --relay-bin ./pyrorelay [flags]   start the relay binary (loopback, temp data dir)
+  pyrorelay-bench --url http://127.0.0.1:4040       drive a running relay
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&c.relayBin, "relay-bin", "", "pyrorelay binary to start on 127.0.0.1:0 with a temp data dir and the sinks as destinations")
+	fs.StringVar(&c.url, "url", "", "drive the relay at this loopback URL instead; start sinks only with --sink-listen, and point the relay at them")
+	fs.IntVar(&c.sinks, "sinks", 2, "sink destinations to start (with --relay-bin)")
+	fs.Var((*stringsFlag)(&c.sinkListen), "sink-listen", "with --url: start a sink on this loopback address (repeatable)")
+	fs.IntVar(&c.clients, "clients", 32, "concurrent clients, each with its own connection")
+	fs.DurationVar(&c.duration, "duration", 10*time.Second, "how long to send (ignored with --count)")
+	fs.IntVar(&c.count, "count", 0, "send this many requests instead of running for --duration")
+	fs.StringVar(&c.body, "body", "pprof", "body: pprof (pyroscope-go multipart, padded to --body-size), jfr or folded (from testdata/, as they are)")
+	fs.IntVar(&c.bodySize, "body-size", 16<<10, "size of a pprof body (and of a Push profile), bytes")
+	fs.StringVar(&c.endpoint, "endpoint", "ingest", "ingest or push (push sends the pprof as a Push raw_profile)")
+	fs.StringVar(&c.mode, "mode", "healthy", "healthy, down-then-up (sinks answer 503, then 200) or one-slow (the first sink sleeps --slow-delay per request)")
+	fs.DurationVar(&c.downFor, "down-for", 0, "down-then-up: how long after the load starts the sinks come back; 0 = once the load has stopped (and the relay restarted, with --restart)")
+	fs.IntVar(&c.downSinks, "down-sinks", 0, "down-then-up: how many sinks are down (the first ones); 0 = all")
+	fs.DurationVar(&c.slowDelay, "slow-delay", 100*time.Millisecond, "one-slow: delay of the slow sink per request")
+	fs.BoolVar(&c.restart, "restart", false, "down-then-up with --relay-bin: restart the relay on its data dir before the sinks come back, and time it to ready")
+	fs.BoolVar(&c.noGroupCommit, "no-group-commit", false, "start the relay with --no-group-commit (one fsync per write)")
+	fs.BoolVar(&c.compare, "compare-no-group-commit", false, "run twice, with group commit and with --no-group-commit, each on a fresh relay, and print the ratios")
+	fs.Var((*stringsFlag)(&c.relayFlags), "relay-flag", "extra flag for `pyrorelay serve`, repeatable, e.g. --relay-flag=--forward-concurrency=8")
+	fs.IntVar(&c.fwdConc, "forward-concurrency", 0, "requests in flight per destination (0: the relay's default)")
+	fs.DurationVar(&c.minBackoff, "min-backoff", 10*time.Millisecond, "destinations' min_backoff (short, so a returning sink is seen soon)")
+	fs.DurationVar(&c.maxBackoff, "max-backoff", 500*time.Millisecond, "destinations' max_backoff")
+	fs.DurationVar(&c.drainTimeout, "drain-timeout", 5*time.Minute, "longest wait for the queues to empty after the load")
+	fs.DurationVar(&c.timeout, "timeout", 60*time.Second, "per-request client timeout")
+	fs.StringVar(&c.testdata, "testdata", "", "testdata directory (default: ./testdata or a parent's)")
+	fs.StringVar(&c.workDir, "work-dir", "", "directory for the relay's data and logs (default: a new temp dir, removed at the end)")
+	fs.BoolVar(&c.keep, "keep", false, "keep the work dir")
+	fs.BoolVar(&c.jsonOut, "json", false, "print the results as JSON")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	return c, c.check()
+}
+
+func (c *config) check() error {
+	switch {
+	case (c.relayBin == "") == (c.url == ""):
+		return errors.New("give one of --relay-bin or --url")
+	case c.clients <= 0:
+		return errors.New("--clients must be positive")
+	case c.count < 0:
+		return errors.New("--count must not be negative")
+	case c.count == 0 && c.duration <= 0:
+		return errors.New("give a positive --duration or --count")
+	case c.endpoint != "ingest" && c.endpoint != "push":
+		return fmt.Errorf("--endpoint %q: want ingest or push", c.endpoint)
+	case c.endpoint == "push" && c.body != "pprof":
+		return errors.New("--endpoint push sends pprof: leave --body at pprof")
+	case c.mode != "healthy" && c.mode != "down-then-up" && c.mode != "one-slow":
+		return fmt.Errorf("--mode %q: want healthy, down-then-up or one-slow", c.mode)
+	case c.restart && (c.relayBin == "" || c.mode != "down-then-up" || c.downFor != 0):
+		return errors.New("--restart needs --relay-bin, --mode down-then-up and --down-for 0")
+	case c.downSinks < 0:
+		return errors.New("--down-sinks must not be negative")
+	case c.compare && c.relayBin == "":
+		return errors.New("--compare-no-group-commit needs --relay-bin")
+	case c.relayBin != "" && c.sinks <= 0:
+		return errors.New("--sinks must be positive with --relay-bin")
+	case c.relayBin != "" && len(c.sinkListen) > 0:
+		return errors.New("--sink-listen is for --url; with --relay-bin use --sinks")
+	}
+	if c.url != "" {
+		c.url = strings.TrimRight(c.url, "/")
+		if err := loopbackOnly(strings.TrimPrefix(c.url, "http://")); err != nil {
+			return fmt.Errorf("--url: %w", err)
+		}
+		for _, a := range c.sinkListen {
+			if err := loopbackOnly(a); err != nil {
+				return fmt.Errorf("--sink-listen: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// loopbackOnly refuses addresses off this machine: the tool generates load,
+// and load belongs on loopback.
+func loopbackOnly(hostport string) error {
+	host, _, err := net.SplitHostPort(strings.TrimSuffix(hostport, "/"))
+	if err != nil {
+		return fmt.Errorf("%q is not host:port: %w", hostport, err)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("%q is not a loopback address", host)
+	}
+	return nil
+}
+
+func main() {
+	cfg, err := parseFlags(os.Args[1:], os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "pyrorelay-bench:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := runAll(ctx, cfg, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "pyrorelay-bench:", err)
+		os.Exit(1)
+	}
+}
+
+// runAll runs the benchmark once, or twice with the comparison, prints
+// the report, and fails if an acknowledged request went missing.
+func runAll(ctx context.Context, cfg config, stdout, progress io.Writer) error {
+	var results []*result
+	variants := []bool{cfg.noGroupCommit}
+	if cfg.compare {
+		variants = []bool{false, true}
+	}
+	for _, noGC := range variants {
+		c := cfg
+		c.noGroupCommit = noGC
+		r, err := runOnce(ctx, c, progress)
+		if err != nil {
+			return err
+		}
+		results = append(results, r)
+	}
+	if cfg.jsonOut {
+		out := struct {
+			Runs       []*result   `json:"runs"`
+			Comparison *comparison `json:"comparison,omitempty"`
+		}{Runs: results}
+		if len(results) == 2 {
+			out.Comparison = compare(results[0], results[1])
+		}
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(out); err != nil {
+			return err
+		}
+	} else {
+		for _, r := range results {
+			r.print(stdout)
+		}
+		if len(results) == 2 {
+			compare(results[0], results[1]).print(stdout)
+		}
+	}
+	for _, r := range results {
+		if r.Delivery != nil && r.Delivery.Missing > 0 {
+			return fmt.Errorf("%s: %d acknowledged deliveries missing", r.Label, r.Delivery.Missing)
+		}
+		if !r.Drained {
+			return fmt.Errorf("%s: queues did not drain within %s", r.Label, cfg.drainTimeout)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,344 @@
+package main
+
+import (
+	"bytes"
+	"cmp"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"io"
+	"mime"
+	"mime/multipart"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+func TestBuildPayload(t *testing.T) {
+	td, err := findTestdata("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		kind      string
+		size      int
+		wantParts []string // multipart parts in order; nil for a raw body
+		format    string
+	}{
+		{kind: "pprof", size: 16 << 10, wantParts: []string{"profile", "sample_type_config"}},
+		{kind: "pprof", size: 64 << 10, wantParts: []string{"profile", "sample_type_config"}},
+		{kind: "jfr", wantParts: []string{"jfr"}, format: "jfr"},
+		{kind: "folded"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.kind, func(t *testing.T) {
+			p, err := buildPayload(tt.kind, td, tt.size)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := p.query.Get("format"); got != tt.format {
+				t.Errorf("format %q, want %q", got, tt.format)
+			}
+			if tt.kind == "pprof" {
+				// Padded to the size asked, within one padding step.
+				if len(p.body) > tt.size || len(p.body) < tt.size-200 {
+					t.Errorf("body %d bytes, want about %d", len(p.body), tt.size)
+				}
+				checkPprof(t, p.profile)
+			}
+			if tt.wantParts == nil {
+				return
+			}
+			mt, params, err := mime.ParseMediaType(p.contentType)
+			if err != nil || mt != "multipart/form-data" {
+				t.Fatalf("content type %q: %v", p.contentType, err)
+			}
+			mr := multipart.NewReader(bytes.NewReader(p.body), params["boundary"])
+			var parts []string
+			for {
+				part, err := mr.NextPart()
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				if part.FileName() == "" {
+					t.Errorf("part %q has no filename: the server reads parts as files", part.FormName())
+				}
+				if part.FormName() == "profile" {
+					if part.FileName() != "profile.pprof" {
+						t.Errorf("profile filename %q", part.FileName())
+					}
+					b, _ := io.ReadAll(part)
+					checkPprof(t, b)
+				}
+				parts = append(parts, part.FormName())
+			}
+			if strings.Join(parts, ",") != strings.Join(tt.wantParts, ",") {
+				t.Errorf("parts %v, want %v", parts, tt.wantParts)
+			}
+		})
+	}
+}
+
+// checkPprof checks that b is gzip holding a well-formed protobuf message
+// (the padding must keep the profile parseable).
+func checkPprof(t *testing.T, b []byte) {
+	t.Helper()
+	zr, err := gzip.NewReader(bytes.NewReader(b))
+	if err != nil {
+		t.Fatalf("profile is not gzip: %v", err)
+	}
+	raw, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatalf("profile gzip: %v", err)
+	}
+	for len(raw) > 0 {
+		_, typ, n := protowire.ConsumeTag(raw)
+		if n < 0 {
+			t.Fatalf("profile protobuf: bad tag: %v", protowire.ParseError(n))
+		}
+		raw = raw[n:]
+		n = protowire.ConsumeFieldValue(0, typ, raw)
+		if n < 0 {
+			t.Fatalf("profile protobuf: bad field: %v", protowire.ParseError(n))
+		}
+		raw = raw[n:]
+	}
+}
+
+func TestParseFlags(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		wantErr string
+	}{
+		{"relay bin", []string{"--relay-bin", "x"}, ""},
+		{"url", []string{"--url", "http://127.0.0.1:4040/"}, ""},
+		{"neither", nil, "one of --relay-bin or --url"},
+		{"both", []string{"--relay-bin", "x", "--url", "http://127.0.0.1:1"}, "one of --relay-bin or --url"},
+		{"not loopback", []string{"--url", "http://10.0.0.1:4040"}, "not a loopback"},
+		{"sink not loopback", []string{"--url", "http://localhost:4040", "--sink-listen", "0.0.0.0:9000"}, "not a loopback"},
+		{"bad mode", []string{"--relay-bin", "x", "--mode", "flaky"}, "--mode"},
+		{"restart needs down", []string{"--relay-bin", "x", "--restart"}, "--restart"},
+		{"push is pprof", []string{"--relay-bin", "x", "--endpoint", "push", "--body", "jfr"}, "push sends pprof"},
+		{"compare needs bin", []string{"--url", "http://127.0.0.1:1", "--compare-no-group-commit"}, "needs --relay-bin"},
+		{"relay flags repeat", []string{"--relay-bin", "x", "--relay-flag=--a", "--relay-flag=--b"}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := parseFlags(tt.args, io.Discard)
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Fatalf("unexpected error: %v", err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Fatalf("error %v, want one containing %q", err, tt.wantErr)
+			}
+			if tt.name == "relay flags repeat" && strings.Join(c.relayFlags, " ") != "--a --b" {
+				t.Errorf("relay flags %q", c.relayFlags)
+			}
+			if tt.name == "url" && c.url != "http://127.0.0.1:4040" {
+				t.Errorf("url %q: the trailing slash should go", c.url)
+			}
+		})
+	}
+}
+
+func TestCheckDelivery(t *testing.T) {
+	a := &sink{name: "a", seen: map[uint64]uint32{1: 1, 2: 2, 3: 1, 9: 1}}
+	b := &sink{name: "b", seen: map[uint64]uint32{1: 1, 3: 3}}
+	got := checkDelivery([]uint64{1, 2, 3}, []*sink{a, b})
+	want := deliveryCheck{Acked: 3, Sinks: 2, Missing: 1, Duplicates: 3, Unacked: 1, MissingSample: []string{"b:2"}}
+	if g, w := jsonString(t, got), jsonString(t, want); g != w {
+		t.Errorf("got %s\nwant %s", g, w)
+	}
+}
+
+func jsonString(t *testing.T, v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// TestAgainstRelayBinary runs the tool briefly, in every mode, against the
+// real relay built from this module, so that neither the tool nor the
+// relay's side of it (flags, log line, metrics names) can rot.
+func TestAgainstRelayBinary(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and starts the relay binary")
+	}
+	bin := buildRelay(t)
+	tests := []struct {
+		name string
+		cfg  func(*config)
+	}{
+		{"healthy ingest", func(c *config) {}},
+		{"healthy push", func(c *config) { c.endpoint = "push" }},
+		{"jfr", func(c *config) { c.body = "jfr" }},
+		{"folded no group commit", func(c *config) { c.body = "folded"; c.noGroupCommit = true }},
+		{"down then up with restart", func(c *config) { c.mode = "down-then-up"; c.restart = true }},
+		{"one down then up", func(c *config) { c.mode = "down-then-up"; c.downSinks = 1 }},
+		{"down for a while", func(c *config) {
+			c.mode = "down-then-up"
+			c.downFor = 150 * time.Millisecond
+			c.count = 0
+			c.duration = 500 * time.Millisecond
+		}},
+		{"one slow", func(c *config) { c.mode = "one-slow"; c.slowDelay = 5 * time.Millisecond }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := testConfig(bin)
+			tt.cfg(&c)
+			if err := c.check(); err != nil {
+				t.Fatal(err)
+			}
+			r, err := runOnce(context.Background(), c, testWriter{t})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out bytes.Buffer
+			r.print(&out)
+			t.Log(out.String())
+			if c.count > 0 && r.Load.Acked != c.count {
+				t.Errorf("%d of %d acked; errors %v", r.Load.Acked, c.count, r.Load.Errors)
+			}
+			if r.Load.Acked == 0 {
+				t.Fatalf("nothing acked; errors %v", r.Load.Errors)
+			}
+			if !r.Drained {
+				t.Error("queues did not drain")
+			}
+			if r.Delivery == nil || r.Delivery.Missing != 0 || r.Delivery.Acked != r.Load.Acked || r.Delivery.NoID != 0 {
+				t.Errorf("delivery %+v", r.Delivery)
+			}
+			if r.RSS == nil || r.RSS.Peak == 0 || r.StartReady == 0 {
+				t.Errorf("relay figures missing: rss %v, ready %s", r.RSS, r.StartReady)
+			}
+			if r.Commits == 0 || r.CommitsPerReq == 0 {
+				t.Errorf("no commits counted: %v", r.Commits)
+			}
+			if c.noGroupCommit && r.WritesPerCommit != 1 {
+				t.Errorf("%.2f writes per commit without group commit", r.WritesPerCommit)
+			}
+			if c.mode == "down-then-up" {
+				b := r.Backlog
+				if b == nil || b.DrainPerS == 0 {
+					t.Fatalf("backlog figures missing: %+v", b)
+				}
+				// With --down-for, a loaded machine may ack nothing before
+				// the sinks are back; the count decides the whole run.
+				if c.downFor == 0 && b.IngestPerS == 0 {
+					t.Errorf("no ingest rate: %+v", b)
+				}
+				if c.restart && (b.RestartReady == 0 || r.RSSAfterRestart == nil) {
+					t.Errorf("restart figures missing: %+v", b)
+				}
+				for i, s := range r.Sink {
+					down := c.downSinks == 0 || i < c.downSinks
+					if c.downFor == 0 && down != (s.Refused > 0) {
+						t.Errorf("sink %s refused %d requests; down: %v", s.Name, s.Refused, down)
+					}
+				}
+				if want := cmp.Or(c.downSinks, c.sinks); c.downFor == 0 && b.Down != want {
+					t.Errorf("%d destinations down, want %d", b.Down, want)
+				}
+			}
+		})
+	}
+}
+
+// TestCompareJSON runs the comparison with the JSON report, the way
+// BENCHMARKS.md's figures are taken.
+func TestCompareJSON(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and starts the relay binary")
+	}
+	c := testConfig(buildRelay(t))
+	c.compare, c.jsonOut = true, true
+	var out bytes.Buffer
+	if err := runAll(context.Background(), c, &out, testWriter{t}); err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		Runs       []result
+		Comparison *comparison
+	}
+	if err := json.Unmarshal(out.Bytes(), &got); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	if len(got.Runs) != 2 || got.Comparison == nil || got.Comparison.ThroughputRatio == 0 {
+		t.Fatalf("report %s", out.String())
+	}
+	if got.Runs[0].Label != "group commit" || got.Runs[1].Label != "no group commit" {
+		t.Errorf("labels %q, %q", got.Runs[0].Label, got.Runs[1].Label)
+	}
+}
+
+func testConfig(bin string) config {
+	return config{
+		relayBin: bin, sinks: 2, clients: 4, count: 60, body: "pprof", bodySize: 16 << 10,
+		endpoint: "ingest", mode: "healthy", minBackoff: 5 * time.Millisecond, maxBackoff: 50 * time.Millisecond,
+		drainTimeout: 60 * time.Second, timeout: 30 * time.Second,
+	}
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(b), "\n"))
+	return len(b), nil
+}
+
+var relayBuild struct {
+	once          sync.Once
+	dir, bin, out string
+	err           error
+}
+
+// buildRelay builds cmd/pyrorelay into a temp dir once per test binary.
+func buildRelay(t *testing.T) string {
+	t.Helper()
+	relayBuild.once.Do(func() {
+		dir, err := os.MkdirTemp("", "pyrorelay-bench-test-")
+		if err != nil {
+			relayBuild.err = err
+			return
+		}
+		relayBuild.dir = dir
+		bin := filepath.Join(dir, "pyrorelay")
+		gobin, err := exec.LookPath("go")
+		if err != nil {
+			gobin = filepath.Join(runtime.GOROOT(), "bin", "go")
+		}
+		cmd := exec.Command(gobin, "build", "-o", bin, "../pyrorelay")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			relayBuild.err = err
+			relayBuild.out = string(out)
+			return
+		}
+		relayBuild.bin = bin
+	})
+	if relayBuild.err != nil {
+		t.Fatalf("build relay: %v\n%s", relayBuild.err, relayBuild.out)
+	}
+	return relayBuild.bin
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if relayBuild.dir != "" {
+		os.RemoveAll(relayBuild.dir)
+	}
+	os.Exit(code)
+}

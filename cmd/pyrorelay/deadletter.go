@@ -1,0 +1,191 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/pyrorelay/pyrorelay/store"
+)
+
+func deadLetterCommand() *cli.Command {
+	flags := func(extra ...cli.Flag) []cli.Flag {
+		f := append(dataDirFlags(), &cli.StringFlag{Name: "destination", Required: true, Usage: "the destination whose dead letters to act on"})
+		return append(append(f, selectFlags()...), extra...)
+	}
+	return &cli.Command{
+		Name:  "dead-letter",
+		Usage: "list, requeue or purge the entries a destination refused",
+		Description: `An entry becomes a dead letter when its destination refuses it for good (a 4xx,
+an undecodable Push), keeps failing on it while taking others (poison), or
+when it waited longer than max_age. Dead letters are kept until requeued or
+purged. Run these with the relay stopped. The filters (--since, --until,
+--app) select which ones. A destination with max_age expires requeued
+entries older than it again.
+
+Examples:
+   pyrorelay dead-letter list --destination prod
+   pyrorelay dead-letter requeue --destination prod --since -6h
+   pyrorelay dead-letter purge --destination prod --until -7d`,
+		Subcommands: []*cli.Command{
+			{
+				Name:  "list",
+				Usage: "show dead letters: when, why, how many attempts",
+				Description: `Examples:
+   pyrorelay dead-letter list --destination prod
+   pyrorelay dead-letter list --destination prod --since -24h --json`,
+				Flags:  flags(&cli.BoolFlag{Name: "json", Usage: "one JSON object per line (the export sidecar format, without bodies)"}),
+				Action: runDeadLetterList,
+			},
+			{
+				Name:  "requeue",
+				Usage: "move dead letters back to the end of the destination's queue, to be sent again",
+				Description: `After fixing what made the destination refuse them (a tenant, a size limit,
+a server's reject-older-than window), put them back; the relay sends them
+when it starts.
+
+Examples:
+   pyrorelay dead-letter requeue --destination prod
+   pyrorelay dead-letter requeue --destination prod --app checkout --since 2026-03-01T00:00:00Z`,
+				Flags:  flags(),
+				Action: runDeadLetterRequeue,
+			},
+			{
+				Name:  "purge",
+				Usage: "delete dead letters for good (asks first, unless --yes)",
+				Description: `Examples:
+   pyrorelay dead-letter purge --destination prod --until -7d
+   pyrorelay dead-letter purge --destination prod --yes   # no question: for scripts`,
+				Flags:  flags(&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "do not ask for confirmation"}),
+				Action: runDeadLetterPurge,
+			},
+		},
+	}
+}
+
+// deadLetterStore opens the store for a dead-letter command and checks the
+// destination has a dead-letter list.
+func deadLetterStore(c *cli.Context, mode openMode) (*store.Store, string, selection, error) {
+	cfg, err := adminConfig(c)
+	if err != nil {
+		return nil, "", selection{}, err
+	}
+	sel, err := selectionFromFlags(c, time.Now())
+	if err != nil {
+		return nil, "", selection{}, err
+	}
+	st, err := openAdminStore(cfg.DataDir, mode, stopRelayFirst)
+	if err != nil {
+		return nil, "", selection{}, err
+	}
+	name := c.String("destination")
+	sum, err := st.Summary()
+	if err != nil {
+		_ = st.Close()
+		return nil, "", selection{}, err
+	}
+	if _, ok := sum.Queues[name]; !ok {
+		_ = st.Close()
+		return nil, "", selection{}, fmt.Errorf("no destination %q in %s; it holds %s", name, cfg.DataDir, describeStore(sum))
+	}
+	return st, name, sel, nil
+}
+
+func runDeadLetterList(c *cli.Context) error {
+	st, name, sel, err := deadLetterStore(c, openRead)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	src := store.DeadLetterSource(name)
+	var tw *tabwriter.Writer
+	var enc *json.Encoder
+	if c.Bool("json") {
+		enc = json.NewEncoder(c.App.Writer)
+	} else {
+		tw = tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tRECEIVED\tDEAD-LETTERED\tSTATUS\tATTEMPTS\tSIZE\tAPP\tREASON")
+	}
+	res, err := st.Scan(c.Context, src, sel.filter, func(r store.Record) error {
+		if enc != nil {
+			x := toExported(r, src)
+			x.Request = nil
+			return enc.Encode(x)
+		}
+		status := "-"
+		if r.Dead.Status != 0 {
+			status = fmt.Sprint(r.Dead.Status)
+		}
+		reason := r.Dead.Reason
+		if len(reason) > 120 {
+			reason = reason[:120] + "..."
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", r.Entry.ID, r.Entry.ReceivedAt.UTC().Format(time.RFC3339),
+			r.Dead.At.UTC().Format(time.RFC3339), status, r.Dead.Attempts, humanBytes(int64(r.Size)), entryApp(r.Entry), reason)
+		return nil
+	})
+	if tw != nil {
+		_ = tw.Flush()
+	}
+	if err != nil {
+		return err
+	}
+	if enc == nil {
+		fmt.Fprintf(c.App.Writer, "%d dead letters (%s) of %s%s\n", res.Entries, humanBytes(res.Bytes), name, describeSelection(sel))
+	}
+	return nil
+}
+
+func runDeadLetterRequeue(c *cli.Context) error {
+	st, name, sel, err := deadLetterStore(c, openWrite)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	res, err := st.RequeueDeadLetters(c.Context, name, sel.filter)
+	if err != nil {
+		return fmt.Errorf("%w (%d were requeued before the error)", err, res.Entries)
+	}
+	fmt.Fprintf(c.App.Writer, "requeued %d dead letters (%s) to the queue of %s%s; the relay sends them when it runs\n",
+		res.Entries, humanBytes(res.Bytes), name, describeSelection(sel))
+	return nil
+}
+
+func runDeadLetterPurge(c *cli.Context) error {
+	st, name, sel, err := deadLetterStore(c, openWrite)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	cnt, err := st.Count(c.Context, store.DeadLetterSource(name), sel.filter)
+	if err != nil {
+		return err
+	}
+	if cnt.Entries == 0 {
+		fmt.Fprintf(c.App.Writer, "no dead letters of %s to purge%s\n", name, describeSelection(sel))
+		return nil
+	}
+	if !c.Bool("yes") {
+		fmt.Fprintf(c.App.ErrWriter, "Delete %d dead letters (%s) of %s%s for good? Type yes to continue: ",
+			cnt.Entries, humanBytes(cnt.Bytes), name, describeSelection(sel))
+		answer, err := bufio.NewReader(c.App.Reader).ReadString('\n')
+		if err != nil && answer == "" {
+			return errors.New("no answer on stdin: nothing deleted; add --yes to purge without asking")
+		}
+		if a := strings.ToLower(strings.TrimSpace(answer)); a != "yes" && a != "y" {
+			return fmt.Errorf("not confirmed (answer %q): nothing deleted", strings.TrimSpace(answer))
+		}
+	}
+	res, err := st.PurgeDeadLetters(c.Context, name, sel.filter)
+	if err != nil {
+		return fmt.Errorf("%w (%d were purged before the error)", err, res.Entries)
+	}
+	fmt.Fprintf(c.App.Writer, "purged %d dead letters (%s) of %s%s\n", res.Entries, humanBytes(res.Bytes), name, describeSelection(sel))
+	return nil
+}

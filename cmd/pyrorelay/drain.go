@@ -1,0 +1,179 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os/signal"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/pyrorelay/pyrorelay/relay"
+	"github.com/pyrorelay/pyrorelay/store"
+)
+
+var errNoDestinations = errors.New("no destination configured: give --config with destinations, or --forward-to NAME=URL")
+
+// drainPoll is how often drain looks whether the queues are empty.
+const drainPoll = 100 * time.Millisecond
+
+// drainFlagNames are the serve flags drain shares: where the data is and
+// where it goes; nothing about serving HTTP.
+var drainFlagNames = []string{"config", "data-dir", "forward-to", "forward-concurrency", "max-attempts", "log-level", "log-format"}
+
+func drainCommand() *cli.Command {
+	var flags []cli.Flag
+	for _, f := range serveFlags() {
+		if slices.Contains(drainFlagNames, f.Names()[0]) {
+			flags = append(flags, f)
+		}
+	}
+	flags = append(flags, &cli.DurationFlag{Name: "timeout", Value: 10 * time.Minute, Usage: "give up after this long; what is not delivered stays queued"})
+	return &cli.Command{
+		Name:      "drain",
+		Usage:     "forward everything queued, without serving, and exit 0 once every queue is empty",
+		ArgsUsage: " ",
+		Description: `Runs the forwarders of the configured destinations (the same ones, with the
+same retry policy, as serve) on a stopped relay's data dir until each of their
+queues is empty, then exits 0. If the timeout passes first, it exits 1 with a
+summary per destination: what is left, and the last error. Nothing is lost
+either way: what is not delivered stays queued. For cron jobs on nodes whose
+uplink comes and goes, with serve not running (or between its runs).
+
+Entries a destination refuses for good go to its dead-letter list, as with
+serve; see ` + "`pyrorelay dead-letter list`" + `.
+
+Examples:
+   pyrorelay drain --config /etc/pyrorelay.yaml --timeout 10m
+   pyrorelay drain --data-dir /var/lib/pyrorelay --forward-to prod=https://profiles.example.com --timeout 30m`,
+		Flags:  flags,
+		Action: runDrain,
+	}
+}
+
+func runDrain(c *cli.Context) error {
+	if c.Args().Present() {
+		return fmt.Errorf("drain takes no arguments, got %q", c.Args().Slice())
+	}
+	cfg, err := configFromFlags(c)
+	if err != nil {
+		return err
+	}
+	if len(cfg.Destinations) == 0 {
+		return errNoDestinations
+	}
+	log := newLogger(c.App.ErrWriter, cfg)
+	ctx, stop := signal.NotifyContext(c.Context, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	timeout := c.Duration("timeout")
+	if timeout <= 0 {
+		return fmt.Errorf("--timeout must be positive, got %s", timeout)
+	}
+	st, err := store.Open(cfg.DataDir, store.Options{
+		LockTimeout:      adminLockTimeout,
+		ArchiveRetention: cfg.ArchiveRetention,
+		ArchiveMaxBytes:  int64(cfg.ArchiveMaxSize),
+	})
+	if errors.Is(err, store.ErrLocked) {
+		return fmt.Errorf("data dir %s is in use by a running relay, which forwards already: watch it with `pyrorelay queue status --url %s`: %w", cfg.DataDir, listenURL(cfg.Listen), err)
+	}
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	before, err := st.Stats()
+	if err != nil {
+		return err
+	}
+
+	metrics := relay.NewMetrics(nil)
+	var forwarders []*relay.Forwarder
+	for _, d := range cfg.Destinations {
+		f, err := relay.NewForwarder(d, st, metrics, log)
+		if err != nil {
+			return err
+		}
+		forwarders = append(forwarders, f)
+	}
+	start := time.Now()
+	fwdCtx, stopForwarders := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, f := range forwarders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f.Run(fwdCtx)
+		}()
+	}
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(drainPoll)
+	defer tick.Stop()
+	var after map[string]store.QueueStats
+	var why string
+	for why == "" {
+		if after, err = st.Stats(); err != nil {
+			why = "reading the queues failed: " + err.Error()
+			break
+		}
+		if drained(after, cfg.Destinations) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			why = "interrupted"
+		case <-deadline.C:
+			why = "timed out after " + timeout.String()
+		case <-tick.C:
+		}
+	}
+	// Forwarders finish what is in flight and ack it; the rest stays.
+	stopForwarders()
+	wg.Wait()
+	if final, err := st.Stats(); err == nil {
+		after = final
+	}
+	left := 0
+	for i, d := range cfg.Destinations {
+		b, a := before[d.Name], after[d.Name]
+		dead := max(a.DeadEntries-b.DeadEntries, 0)
+		delivered := max(b.Entries-a.Entries-dead, 0)
+		line := fmt.Sprintf("%s: ", d.Name)
+		if a.Entries == 0 {
+			line += fmt.Sprintf("empty; %d delivered", delivered)
+		} else {
+			left++
+			line += fmt.Sprintf("%d entries (%s) left, oldest received %s; %d delivered", a.Entries, humanBytes(a.Bytes), ago(a.Oldest, time.Now()), delivered)
+			if lf := forwarders[i].LastFailure(); lf != nil {
+				line += fmt.Sprintf("; last failure %s: %s", ago(lf.At, time.Now()), lf.Reason)
+			}
+		}
+		if dead > 0 {
+			line += fmt.Sprintf("; %d moved to dead-letter (see `pyrorelay dead-letter list --destination %s`)", dead, d.Name)
+		}
+		fmt.Fprintln(c.App.Writer, line)
+	}
+	if why != "" && left > 0 {
+		return fmt.Errorf("drain %s: %d of %d destinations still have entries queued; they stay queued for the next run or serve", why, left, len(cfg.Destinations))
+	}
+	if why != "" && strings.HasPrefix(why, "reading") {
+		return errors.New(why)
+	}
+	fmt.Fprintf(c.App.Writer, "drained in %s\n", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// drained reports whether every destination's queue is empty.
+func drained(stats map[string]store.QueueStats, dests []relay.Destination) bool {
+	for _, d := range dests {
+		if stats[d.Name].Entries > 0 {
+			return false
+		}
+	}
+	return true
+}
