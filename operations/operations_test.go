@@ -190,7 +190,7 @@ func TestAlertRulesCoverTheIssue(t *testing.T) {
 		{"PyrorelayDestinationFailing", []string{"pyrorelay_forward_attempts_total", `result=~"retry|permanent"`, `result="delivered"`, "unless"}, 10 * time.Minute},
 		{"PyrorelayQueueOldestEntryTooOld", []string{"pyrorelay_queue_oldest_age_seconds", "> 2700"}, 0},
 		{"PyrorelayDeadLettersGrowing", []string{"increase(pyrorelay_dead_lettered_total[15m])", "> 0"}, 0},
-		{"PyrorelayDiskBudgetNearlyFull", []string{"pyrorelay_store_size_bytes", "pyrorelay_disk_budget_bytes", "> 0.8"}, 0},
+		{"PyrorelayDiskBudgetNearlyFull", []string{"pyrorelay_stored_bytes", "pyrorelay_disk_budget_bytes", "> 0.8"}, 0},
 	}
 	for _, tc := range tests {
 		t.Run(tc.alert, func(t *testing.T) {
@@ -386,11 +386,7 @@ func TestDashboardCoversTheIssue(t *testing.T) {
 // optionalMetrics may be missing from a relay's scrape because the code
 // that exports them has not landed yet; the alert and panel using them
 // stay silent until it does. Keep this list empty when it can be.
-var optionalMetrics = map[string]string{
-	// --max-disk-usage exists, its metric not yet: the disk budget alert
-	// and the budget line of the disk panel wait for it.
-	"pyrorelay_disk_budget_bytes": "the --max-disk-usage budget is not exported as a metric yet",
-}
+var optionalMetrics = map[string]string{}
 
 // TestQueriedMetricsAreExported runs the relay, makes it export every
 // labelled series once, and checks that each metric and label the alert

@@ -2,12 +2,20 @@ package relay
 
 import (
 	"context"
+	"errors"
 	"log/slog"
+	"time"
+
+	"github.com/pyrorelay/pyrorelay/store"
 )
 
 // maxAckBatch caps the positions one Ack commits; it is also how many
 // delivered positions may wait for a commit before workers wait too.
 const maxAckBatch = 256
+
+// ackRetryInterval is the wait before an ack that failed to commit is
+// tried again. A variable so that tests can shorten it.
+var ackRetryInterval = time.Second
 
 // acker commits one destination's acks in batches. A worker that delivered
 // an entry hands the position over and goes on to its next entry. Waiting
@@ -46,13 +54,21 @@ func (a *acker) close() {
 func (a *acker) run() {
 	defer close(a.done)
 	batch := make([]uint64, 0, maxAckBatch)
-	for seq := range a.seqs {
-		batch = append(batch[:0], seq)
+	open := true // a.seqs is not closed yet
+	for {
+		if len(batch) == 0 {
+			seq, ok := <-a.seqs
+			if !ok {
+				return
+			}
+			batch = append(batch, seq)
+		}
 	fill:
-		for len(batch) < maxAckBatch {
+		for open && len(batch) < maxAckBatch {
 			select {
 			case s, ok := <-a.seqs:
 				if !ok {
+					open = false
 					break fill
 				}
 				batch = append(batch, s)
@@ -62,8 +78,25 @@ func (a *acker) run() {
 		}
 		// A context of its own: a delivered entry must be acked even
 		// while shutting down, or it is sent again.
-		if err := a.queue.Ack(context.Background(), a.name, batch...); err != nil {
-			a.log.Error("ack delivered entries", "count", len(batch), "first_seq", batch[0], "err", err)
+		err := a.queue.Ack(context.Background(), a.name, batch...)
+		if err == nil {
+			batch = batch[:0]
+			continue
 		}
+		a.log.Error("ack delivered entries", "count", len(batch), "first_seq", batch[0], "err", err)
+		if !open || errors.Is(err, store.ErrClosed) {
+			// Shutting down: the entries stay queued and are sent again
+			// after a restart (at-least-once).
+			batch = batch[:0]
+			continue
+		}
+		// Keep the batch and try again: the forwarder's cursor is past
+		// these positions, so an ack given up on would leave delivered
+		// entries in the queue, counted against its limits, until a
+		// restart. A full disk (ENOSPC) fails commits until space
+		// returns. Meanwhile workers wait once a.seqs is full, which is
+		// right: a delivery that cannot be acked is only a future
+		// duplicate.
+		time.Sleep(ackRetryInterval)
 	}
 }

@@ -174,9 +174,12 @@ func openBolt(path string, opts Options) (db *bolt.DB, err error) {
 	return db, nil
 }
 
+// recoverHint says what to do about a file bbolt cannot open. It does not
+// suggest `pyrorelay compact`: compact opens the file with bbolt too, and
+// fails the same way.
 func recoverHint(path string) string {
 	return fmt.Sprintf("the file is left as it is; check it with `bbolt check %s`, "+
-		"then move it aside (mv %s %s.broken) to start with an empty store, or run `pyrorelay compact` to copy what is readable", path, path, path)
+		"then move it aside (mv %s %s.broken) to start with an empty store", path, path, path)
 }
 
 func (s *Store) initBuckets(tx *bolt.Tx) error {

@@ -342,3 +342,18 @@ func TestMain(m *testing.M) {
 	}
 	os.Exit(code)
 }
+
+func TestQueryParam(t *testing.T) {
+	tests := []struct{ raw, want string }{
+		{"name=a.cpu&reqid=42", "42"},
+		{"reqid=7&name=a.cpu", "7"},
+		{"reqidx=1&reqid=2", "2"},
+		{"name=a.cpu", ""},
+		{"", ""},
+	}
+	for _, tt := range tests {
+		if got := queryParam(tt.raw, reqIDParam); got != tt.want {
+			t.Errorf("queryParam(%q) = %q, want %q", tt.raw, got, tt.want)
+		}
+	}
+}

@@ -8,39 +8,73 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"connectrpc.com/connect"
 	"github.com/grafana/pyroscope/api/gen/proto/go/push/v1/pushv1connect"
 )
 
 // TestCrashRecovery kills the relay with SIGKILL in the middle of client
-// load, several times on the same data dir, then checks that every profile
-// a client got a 200 for reaches both destinations after a last restart.
+// load, 20 times on the same data dir, then checks that every profile a
+// client got a 200 for reaches both destinations after a last restart.
 // Half the clients use /ingest, half Push. Duplicates are allowed
 // (at-least-once: a send that succeeded just before the kill is sent
-// again); loss is not.
+// again) and counted; loss is not.
+//
+// The kill lands at a different moment each round: after a random number
+// of acknowledged requests, or after a random delay from the start of the
+// load (so also between a commit and its answer, or during forwarding).
+// Every few rounds the relay is also killed during its start, while it
+// opens the store and its forwarders start reading the backlog.
+// Destination b refuses a third of its /ingest requests with 503, so that
+// its queue holds a backlog when the kill comes.
 func TestCrashRecovery(t *testing.T) {
 	const (
-		rounds    = 5
-		clients   = 8
-		perClient = 30
+		rounds    = 20 // kills under load
+		clients   = 6  // half /ingest, half Push
+		perClient = 20 // requests per client per round, at most
 	)
-	a, b := newRecorder(t, nil), newRecorder(t, nil)
+	a := newRecorder(t, nil)
+	b := newRecorder(t, func(_ []byte, n int) int {
+		if n%3 == 0 {
+			return http.StatusServiceUnavailable
+		}
+		return http.StatusOK
+	})
 	dir := t.TempDir()
-	args := []string{"--forward-to", "a=" + a.URL(), "--forward-to", "b=" + b.URL()}
+	// Short backoffs: b's 503s are retried in milliseconds, not the
+	// production 500 ms and more.
+	args := []string{"--config", writeConfig(t, t.TempDir(), fastDestinations(map[string]string{"a": a.URL(), "b": b.URL()}))}
 
 	profile := readTestdata(t, "cpu.pb.gz")
 	acked := map[string]bool{} // got a 200
 	sent := map[string]bool{}  // sent, whatever the answer
 	var mu sync.Mutex
+	kills, startupKills, midLoad := 0, 0, 0
 	for round := range rounds {
+		if round%5 == 2 {
+			// A kill during start: anywhere from before the store is open
+			// to the first forwards of the backlog.
+			p := launch(t, relayOpts{}, append(baseArgs(dir), args...)...)
+			time.Sleep(time.Duration(rand.IntN(80)) * time.Millisecond)
+			p.kill()
+			kills++
+			startupKills++
+		}
 		relay := startRelay(t, dir, args...)
 		push := pushv1connect.NewPusherServiceClient(httpClient, relay.URL)
-		// Kill after a random number of acknowledged requests, so the kill
-		// lands mid-load at a different point each round.
-		killAt := int64(5 + rand.IntN(clients*perClient/2))
-		var n atomic.Int64
-		roundAcked := 0
+		total := int64(clients * perClient)
+		var n atomic.Int64 // acknowledged this round
+		var killAt int64   // kill after this many acks, or 0
+		stopTimer := func() bool { return false }
+		if round%2 == 0 {
+			killAt = 1 + rand.Int64N(total*2/3)
+		} else {
+			// Kill after a random delay instead: the moment then has
+			// nothing to do with where the clients are.
+			delay := time.Duration(rand.IntN(200)) * time.Millisecond
+			stopTimer = time.AfterFunc(delay, relay.kill).Stop
+		}
 		var wg sync.WaitGroup
 		for c := range clients {
 			wg.Go(func() {
@@ -64,7 +98,6 @@ func TestCrashRecovery(t *testing.T) {
 					}
 					mu.Lock()
 					acked[id] = true
-					roundAcked++
 					mu.Unlock()
 					if n.Add(1) == killAt {
 						relay.kill()
@@ -73,38 +106,67 @@ func TestCrashRecovery(t *testing.T) {
 			})
 		}
 		wg.Wait()
+		stopTimer()
+		if n.Load() < total {
+			midLoad++ // some client saw the relay go away
+		}
 		relay.kill() // in case the clients finished first
-		t.Logf("round %d: killed after %d acks (target %d), %d acked this round", round, n.Load(), killAt, roundAcked)
+		kills++
 	}
+	mu.Lock()
+	t.Logf("%d kills (%d during start, %d of %d loaded rounds cut mid-load), %d requests sent, %d acknowledged",
+		kills, startupKills, midLoad, rounds, len(sent), len(acked))
+	mu.Unlock()
 
 	relay := startRelay(t, dir, args...)
-	for name, d := range map[string]*recorder{"a": a, "b": b} {
-		waitFor(t, deliverDeadline, "every acknowledged profile at "+name, func() (bool, string) {
-			n, some := missing(acked, receivedIDs(d))
-			return n == 0, fmt.Sprintf("%d of %d acknowledged profiles missing, e.g. %v", n, len(acked), some)
-		})
+	dests := map[string]*recorder{"a": a, "b": b}
+	// Wait without failing at the deadline: the summary below reports the
+	// loss, if any, with the figures.
+	deadline := time.Now().Add(deliverDeadline)
+	for _, d := range dests {
+		for {
+			n, _ := missing(acked, receivedIDs(d))
+			if n == 0 || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
 	}
-	for _, q := range []string{"a", "b"} {
-		waitMetric(t, relay.URL, `pyrorelay_queue_entries{destination="`+q+`"}`, 0)
-	}
-	for name, d := range map[string]*recorder{"a": a, "b": b} {
+	lost, duplicates := map[string]bool{}, 0
+	for name, d := range dests {
 		ids := receivedIDs(d)
+		n, some := missing(acked, ids)
+		if n > 0 {
+			t.Errorf("destination %s: %d of %d acknowledged profiles never arrived, e.g. %v", name, n, len(acked), some)
+		}
+		for id := range acked {
+			if ids[id] == 0 {
+				lost[id] = true
+			}
+		}
 		dups, unacked := 0, 0
-		for id, n := range ids {
+		for id, c := range ids {
 			if !sent[id] {
 				t.Errorf("destination %s got %q, which no client sent", name, id)
 			}
-			if n > 1 {
-				dups += n - 1
+			if c > 1 {
+				dups += c - 1
 			}
 			if !acked[id] {
 				unacked++
 			}
 		}
+		duplicates += dups
 		t.Logf("destination %s: %d distinct profiles, %d duplicates, %d delivered without a 200 to the client (in flight at a kill)",
 			name, len(ids), dups, unacked)
 	}
-	t.Logf("%d profiles acknowledged over %d rounds, %d sent", len(acked), rounds, len(sent))
+	t.Logf("kills=%d acknowledged=%d lost=%d duplicates=%d", kills, len(acked), len(lost), duplicates)
+	if len(lost) > 0 {
+		t.Fatalf("%d acknowledged profiles lost", len(lost))
+	}
+	for name := range dests {
+		waitMetric(t, relay.URL, `pyrorelay_queue_entries{destination="`+name+`"}`, 0)
+	}
 	relay.stop()
 }
 

@@ -148,7 +148,8 @@ func (c *Config) finishReceivers() error {
 		}
 		tab, err := route.Compile(r.Routes, r.ForwardTo)
 		if err != nil {
-			return bad("routes", "%v", err)
+			// The error names the field: routes[1].match.service_name.
+			return fmt.Errorf("%s: %w", where, err)
 		}
 		for j := range tab.Len() {
 			for _, d := range tab.RuleDestinations(j) {

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"net"
 	"net/http"
 	"net/url"
 	"path/filepath"
@@ -613,12 +614,38 @@ receivers:
 		t.Errorf("the unchanged receiver logged %d serving lines, want 1", n)
 	}
 
+	// A receiver whose address is taken: the whole reload is refused,
+	// the new destination and route included, and a keeps serving.
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	d3 := newRecorder(t, nil)
+	writeConfig(t, filepath.Dir(cfgPath), fastDestinations(map[string]string{"d1": d1.URL(), "d2": d2.URL(), "d3": d3.URL()})+`
+receivers:
+  - {name: a, listen: "127.0.0.1:0", forward_to: [d3], max_body_size: 1MiB}
+  - {name: keep, listen: "127.0.0.1:0", forward_to: [d1, d2]}
+  - {name: busy, listen: "`+busy.Addr().String()+`", forward_to: [d3]}
+`)
+	sighup(t, p)
+	waitFor(t, deliverDeadline, "the reload refused", func() (bool, string) {
+		return hasLogLine(p.Stderr.String(), "ERROR", "new configuration not applied", `receiver \"busy\": listen`), "not yet"
+	})
+	mustPostFolded(t, a2, "after-refused")
+	if len(servingLines(p)["busy"]) != 0 || len(servingLines(p)["a"]) != 2 {
+		t.Errorf("serving lines after a refused reload: %v", servingLines(p))
+	}
+
 	waitFor(t, deliverDeadline, "deliveries", func() (bool, string) {
-		return len(d1.ingestIDs()) == 1 && len(d2.ingestIDs()) == 2, fmt.Sprintf("d1 %d of 1, d2 %d of 2", len(d1.ingestIDs()), len(d2.ingestIDs()))
+		return len(d1.ingestIDs()) == 1 && len(d2.ingestIDs()) == 3, fmt.Sprintf("d1 %d of 1, d2 %d of 3", len(d1.ingestIDs()), len(d2.ingestIDs()))
 	})
 	waitDrained(t, a2, "d1", "d2")
 	checkExactly(t, "d1", d1.ingestIDs(), []string{"before"})
-	checkExactly(t, "d2", d2.ingestIDs(), []string{"rerouted", "restarted"})
+	checkExactly(t, "d2", d2.ingestIDs(), []string{"rerouted", "restarted", "after-refused"})
+	if n := len(d3.requests()); n != 0 {
+		t.Errorf("d3, added by the refused reload, got %d requests", n)
+	}
 	p.stop()
 }
 

@@ -431,6 +431,17 @@ func (rt *runningRelay) reload(next Config) {
 			removed = append(removed, name)
 		}
 	}
+	slices.Sort(removed)
+	// An address a stopping receiver holds (a receiver renamed, or two
+	// that swap ports) is free only once it stopped: bound after.
+	freed := map[string]bool{}
+	for _, n := range append(slices.Clone(removed), restarted...) {
+		freed[rt.receivers[n].spec.Listen] = true
+	}
+	bind = slices.DeleteFunc(bind, func(r Receiver) bool {
+		_, port, _ := net.SplitHostPort(r.Listen)
+		return freed[r.Listen] && port != "0"
+	})
 	lns, err := listenAll(bind)
 	if err != nil {
 		rt.log.Error("SIGHUP: new configuration not applied: keeping the one in force", "err", err)
@@ -471,7 +482,7 @@ func (rt *runningRelay) reload(next Config) {
 		r := nextRecv[n]
 		ln := lns[n]
 		if ln == nil {
-			// Same address as before, free only now.
+			// An address a stopped receiver held, free only now.
 			if ln, err = net.Listen("tcp", r.Listen); err != nil {
 				rt.log.Error("SIGHUP: receiver not restarted: its address cannot be bound; fix it and reload", "receiver", n, "err", err)
 				continue

@@ -235,6 +235,16 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, load func() (Confi
 		}
 	}()
 	reg.MustRegister(relay.NewQueueCollector(st), newStoreSizeCollector(st.Path()))
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "pyrorelay_stored_bytes",
+		Help: "Record bytes of all stored entries, each counted once however many queues hold it; what --max-disk-usage bounds.",
+	}, func() float64 { _, b, _ := st.TotalBytes(); return float64(b) }))
+	budget := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "pyrorelay_disk_budget_bytes",
+		Help: "The --max-disk-usage budget in bytes; 0 when there is none.",
+	})
+	budget.Set(float64(cfg.MaxDiskUsage))
+	reg.MustRegister(budget)
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "pyrorelay_store_commits_total", Help: "Store transactions committed (each one fsync).",
 	}, func() float64 { c, _ := st.CommitCounts(); return float64(c) }))
