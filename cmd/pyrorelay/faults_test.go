@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -20,6 +21,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"connectrpc.com/connect"
 	"github.com/grafana/pyroscope/api/gen/proto/go/push/v1/pushv1connect"
@@ -487,4 +489,105 @@ func TestDiskFullENOSPC(t *testing.T) {
 		"%d pushes refused, %d acks failed and were retried",
 		len(acked), fitted, strings.Count(log, `"msg":"store request"`), strings.Count(log, `"msg":"ack delivered entries"`))
 	relay.stop()
+}
+
+// slowLoris opens a connection to the relay at base and sends the start of
+// a request whose headers never end. The connection is closed at the end
+// of the test.
+func slowLoris(t *testing.T, base string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	if _, err := io.WriteString(c, "POST /ingest?name=app.cpu HTTP/1.1\r\nHost: relay\r\nContent-Type: text/plain\r\nX-Slow: "); err != nil {
+		t.Fatalf("write partial headers: %v", err)
+	}
+	return c
+}
+
+// TestHostileConnections runs the real binary against clients that never
+// finish their headers and a request with oversized headers: the relay
+// keeps serving normal clients, refuses the oversized request before it
+// reaches the store, and slow clients that take every connection slot
+// are dropped after the header timeout, so that they delay a normal
+// client without locking it out.
+func TestHostileConnections(t *testing.T) {
+	profile := readTestdata(t, "cpu.pb.gz")
+	// serves checks that the relay answers a normal /ingest and Push.
+	serves := func(t *testing.T, base string) {
+		t.Helper()
+		mustPostFolded(t, base, "normal")
+		push := pushv1connect.NewPusherServiceClient(httpClient, base)
+		if _, err := push.Push(context.Background(), connect.NewRequest(pushRequest("normal-push", profile))); err != nil {
+			t.Fatalf("Push from a normal client: %v", err)
+		}
+	}
+
+	t.Run("many slow clients under the limit", func(t *testing.T) {
+		t.Parallel()
+		const slow = 48
+		relay := startRelay(t, t.TempDir(), "--forward-to", "a="+closedURL(t), "--max-connections", "64")
+		var conns []net.Conn
+		for range slow {
+			conns = append(conns, slowLoris(t, relay.URL))
+		}
+		serves(t, relay.URL)
+		// Closed first: a graceful shutdown waits up to 5 s for
+		// connections that have not sent a whole request yet.
+		for _, c := range conns {
+			_ = c.Close()
+		}
+		relay.stop()
+	})
+
+	t.Run("oversized headers", func(t *testing.T) {
+		t.Parallel()
+		relay := startRelay(t, t.TempDir(), "--forward-to", "a="+closedURL(t))
+		// Twice the 1 MiB the server reads of headers.
+		req, err := http.NewRequest(http.MethodPost, ingestURL(relay.URL, "big-headers"), bytes.NewReader(foldedBody("big-headers")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("X-Big", strings.Repeat("x", 2<<20))
+		resp, err := httpClient.Do(req)
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+				t.Errorf("request with 2 MiB of headers: status %d, want 431", resp.StatusCode)
+			}
+		} else {
+			// The server may close before the client has written it all.
+			t.Logf("request with 2 MiB of headers: no answer (%v)", err)
+		}
+		if n := metric(scrape(t, relay.URL), `pyrorelay_queue_entries{destination="a"}`); n != 0 {
+			t.Errorf("%g entries queued after the oversized request, want 0", n)
+		}
+		serves(t, relay.URL)
+		relay.stop()
+	})
+
+	t.Run("slow clients holding every slot are dropped", func(t *testing.T) {
+		t.Parallel()
+		const slots = 4
+		relay := startRelay(t, t.TempDir(), "--forward-to", "a="+closedURL(t), "--max-connections", fmt.Sprint(slots))
+		var held []net.Conn
+		for range slots {
+			held = append(held, slowLoris(t, relay.URL))
+		}
+		// Served once the header timeout (10 s) has closed the slow
+		// connections; before that every slot is taken.
+		serves(t, relay.URL)
+		for i, c := range held {
+			if err := c.SetReadDeadline(time.Now().Add(deliverDeadline)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := io.Copy(io.Discard, c); err != nil && !errors.Is(err, syscall.ECONNRESET) {
+				t.Errorf("slow connection %d: %v, want it closed by the relay", i, err)
+			}
+		}
+		relay.stop()
+	})
 }
