@@ -60,8 +60,15 @@ func runDrain(c *cli.Context) error {
 	if c.Args().Present() {
 		return fmt.Errorf("drain takes no arguments, got %q", c.Args().Slice())
 	}
-	cfg, err := configFromFlags(c)
+	cfg, err := loadConfig(c)
 	if err != nil {
+		return err
+	}
+	// drain serves nothing, so the receivers of the file do not matter:
+	// a destination given with --forward-to is drained even though no
+	// receiver feeds it.
+	cfg.Receivers = nil
+	if err := cfg.finish(); err != nil {
 		return err
 	}
 	if len(cfg.Destinations) == 0 {

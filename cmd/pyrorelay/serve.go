@@ -71,8 +71,18 @@ With no destination, serve runs store-only: every push is kept on disk.`,
 }
 
 // configFromFlags builds the configuration: defaults, then the YAML file,
-// then every flag the user set.
+// then every flag the user set; then it checks it all.
 func configFromFlags(c *cli.Context) (Config, error) {
+	cfg, err := loadConfig(c)
+	if err != nil {
+		return cfg, err
+	}
+	return cfg, cfg.finish()
+}
+
+// loadConfig is configFromFlags without the final check, for commands that
+// use only part of the configuration.
+func loadConfig(c *cli.Context) (Config, error) {
 	cfg := defaultConfig()
 	if path := c.String("config"); path != "" {
 		if err := loadConfigFile(path, &cfg); err != nil {
@@ -128,7 +138,7 @@ func configFromFlags(c *cli.Context) (Config, error) {
 	if err := applyArchiveFlags(c, &cfg); err != nil {
 		return cfg, err
 	}
-	return cfg, cfg.finish()
+	return cfg, nil
 }
 
 func parseLevel(s string) (slog.Level, error) {
