@@ -126,7 +126,7 @@ func newAccess(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*access
 
 	if a.auth != nil {
 		log.Info("inbound auth required", "accepts", a.auth.String(), "open_paths", !cfg.AuthProtectMetrics)
-		if a.tls == nil && !loopbackListen(cfg.Listen) {
+		if a.tls == nil && !allLoopback(&cfg) {
 			log.Warn("inbound auth without TLS: passwords and tokens cross the network in clear text; set --tls-cert-file and --tls-key-file")
 		}
 	}
@@ -219,6 +219,19 @@ func warnWorldReadable(log *slog.Logger, paths ...string) {
 			log.Warn("secret file is readable by every local user: chmod o-r it", "file", p)
 		}
 	}
+}
+
+// allLoopback reports whether every receiver listens on loopback only.
+func allLoopback(cfg *Config) bool {
+	if len(cfg.receivers) == 0 {
+		return loopbackListen(cfg.Listen)
+	}
+	for _, r := range cfg.receivers {
+		if !loopbackListen(r.Listen) {
+			return false
+		}
+	}
+	return true
 }
 
 // loopbackListen reports whether addr only listens on a loopback address.
