@@ -102,6 +102,7 @@ type Store struct {
 
 	commits atomic.Uint64
 	writes  atomic.Uint64
+	mapped  atomic.Int64 // bytes through the memory map since its pages were dropped (see noteMapped)
 }
 
 // op is one write waiting for the commit loop.
@@ -397,6 +398,9 @@ func (s *Store) Put(ctx context.Context, e *Entry, queues []string) error {
 		e.ID = id
 		return nil
 	})
+	if err == nil {
+		s.noteMapped(len(rec))
+	}
 	if err == nil && s.opts.Limits.OnDrop != nil {
 		for q, n := range dropped {
 			s.opts.Limits.OnDrop(q, n)
@@ -461,6 +465,7 @@ type Item struct {
 func (s *Store) ReadBatch(ctx context.Context, queue string, after uint64, max, maxBytes int) (items []Item, quarantined int, err error) {
 	var bad []uint64 // queue positions whose entry is corrupt or gone
 	var badIDs []uint64
+	touched := 0 // bytes read through the memory map
 	err = s.db.View(func(tx *bolt.Tx) error {
 		q := tx.Bucket(bucketQueues).Bucket([]byte(queue))
 		if q == nil {
@@ -481,6 +486,7 @@ func (s *Store) ReadBatch(ctx context.Context, queue string, after uint64, max, 
 				bad = append(bad, seq)
 				continue
 			}
+			touched += len(raw)
 			e, err := decodeRecord(append([]byte(nil), raw...))
 			if err != nil {
 				bad = append(bad, seq)
@@ -496,6 +502,7 @@ func (s *Store) ReadBatch(ctx context.Context, queue string, after uint64, max, 
 		}
 		return nil
 	})
+	s.noteMapped(touched)
 	if err != nil {
 		return nil, 0, fmt.Errorf("read queue %q: %w", queue, err)
 	}

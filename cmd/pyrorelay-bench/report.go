@@ -26,9 +26,18 @@ func (r *result) print(w io.Writer) {
 		r.Commits, r.Writes, r.CommitsPerReq, r.WritesPerCommit, r.CommitMs)
 	fmt.Fprintf(w, "CPU in load       machine %.0f%% busy of %d cores; relay %.2f cores (%.2f ms per request), this tool with its sinks %.2f cores\n",
 		100*r.CPU.MachineBusy, r.CPU.Cores, r.CPU.Relay, r.CPU.RelayMsPerReq, r.CPU.Tool)
-	fmt.Fprintf(w, "queued in load    at most %.0f entries in one queue (sampled every 250 ms)\n", r.MaxQueued)
+	fmt.Fprintf(w, "queued in load    most entries waiting (sampled every 250 ms):")
+	for _, q := range slices.Sorted(maps.Keys(r.MaxQueued)) {
+		fmt.Fprintf(w, " %s %.0f", q, r.MaxQueued[q])
+	}
+	fmt.Fprintln(w)
 	if r.Drained {
-		fmt.Fprintf(w, "drain             queues empty %s after the load stopped\n", r.DrainTime.Round(time.Millisecond))
+		fmt.Fprintf(w, "drain             queues empty %s after the load stopped", r.DrainTime.Round(time.Millisecond))
+		if r.Backlog == nil {
+			// What the relay sustains: acknowledged and delivered everywhere.
+			fmt.Fprintf(w, ": %.0f/s delivered to every sink over load and drain", float64(r.Load.Acked)/(r.Load.Elapsed+r.DrainTime).Seconds())
+		}
+		fmt.Fprintln(w)
 	} else {
 		fmt.Fprintf(w, "drain             NOT DRAINED %s after the load stopped\n", r.DrainTime.Round(time.Millisecond))
 	}

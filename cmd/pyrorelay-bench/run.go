@@ -39,9 +39,9 @@ type result struct {
 	// CommitMs is the mean time of one commit, fsyncs included, during
 	// the load: near the disk's fsync time when the disk is the limit.
 	CommitMs float64 `json:"commit_ms"`
-	// MaxQueued is the most entries seen waiting in one queue while the
+	// MaxQueued is the most entries seen waiting in each queue while the
 	// load ran (sampled): near zero when the forwarders keep up.
-	MaxQueued float64 `json:"max_queued_during_load"`
+	MaxQueued map[string]float64 `json:"max_queued_during_load"`
 	// CPU is who used the CPU during the load.
 	CPU cpuUse `json:"cpu"`
 
@@ -103,7 +103,7 @@ func runOnce(ctx context.Context, cfg config, progress io.Writer) (*result, erro
 	if cfg.endpoint == "push" {
 		bodyBytes = len(p.profile)
 	}
-	res := &result{Mode: cfg.mode, Endpoint: cfg.endpoint, Body: cfg.body, BodyBytes: bodyBytes, Clients: cfg.clients}
+	res := &result{MaxQueued: map[string]float64{}, Mode: cfg.mode, Endpoint: cfg.endpoint, Body: cfg.body, BodyBytes: bodyBytes, Clients: cfg.clients}
 	switch {
 	case cfg.url != "":
 		res.Label = "relay at " + cfg.url
@@ -223,8 +223,8 @@ func runOnce(ctx context.Context, cfg config, progress io.Writer) (*result, erro
 			case <-t.C:
 			}
 			if m, err := scrapeMetrics(loadCtx, mc, target); err == nil {
-				for _, v := range m.queues("pyrorelay_queue_entries") {
-					res.MaxQueued = max(res.MaxQueued, v)
+				for q, v := range m.queues("pyrorelay_queue_entries") {
+					res.MaxQueued[q] = max(res.MaxQueued[q], v)
 				}
 				// A relay the tool did not start: its own report of its
 				// resident memory, sampled, is all there is.

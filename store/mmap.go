@@ -1,0 +1,29 @@
+package store
+
+import bolt "go.etcd.io/bbolt"
+
+// dropMappedEvery is how many bytes may pass through bbolt's memory map
+// between two drops of its pages from this process.
+const dropMappedEvery = 32 << 20
+
+// noteMapped counts n bytes read from or written to the file, and past
+// dropMappedEvery drops the memory map's pages from this process.
+//
+// bbolt reads through a shared memory map. Every page a reader or the
+// writer touches stays mapped, and counts in the process's RSS, until bbolt
+// remaps the file, which it does only when the file grows. Draining a 1 GiB
+// backlog touched every page: RSS reached 1.3 GiB while the heap stayed
+// under 50 MiB. The pages are the kernel's page cache, clean and shared;
+// dropping them from this process changes no data and costs a page fault
+// when one is read again.
+func (s *Store) noteMapped(n int) {
+	if s.mapped.Add(int64(n)) < dropMappedEvery || s.mapped.Swap(0) < dropMappedEvery {
+		return
+	}
+	// Inside a read transaction bbolt cannot remap, so the mapping is the
+	// one Info describes, and it covers at least the transaction's size.
+	_ = s.db.View(func(tx *bolt.Tx) error {
+		dropMapped(tx.DB().Info().Data, tx.Size())
+		return nil
+	})
+}
