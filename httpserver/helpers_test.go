@@ -197,3 +197,16 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// tenantCases are the tenant pass-through cases every endpoint must pass:
+// with passthrough the client's X-Scope-OrgID is stored, without it never.
+var tenantCases = []struct {
+	name        string
+	passthrough bool
+	tenant      string
+	want        string
+}{
+	{"on, header set", true, "team-a", "team-a"},
+	{"on, no header", true, "", ""},
+	{"off, header set", false, "team-a", ""},
+}

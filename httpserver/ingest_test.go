@@ -360,17 +360,7 @@ func TestIngestBodyLimitBoundary(t *testing.T) {
 }
 
 func TestIngestTenantPassthrough(t *testing.T) {
-	tests := []struct {
-		name        string
-		passthrough bool
-		tenant      string
-		want        string
-	}{
-		{"on, header set", true, "team-a", "team-a"},
-		{"on, no header", true, "", ""},
-		{"off, header set", false, "team-a", ""},
-	}
-	for _, tc := range tests {
+	for _, tc := range tenantCases {
 		t.Run(tc.name, func(t *testing.T) {
 			ts := newTestServer(t, Config{TenantPassthrough: tc.passthrough})
 			req := ingestReq{query: pyroscopeGoQuery("app.cpu"), body: []byte("a;b 1\n"), tenant: tc.tenant}

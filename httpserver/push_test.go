@@ -332,17 +332,7 @@ func TestPushStoreFailure(t *testing.T) {
 
 func TestPushTenantPassthrough(t *testing.T) {
 	cpu := readFile(t, "cpu.pb.gz")
-	tests := []struct {
-		name        string
-		passthrough bool
-		tenant      string
-		want        string
-	}{
-		{"on, header set", true, "team-a", "team-a"},
-		{"on, no header", true, "", ""},
-		{"off, header set", false, "team-a", ""},
-	}
-	for _, tc := range tests {
+	for _, tc := range tenantCases {
 		t.Run(tc.name, func(t *testing.T) {
 			ts := newServer(t, Config{TenantPassthrough: tc.passthrough})
 			c := pushClient(t, serve(t, ts.Server), false)
