@@ -49,21 +49,9 @@ destinations:
 `, filepath.Join(dir, "data"), basic.URL(), bearer.URL()))
 	relay := startRelayOpts(t, relayOpts{}, "serve", "--config", cfg)
 
-	req, err := http.NewRequest(http.MethodPost, ingestURL(relay.URL, "cfg"), strings.NewReader(string(foldedBody("cfg"))))
-	if err != nil {
-		t.Fatal(err)
-	}
 	// The client's own tenant is not passed through (tenant_passthrough is
 	// off), and the destinations' tenant_id wins anyway.
-	req.Header.Set("X-Scope-OrgID", "client-tenant")
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("POST /ingest: status %d", resp.StatusCode)
-	}
+	mustPostFoldedAs(t, relay.URL, "cfg", "client-tenant")
 	push := pushv1connect.NewPusherServiceClient(httpClient, relay.URL)
 	if _, err := push.Push(context.Background(), connect.NewRequest(pushRequest("cfg-push", readTestdata(t, "cpu.pb.gz")))); err != nil {
 		t.Fatalf("Push: %v", err)
@@ -109,19 +97,7 @@ func TestTenantPassthrough(t *testing.T) {
 				args = append(args, "--tenant-passthrough")
 			}
 			relay := startRelay(t, t.TempDir(), args...)
-			req, err := http.NewRequest(http.MethodPost, ingestURL(relay.URL, "t"), strings.NewReader(string(foldedBody("t"))))
-			if err != nil {
-				t.Fatal(err)
-			}
-			req.Header.Set("X-Scope-OrgID", "client-tenant")
-			resp, err := httpClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				t.Fatalf("POST /ingest: status %d", resp.StatusCode)
-			}
+			mustPostFoldedAs(t, relay.URL, "t", "client-tenant")
 			waitFor(t, deliverDeadline, "the profile at a", func() (bool, string) { return len(a.accepted()) == 1, "not yet" })
 			want := ""
 			if pass {

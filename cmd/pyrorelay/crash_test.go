@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -10,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"connectrpc.com/connect"
 	"github.com/grafana/pyroscope/api/gen/proto/go/push/v1/pushv1connect"
 )
 
@@ -83,16 +81,7 @@ func TestCrashRecovery(t *testing.T) {
 					mu.Lock()
 					sent[id] = true
 					mu.Unlock()
-					var err error
-					if c%2 == 0 {
-						var status int
-						status, err = postFolded(context.Background(), relay.URL, id)
-						if err == nil && status != http.StatusOK {
-							err = fmt.Errorf("status %d", status)
-						}
-					} else {
-						_, err = push.Push(context.Background(), connect.NewRequest(pushRequest(id, profile)))
-					}
+					err := sendMixed(relay.URL, push, profile, c, id)
 					if err != nil {
 						return // the relay is gone
 					}

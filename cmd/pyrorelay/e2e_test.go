@@ -441,16 +441,7 @@ func TestMixedIngestAndPushLoad(t *testing.T) {
 		wg.Go(func() {
 			for i := range perClient {
 				id := fmt.Sprintf("c%d-%d", c, i)
-				var err error
-				if c%2 == 0 {
-					var status int
-					status, err = postFolded(context.Background(), relay.URL, id)
-					if err == nil && status != http.StatusOK {
-						err = fmt.Errorf("status %d", status)
-					}
-				} else {
-					_, err = push.Push(context.Background(), connect.NewRequest(pushRequest(id, profile)))
-				}
+				err := sendMixed(relay.URL, push, profile, c, id)
 				mu.Lock()
 				switch {
 				case err != nil:

@@ -529,6 +529,40 @@ func mustPostFolded(t *testing.T, base, id string) {
 	}
 }
 
+// mustPostFoldedAs posts a folded profile with the client tenant header
+// X-Scope-OrgID set to tenant, and fails the test unless it is acknowledged.
+func mustPostFoldedAs(t *testing.T, base, id, tenant string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, ingestURL(base, id), bytes.NewReader(foldedBody(id)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("X-Scope-OrgID", tenant)
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST /ingest %s: status %d", id, resp.StatusCode)
+	}
+}
+
+// sendMixed sends request id as folded /ingest (even clients) or as a Push
+// (odd clients), so that load tests mix both endpoints; an answer other
+// than success is an error.
+func sendMixed(base string, push pushv1connect.PusherServiceClient, profile []byte, client int, id string) error {
+	if client%2 == 1 {
+		_, err := push.Push(context.Background(), connect.NewRequest(pushRequest(id, profile)))
+		return err
+	}
+	status, err := postFolded(context.Background(), base, id)
+	if err == nil && status != http.StatusOK {
+		err = fmt.Errorf("status %d", status)
+	}
+	return err
+}
+
 // waitFor polls cond until it holds or timeout passes, then fails the
 // test with what and cond's last explanation.
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
