@@ -78,6 +78,10 @@ type Options struct {
 	// ReadOnly opens the file with a shared lock and refuses writes; see
 	// OpenReadOnly.
 	ReadOnly bool
+	// RecentBytes is the budget of the cache of entries just committed,
+	// from which ReadBatch takes them without reading the file. Default
+	// 16 MiB; negative turns the cache off.
+	RecentBytes int64
 }
 
 // Store is a durable set of queues in one bbolt file. It is safe for
@@ -103,13 +107,18 @@ type Store struct {
 	commits atomic.Uint64
 	writes  atomic.Uint64
 	mapped  atomic.Int64 // bytes through the memory map since its pages were dropped (see noteMapped)
+
+	recent *recent // nil when off
 }
 
 // op is one write waiting for the commit loop.
 type op struct {
 	fn   func(tx *bolt.Tx) error
 	wake []string // queues that gain entries when fn commits
-	done chan error
+	// committed, if set, runs once fn's transaction has committed, before
+	// the queues in wake are signalled.
+	committed func()
+	done      chan error
 }
 
 // Open opens or creates the store in dir. A file another process holds
@@ -121,6 +130,9 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = 512
+	}
+	if opts.RecentBytes == 0 {
+		opts.RecentBytes = defaultRecentBytes
 	}
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("create data dir %q: %w", dir, err)
@@ -138,6 +150,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		stop:     make(chan struct{}),
 		loopDone: make(chan struct{}),
 		wakes:    make(map[string]chan struct{}),
+		recent:   newRecent(opts.RecentBytes),
 	}
 	initTx := db.Update
 	if opts.ReadOnly {
@@ -231,7 +244,11 @@ func (s *Store) CommitCounts() (commits, writes uint64) {
 // durable. fn may run more than once (a failed batch is retried write by
 // write), so it must do nothing but change tx.
 func (s *Store) write(ctx context.Context, wake []string, fn func(tx *bolt.Tx) error) error {
-	o := &op{fn: fn, wake: wake, done: make(chan error, 1)}
+	return s.writeOp(ctx, &op{fn: fn, wake: wake})
+}
+
+func (s *Store) writeOp(ctx context.Context, o *op) error {
+	o.done = make(chan error, 1)
 	s.closeMu.RLock()
 	if s.closed {
 		s.closeMu.RUnlock()
@@ -321,6 +338,9 @@ func (s *Store) observe(start time.Time, n int) {
 
 func (s *Store) finish(o *op, err error) {
 	if err == nil {
+		if o.committed != nil {
+			o.committed()
+		}
 		for _, q := range o.wake {
 			s.signal(q)
 		}
@@ -358,6 +378,8 @@ func (s *Store) signal(queue string) {
 
 // Put stores e once and appends it to each named queue, durably, before it
 // returns. It sets e.ID. With no queue named, the entry goes to HoldQueue.
+// The store keeps e.Body for readers of the queues (see Options.RecentBytes):
+// the caller must not change it after Put.
 func (s *Store) Put(ctx context.Context, e *Entry, queues []string) error {
 	if len(queues) == 0 {
 		queues = []string{HoldQueue}
@@ -370,7 +392,9 @@ func (s *Store) Put(ctx context.Context, e *Entry, queues []string) error {
 		return err
 	}
 	var dropped map[string]int
-	err := s.write(ctx, queues, func(tx *bolt.Tx) error {
+	o := &op{wake: queues}
+	o.committed = func() { s.recent.add(e, int64(len(rec)), len(queues)) }
+	o.fn = func(tx *bolt.Tx) error {
 		var err error
 		if dropped, err = s.makeRoom(tx, queues, int64(len(rec))); err != nil {
 			return err
@@ -397,7 +421,8 @@ func (s *Store) Put(ctx context.Context, e *Entry, queues []string) error {
 		}
 		e.ID = id
 		return nil
-	})
+	}
+	err := s.writeOp(ctx, o)
 	if err == nil {
 		s.noteMapped(len(rec))
 	}
@@ -460,7 +485,8 @@ type Item struct {
 // ReadBatch returns up to max entries of queue whose position is after
 // after, oldest first, stopping early once maxBytes are read (at least one
 // entry is returned if any is queued). The read transaction is closed
-// before it returns: entries are copies. Records that fail their checksum
+// before it returns: entries are the caller's, but their Body may be shared
+// with other readers and must not be changed. Records that fail their checksum
 // are moved to quarantine and skipped; quarantined reports how many.
 func (s *Store) ReadBatch(ctx context.Context, queue string, after uint64, max, maxBytes int) (items []Item, quarantined int, err error) {
 	var bad []uint64 // queue positions whose entry is corrupt or gone
@@ -479,6 +505,13 @@ func (s *Store) ReadBatch(ctx context.Context, queue string, after uint64, max, 
 			ref, ok := decodeQueueRef(v)
 			if !ok {
 				bad = append(bad, seq)
+				continue
+			}
+			if e := s.recent.take(ref.id); e != nil {
+				items = append(items, Item{Seq: seq, Entry: e})
+				if size += int(ref.size); size >= maxBytes {
+					break
+				}
 				continue
 			}
 			raw := entries.Get(u64(ref.id))
