@@ -176,8 +176,10 @@ func openBolt(path string, opts Options) (db *bolt.DB, err error) {
 	db, err = bolt.Open(path, 0o600, &bolt.Options{
 		Timeout:      opts.LockTimeout,
 		FreelistType: bolt.FreelistMapType,
-		MaxSize:      opts.MaxFileSize,
-		ReadOnly:     opts.ReadOnly,
+		// See syncFreelist.
+		NoFreelistSync: !opts.ReadOnly,
+		MaxSize:        opts.MaxFileSize,
+		ReadOnly:       opts.ReadOnly,
 	})
 	switch {
 	case errors.Is(err, berrors.ErrTimeout):
@@ -228,10 +230,34 @@ func (s *Store) Close() error {
 		s.closeMu.Unlock()
 		close(s.stop)
 		<-s.loopDone
-		err = s.db.Close()
+		err = errors.Join(s.syncFreelist(), s.db.Close())
 		s.unregisterArchive()
 	})
 	return err
+}
+
+// syncFreelist writes bbolt's list of free pages, once, at Close.
+//
+// bbolt can write that list in every commit, and then it writes all of
+// it: 8 bytes per free page, sorted first. A file that once held a backlog
+// keeps its free pages (it never shrinks), so after draining 1 GiB every
+// commit wrote and fsync'd 2 MiB of list, and building it took a fifth of
+// the relay's CPU while it caught up. Without the list on disk, bbolt
+// rebuilds it at open by walking the page tree, which on a 1 GiB backlog
+// took 0.7 s with the file in the page cache and 6.6 s without. So the
+// store commits without the list (as etcd does) and writes it once when it
+// closes: a restart after a clean stop loads it and is ready at once; only
+// a restart after a crash walks the tree.
+func (s *Store) syncFreelist() error {
+	if s.opts.ReadOnly {
+		return nil
+	}
+	// The commit loop has stopped: no transaction reads the field now.
+	s.db.NoFreelistSync = false
+	if err := s.db.Update(func(*bolt.Tx) error { return nil }); err != nil {
+		return fmt.Errorf("write the free-page list of %s: %w", s.path, err)
+	}
+	return nil
 }
 
 // CommitCounts reports how many transactions the store committed and how
