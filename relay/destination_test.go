@@ -102,6 +102,7 @@ func TestDestinationValidate(t *testing.T) {
 		{"CA file without PEM", func(d *Destination) { d.TLS.CAFile = notPEM }, "tls"},
 		{"key does not match cert", func(d *Destination) { d.TLS.CertFile, d.TLS.KeyFile = certFile, notPEM }, "tls"},
 		{"negative concurrency", func(d *Destination) { d.Concurrency = -1 }, "concurrency"},
+		{"max concurrency below concurrency", func(d *Destination) { d.Concurrency, d.MaxConcurrency = 8, 4 }, "max_concurrency"},
 		{"negative max attempts", func(d *Destination) { d.MaxAttempts = -1 }, "max_attempts"},
 	}
 	for _, tt := range tests {
@@ -134,12 +135,18 @@ func TestDestinationWithDefaults(t *testing.T) {
 		want := Destination{
 			Name: "a", URL: "http://x:4040",
 			Timeout: DefaultTimeout, MinBackoff: DefaultMinBackoff, MaxBackoff: DefaultMaxBackoff,
-			Concurrency: DefaultConcurrency, MaxAttempts: DefaultMaxAttempts,
+			Concurrency: DefaultConcurrency, MaxConcurrency: DefaultMaxConcurrency, MaxAttempts: DefaultMaxAttempts,
 		}
 		if d.Name != want.Name || d.URL != want.URL || d.Timeout != want.Timeout ||
 			d.MinBackoff != want.MinBackoff || d.MaxBackoff != want.MaxBackoff ||
-			d.Concurrency != want.Concurrency || d.MaxAttempts != want.MaxAttempts {
+			d.Concurrency != want.Concurrency || d.MaxConcurrency != want.MaxConcurrency || d.MaxAttempts != want.MaxAttempts {
 			t.Errorf("WithDefaults() = %+v, want %+v", d, want)
+		}
+	})
+	t.Run("a concurrency above the default maximum is the maximum", func(t *testing.T) {
+		d := Destination{Name: "a", URL: "http://x", Concurrency: 32}.WithDefaults()
+		if d.MaxConcurrency != 32 {
+			t.Errorf("MaxConcurrency = %d, want 32", d.MaxConcurrency)
 		}
 	})
 	t.Run("set values kept", func(t *testing.T) {

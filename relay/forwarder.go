@@ -57,6 +57,10 @@ type Forwarder struct {
 	delivered atomic.Uint64
 	// lastFailure is the last failed attempt, for LastFailure.
 	lastFailure atomic.Pointer[Failure]
+	// lim sets the requests in flight; backlog is whether the last read
+	// of the queue found more than it asked for room for.
+	lim     *limiter
+	backlog atomic.Bool
 }
 
 // NewForwarder returns a forwarder for dest over q. metrics may be shared
@@ -76,6 +80,7 @@ func NewForwarder(dest Destination, q Queue, metrics *Metrics, logger *slog.Logg
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	gauge := metrics.concurrency.WithLabelValues(dest.Name)
 	return &Forwarder{
 		dest:    dest,
 		queue:   q,
@@ -83,6 +88,7 @@ func NewForwarder(dest Destination, q Queue, metrics *Metrics, logger *slog.Logg
 		push:    pushv1connect.NewPusherServiceClient(client, dest.URL, connect.WithSendGzip()),
 		metrics: metrics,
 		log:     logger.With("destination", dest.Name),
+		lim:     newLimiter(dest.Concurrency, dest.MaxConcurrency, func(n int) { gauge.Set(float64(n)) }),
 	}, nil
 }
 
@@ -96,12 +102,15 @@ func (f *Forwarder) Run(ctx context.Context) {
 	work := make(chan store.Item)
 	acks := newAcker(f.queue, f.dest.Name, f.log)
 	var wg sync.WaitGroup
-	for range f.dest.Concurrency {
+	// A worker per request that may be in flight; the limiter decides how
+	// many are (the dispatcher takes a slot before it hands an entry over).
+	for range f.dest.MaxConcurrency {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for it := range work {
 				f.deliver(ctx, it, acks)
+				f.lim.release()
 			}
 		}()
 	}
@@ -125,7 +134,8 @@ func (f *Forwarder) Run(ctx context.Context) {
 	var cursor uint64 // position of the last entry handed to a worker
 	readBackoff := backoff.NewExponentialBackOff(backoff.WithMaxElapsedTime(0), backoff.WithMaxInterval(10*time.Second))
 	for {
-		items, quarantined, err := f.queue.ReadBatch(ctx, f.dest.Name, cursor, f.dest.Concurrency, maxBatchBytes)
+		want := f.lim.current()
+		items, quarantined, err := f.queue.ReadBatch(ctx, f.dest.Name, cursor, want, maxBatchBytes)
 		if quarantined > 0 {
 			f.metrics.quarantined.WithLabelValues(f.dest.Name).Add(float64(quarantined))
 			f.log.Error("corrupt records moved to quarantine", "count", quarantined)
@@ -141,6 +151,10 @@ func (f *Forwarder) Run(ctx context.Context) {
 			continue
 		}
 		readBackoff.Reset()
+		// A full batch: more may wait behind it.
+		if f.backlog.Store(len(items) == want); len(items) < want {
+			f.lim.caughtUp()
+		}
 		if len(items) == 0 {
 			select {
 			case <-ctx.Done():
@@ -151,10 +165,14 @@ func (f *Forwarder) Run(ctx context.Context) {
 			continue
 		}
 		for _, it := range items {
+			if !f.lim.acquire(ctx) {
+				return
+			}
 			select {
 			case work <- it:
 				cursor = it.Seq
 			case <-ctx.Done():
+				f.lim.release()
 				return
 			}
 		}
@@ -194,6 +212,7 @@ func (f *Forwarder) deliver(ctx context.Context, it store.Item, acks *acker) {
 	case FateDelivered:
 		// Acks share commits (see acker); the worker does not wait for one.
 		acks.ack(it.Seq)
+		f.lim.succeeded(f.backlog.Load())
 	case FatePermanent:
 		f.deadLetter(ctx, it, o, attempts, "permanent")
 	case FatePoison:

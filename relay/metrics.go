@@ -16,6 +16,7 @@ type Metrics struct {
 	deadLettered *prometheus.CounterVec
 	quarantined  *prometheus.CounterVec
 	inFlight     *prometheus.GaugeVec
+	concurrency  *prometheus.GaugeVec
 	delivered    *prometheus.CounterVec
 }
 
@@ -43,13 +44,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "pyrorelay_forward_in_flight",
 			Help: "Forward requests in flight, by destination.",
 		}, []string{"destination"}),
+		concurrency: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "pyrorelay_forward_concurrency",
+			Help: "Forward requests allowed in flight now, by destination: its concurrency while the queue keeps up, up to its max_concurrency while a backlog drains.",
+		}, []string{"destination"}),
 		delivered: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pyrorelay_delivered_bytes_total",
 			Help: "Bytes of entries delivered, by destination.",
 		}, []string{"destination"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.attempts, m.latency, m.deadLettered, m.quarantined, m.inFlight, m.delivered)
+		reg.MustRegister(m.attempts, m.latency, m.deadLettered, m.quarantined, m.inFlight, m.concurrency, m.delivered)
 	}
 	return m
 }

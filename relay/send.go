@@ -67,6 +67,7 @@ func (f *Forwarder) send(ctx context.Context, e *store.Entry) (Outcome, int, Fat
 			return o, attempt, FatePermanent
 		}
 		f.noteFailure(o)
+		f.lim.failed()
 		if o.Strike || (!o.Throttled && f.delivered.Load() != seen) {
 			strikes++
 		}

@@ -20,20 +20,22 @@ import (
 // underscores; flags set on the command line (or through their
 // environment variables) override the file.
 type Config struct {
-	Listen             string              `yaml:"listen"`
-	DataDir            string              `yaml:"data_dir"`
-	MaxBodySize        ByteSize            `yaml:"max_body_size"`
-	MaxConnections     int                 `yaml:"max_connections"`
-	ReadTimeout        time.Duration       `yaml:"read_timeout"`
-	WriteTimeout       time.Duration       `yaml:"write_timeout"`
-	IdleTimeout        time.Duration       `yaml:"idle_timeout"`
-	ForwardConcurrency int                 `yaml:"forward_concurrency"`
-	MaxAttempts        int                 `yaml:"max_attempts"`
-	TenantPassthrough  bool                `yaml:"tenant_passthrough"`
-	ShutdownTimeout    time.Duration       `yaml:"shutdown_timeout"`
-	LogLevel           string              `yaml:"log_level"`
-	LogFormat          string              `yaml:"log_format"`
-	Destinations       []relay.Destination `yaml:"destinations"`
+	Listen             string        `yaml:"listen"`
+	DataDir            string        `yaml:"data_dir"`
+	MaxBodySize        ByteSize      `yaml:"max_body_size"`
+	MaxConnections     int           `yaml:"max_connections"`
+	ReadTimeout        time.Duration `yaml:"read_timeout"`
+	WriteTimeout       time.Duration `yaml:"write_timeout"`
+	IdleTimeout        time.Duration `yaml:"idle_timeout"`
+	ForwardConcurrency int           `yaml:"forward_concurrency"`
+	// ForwardMaxConcurrency: 0 means max(16, the destination's concurrency).
+	ForwardMaxConcurrency int                 `yaml:"forward_max_concurrency"`
+	MaxAttempts           int                 `yaml:"max_attempts"`
+	TenantPassthrough     bool                `yaml:"tenant_passthrough"`
+	ShutdownTimeout       time.Duration       `yaml:"shutdown_timeout"`
+	LogLevel              string              `yaml:"log_level"`
+	LogFormat             string              `yaml:"log_format"`
+	Destinations          []relay.Destination `yaml:"destinations"`
 	// Receivers are the relay's listeners (receivers.go); none means one,
 	// "default", on listen, forwarding to every destination.
 	Receivers []Receiver `yaml:"receivers,omitempty"`
@@ -139,6 +141,9 @@ func (c *Config) finish() error {
 	if c.ForwardConcurrency <= 0 {
 		return fmt.Errorf("forward_concurrency: must be positive, got %d", c.ForwardConcurrency)
 	}
+	if c.ForwardMaxConcurrency < 0 {
+		return fmt.Errorf("forward_max_concurrency: must not be negative, got %d", c.ForwardMaxConcurrency)
+	}
 	if c.MaxAttempts <= 0 {
 		return fmt.Errorf("max_attempts: must be positive, got %d", c.MaxAttempts)
 	}
@@ -166,6 +171,15 @@ func (c *Config) finish() error {
 		d := &c.Destinations[i]
 		if d.Concurrency == 0 {
 			d.Concurrency = c.ForwardConcurrency
+		}
+		if d.MaxConcurrency == 0 {
+			top := c.ForwardMaxConcurrency
+			if top == 0 {
+				top = relay.DefaultMaxConcurrency
+			}
+			// A top-level maximum below a destination's own concurrency
+			// is no reason to refuse the file: it just adds nothing there.
+			d.MaxConcurrency = max(top, d.Concurrency)
 		}
 		if d.MaxAttempts == 0 {
 			d.MaxAttempts = c.MaxAttempts

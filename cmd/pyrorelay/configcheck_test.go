@@ -63,8 +63,9 @@ destinations:
     url: https://relay:url-S3CRET@central.example.com:4040
     bearer_token: bearer-S3CRET
     concurrency: 8
+    max_concurrency: 12
 `)
-	out, err := runCLI(t, "config", "check", "--config", path, "--listen", "127.0.0.1:4999")
+	out, err := runCLI(t, "config", "check", "--config", path, "--listen", "127.0.0.1:4999", "--forward-max-concurrency", "20")
 	if err != nil {
 		t.Fatalf("config check: %v", err)
 	}
@@ -99,6 +100,8 @@ destinations:
 		{"edge bearer_token", got.Destinations[2].BearerToken, maskedValue},
 		{"edge url", got.Destinations[2].URL, "https://relay:xxxxx@central.example.com:4040"},
 		{"edge concurrency (own)", got.Destinations[2].Concurrency, 8},
+		{"prod max_concurrency (from --forward-max-concurrency)", got.Destinations[0].MaxConcurrency, 20},
+		{"edge max_concurrency (own)", got.Destinations[2].MaxConcurrency, 12},
 	}
 	for _, c := range checks {
 		if c.got != c.want {

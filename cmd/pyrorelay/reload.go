@@ -536,7 +536,7 @@ var reloadable = map[string]bool{
 	"Receivers": true, "receivers": true, "Destinations": true,
 	"Listen": true, "MaxBodySize": true, "MaxConnections": true,
 	"ReadTimeout": true, "WriteTimeout": true, "IdleTimeout": true,
-	"ForwardConcurrency": true, "MaxAttempts": true, "MaxAge": true,
+	"ForwardConcurrency": true, "ForwardMaxConcurrency": true, "MaxAttempts": true, "MaxAge": true,
 	"ShutdownTimeout": true,
 }
 
