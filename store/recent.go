@@ -8,8 +8,8 @@ const defaultRecentBytes = 16 << 20
 // maxRecentIDs bounds how many entries the cache tracks, whatever their size.
 const maxRecentIDs = 1 << 16
 
-// recent keeps the entries committed last, so that a forwarder reading
-// near the tail of its queue gets them from memory.
+// recent keeps the entries put last, so that a forwarder reading near the
+// tail of its queue gets them from memory.
 //
 // A healthy forwarder reads each entry a few milliseconds after its commit.
 // Reading it back through bbolt's memory map costs a copy of the record per
@@ -48,7 +48,7 @@ func newRecent(max int64) *recent {
 	return &recent{max: max, byID: make(map[uint64]*recentEntry)}
 }
 
-// add remembers e, committed as id on n queues. A nil cache does nothing.
+// add remembers e, put on n queues, under e.ID. A nil cache does nothing.
 func (c *recent) add(e *Entry, size int64, n int) {
 	if c == nil || size > c.max/4 {
 		// One big entry would push out all the small ones for one read.
@@ -97,6 +97,16 @@ func (c *recent) take(id uint64) *Entry {
 		c.dropLocked(id)
 	}
 	return &e
+}
+
+// remove forgets the entry with id, if the cache holds it.
+func (c *recent) remove(id uint64) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.dropLocked(id)
 }
 
 func (c *recent) dropLocked(id uint64) {

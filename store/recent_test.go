@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"sync"
 	"testing"
 )
 
@@ -184,5 +185,71 @@ func TestRecentOnlyCommitted(t *testing.T) {
 	}
 	if n := len(s.recent.byID); n != 1 {
 		t.Fatalf("%d entries cached, want only the committed one", n)
+	}
+}
+
+// TestRecentNoOrphans: readers draining their queues while writers put
+// leave nothing in the cache. An entry cached only after its commit could
+// be read from the file first by a reader already running, and then wait
+// in the cache for a reader that never comes.
+func TestRecentNoOrphans(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s := openStore(t, t.TempDir(), Options{RecentBytes: 1 << 30})
+	const writers, each = 8, 50
+	queues := []string{"a", "b"}
+	var readers sync.WaitGroup
+	for _, q := range queues {
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			var cursor uint64
+			for got := 0; got < writers*each; {
+				items, _, err := s.ReadBatch(ctx, q, cursor, 4, 1<<20)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				for _, it := range items {
+					cursor = it.Seq
+					got++
+				}
+				if len(items) == 0 {
+					select {
+					case <-s.Wake(q):
+					case <-ctx.Done():
+						return
+					}
+				}
+			}
+		}()
+	}
+	var puts sync.WaitGroup
+	for w := range writers {
+		puts.Add(1)
+		go func() {
+			defer puts.Done()
+			for i := range each {
+				if err := s.Put(ctx, testEntry(fmt.Sprint(w, "/", i)), queues); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	puts.Wait()
+	readers.Wait()
+	if n := len(s.recent.byID); n != 0 {
+		t.Fatalf("%d entries left in the cache after every queue read every entry", n)
+	}
+}
+
+func TestRecentSkipsHoldQueue(t *testing.T) {
+	s := openStore(t, t.TempDir(), Options{})
+	if err := s.Put(context.Background(), testEntry("kept on disk only"), nil); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(s.recent.byID); n != 0 {
+		t.Fatalf("%d entries cached for the hold queue, which nothing reads", n)
 	}
 }

@@ -115,10 +115,10 @@ type Store struct {
 type op struct {
 	fn   func(tx *bolt.Tx) error
 	wake []string // queues that gain entries when fn commits
-	// committed, if set, runs once fn's transaction has committed, before
-	// the queues in wake are signalled.
-	committed func()
-	done      chan error
+	// abort, if set, runs when a transaction that ran fn failed, before
+	// the next transaction starts.
+	abort func()
+	done  chan error
 }
 
 // Open opens or creates the store in dir. A file another process holds
@@ -340,6 +340,9 @@ func (s *Store) commit(batch []*op) {
 		return nil
 	})
 	s.observe(start, len(batch))
+	if err != nil {
+		s.abort(batch)
+	}
 	if err == nil || len(batch) == 1 {
 		for _, o := range batch {
 			s.finish(o, err)
@@ -350,7 +353,18 @@ func (s *Store) commit(batch []*op) {
 		start := time.Now()
 		err := s.db.Update(o.fn)
 		s.observe(start, 1)
+		if err != nil {
+			s.abort([]*op{o})
+		}
 		s.finish(o, err)
+	}
+}
+
+func (s *Store) abort(batch []*op) {
+	for _, o := range batch {
+		if o.abort != nil {
+			o.abort()
+		}
 	}
 }
 
@@ -364,9 +378,6 @@ func (s *Store) observe(start time.Time, n int) {
 
 func (s *Store) finish(o *op, err error) {
 	if err == nil {
-		if o.committed != nil {
-			o.committed()
-		}
 		for _, q := range o.wake {
 			s.signal(q)
 		}
@@ -418,8 +429,20 @@ func (s *Store) Put(ctx context.Context, e *Entry, queues []string) error {
 		return err
 	}
 	var dropped map[string]int
+	// The entry goes into the cache of recent entries inside the
+	// transaction, before any reader can see its ID in a queue: added after
+	// the commit, a reader already running could find the ID first, read
+	// the file, and leave the cached copy waiting for it forever.
+	cache := !(len(queues) == 1 && queues[0] == HoldQueue) // nothing reads the hold queue
+	var cachedID uint64
 	o := &op{wake: queues}
-	o.committed = func() { s.recent.add(e, int64(len(rec)), len(queues)) }
+	o.abort = func() {
+		// The transaction rolled back: its IDs will be used again.
+		if cachedID != 0 {
+			s.recent.remove(cachedID)
+			cachedID = 0
+		}
+	}
 	o.fn = func(tx *bolt.Tx) error {
 		var err error
 		if dropped, err = s.makeRoom(tx, queues, int64(len(rec))); err != nil {
@@ -446,6 +469,10 @@ func (s *Store) Put(ctx context.Context, e *Entry, queues []string) error {
 			}
 		}
 		e.ID = id
+		if cache {
+			s.recent.add(e, int64(len(rec)), len(queues))
+			cachedID = id
+		}
 		return nil
 	}
 	err := s.writeOp(ctx, o)
