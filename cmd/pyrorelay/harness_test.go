@@ -204,11 +204,12 @@ func launch(t *testing.T, o relayOpts, args ...string) *relayProc {
 	return p
 }
 
-// cleanEnv is the test's environment without PYRORELAY_ variables.
+// cleanEnv is the test's environment without PYRORELAY_ variables, nor
+// GOGC (the relay sets its own default when it is absent).
 func cleanEnv() []string {
 	var env []string
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "PYRORELAY_") {
+		if !strings.HasPrefix(kv, "PYRORELAY_") && !strings.HasPrefix(kv, "GOGC=") {
 			env = append(env, kv)
 		}
 	}

@@ -335,3 +335,23 @@ func TestShellCompletion(t *testing.T) {
 		}
 	}
 }
+
+// TestServeGCDefault: serve runs the collector at defaultGOGC unless GOGC
+// says otherwise.
+func TestServeGCDefault(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		env  []string
+		want float64
+	}{
+		{"no GOGC", nil, defaultGOGC},
+		{"GOGC set", []string{"GOGC=50"}, 50},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p := startRelayOpts(t, relayOpts{env: tt.env}, baseArgs(t.TempDir())...)
+			if got := scrape(t, p.URL)["go_gc_gogc_percent"]; got != tt.want {
+				t.Errorf("go_gc_gogc_percent = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
