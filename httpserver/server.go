@@ -245,23 +245,25 @@ func (s *Server) handleIngest(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
-	body, err := readBody(w, r, s.cfg.MaxBodySize)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	s.metrics.bytes.WithLabelValues(endpointIngest).Add(float64(len(body)))
 	e := &store.Entry{
 		Kind:            store.KindIngest,
 		ReceivedAt:      time.Now(),
 		Query:           r.URL.RawQuery,
 		ContentType:     contentType,
 		ContentEncoding: r.Header.Get("Content-Encoding"),
-		Body:            body,
 	}
 	if s.cfg.TenantPassthrough {
 		e.Tenant = r.Header.Get(tenantHeader)
 	}
+	// The entry is complete but for its body, so the body can be read
+	// straight into the record the store will write.
+	body, err := readBody(w, r, s.cfg.MaxBodySize, e.NewBody)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	e.Body = body
+	s.metrics.bytes.WithLabelValues(endpointIngest).Add(float64(len(body)))
 	queues, err := s.ingestQueues(r)
 	if err != nil {
 		writeError(w, err)
@@ -299,20 +301,27 @@ func errStatusStore(err error) int {
 }
 
 // readBody reads the whole body, refusing more than limit bytes (413) and
-// an empty body (400).
-func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+// an empty body (400). A body of known length is read into alloc(length).
+func readBody(w http.ResponseWriter, r *http.Request, limit int64, alloc func(n int) []byte) ([]byte, error) {
 	if r.ContentLength > limit {
 		return nil, &InputError{Status: http.StatusRequestEntityTooLarge,
 			Reason: fmt.Sprintf("body of %d bytes is over the limit of %d bytes", r.ContentLength, limit)}
 	}
-	var buf bytes.Buffer
+	body := http.MaxBytesReader(w, r.Body, limit)
+	var (
+		b   []byte
+		err error
+	)
 	if r.ContentLength > 0 {
-		// ReadFrom wants MinRead bytes free before each read, the one
-		// that sees EOF included: without the spare room a body of
-		// exactly ContentLength bytes is copied into a buffer twice as big.
-		buf.Grow(int(r.ContentLength) + bytes.MinRead)
+		// net/http ends the body at Content-Length; a shorter one is an
+		// unexpected EOF.
+		b = alloc(int(r.ContentLength))
+		_, err = io.ReadFull(body, b)
+	} else {
+		var buf bytes.Buffer
+		_, err = buf.ReadFrom(body)
+		b = buf.Bytes()
 	}
-	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit))
 	var mbe *http.MaxBytesError
 	switch {
 	case errors.As(err, &mbe):
@@ -320,10 +329,10 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 			Reason: fmt.Sprintf("body is over the limit of %d bytes", limit)}
 	case err != nil:
 		return nil, &InputError{Status: http.StatusRequestTimeout, Reason: "reading body: " + err.Error()}
-	case buf.Len() == 0:
+	case len(b) == 0:
 		return nil, badRequest("empty body: send a profile")
 	}
-	return buf.Bytes(), nil
+	return b, nil
 }
 
 // writeError answers with the status and a one-line JSON reason, in the

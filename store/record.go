@@ -40,16 +40,21 @@ type Entry struct {
 	ContentEncoding string
 	Tenant          string // X-Scope-OrgID, when the relay passes it through
 	Body            []byte
+
+	rec []byte // the record buffer Body may sit at the end of (see NewBody)
 }
 
 // Size is the number of bytes the entry's record takes, the unit of every
 // byte count the store reports.
-func (e *Entry) Size() int {
-	n := recordHeaderLen
-	for _, l := range []int{len(e.Query), len(e.ContentType), len(e.ContentEncoding), len(e.Tenant), len(e.Body)} {
-		n += uvarintLen(uint64(l)) + l
+func (e *Entry) Size() int { return e.sizeWithBody(len(e.Body)) }
+
+// sizeWithBody is Size for a body of n bytes.
+func (e *Entry) sizeWithBody(n int) int {
+	size := recordHeaderLen + uvarintLen(uint64(n)) + n
+	for _, l := range []int{len(e.Query), len(e.ContentType), len(e.ContentEncoding), len(e.Tenant)} {
+		size += uvarintLen(uint64(l)) + l
 	}
-	return n
+	return size
 }
 
 func uvarintLen(x uint64) int {
@@ -85,16 +90,44 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // encodeRecord appends the record of e to dst.
 func encodeRecord(dst []byte, e *Entry) []byte {
 	start := len(dst)
+	dst = appendHeader(dst, e)
+	dst = append(dst, e.Body...)
+	binary.BigEndian.PutUint32(dst[start+1:], crc32.Checksum(dst[start+5:], castagnoli))
+	return dst
+}
+
+// appendHeader appends e's record up to its body, checksum left zero.
+func appendHeader(dst []byte, e *Entry) []byte {
 	dst = append(dst, recordVersion1, 0, 0, 0, 0, byte(e.Kind))
 	dst = binary.BigEndian.AppendUint64(dst, uint64(e.ReceivedAt.UnixNano()))
 	for _, s := range []string{e.Query, e.ContentType, e.ContentEncoding, e.Tenant} {
 		dst = binary.AppendUvarint(dst, uint64(len(s)))
 		dst = append(dst, s...)
 	}
-	dst = binary.AppendUvarint(dst, uint64(len(e.Body)))
-	dst = append(dst, e.Body...)
-	binary.BigEndian.PutUint32(dst[start+1:], crc32.Checksum(dst[start+5:], castagnoli))
-	return dst
+	return binary.AppendUvarint(dst, uint64(len(e.Body)))
+}
+
+// NewBody sets e.Body to a new buffer of n bytes and returns it, for the
+// caller to fill. The buffer is the tail of one with room for the rest of
+// e's record, so that Put writes the record around the body instead of
+// copying it (a profile is read once, stored as it is). Set e's other
+// fields first: if they change afterwards, or Body is replaced, Put copies
+// as usual.
+func (e *Entry) NewBody(n int) []byte {
+	h := e.sizeWithBody(n) - n
+	e.rec = make([]byte, h+n)
+	e.Body = e.rec[h:]
+	return e.Body
+}
+
+// record returns e's record, in the buffer NewBody made when it still fits.
+func (e *Entry) record() []byte {
+	if h := len(e.rec) - len(e.Body); len(e.Body) > 0 && h > 0 && &e.rec[h] == &e.Body[0] && h == e.Size()-len(e.Body) {
+		appendHeader(e.rec[:0], e)
+		binary.BigEndian.PutUint32(e.rec[1:], crc32.Checksum(e.rec[5:], castagnoli))
+		return e.rec
+	}
+	return encodeRecord(make([]byte, 0, e.Size()), e)
 }
 
 // decodeRecord parses a record. The entry's Body aliases b: callers pass a

@@ -216,3 +216,46 @@ func FuzzDecodeRecord(f *testing.F) {
 		}
 	})
 }
+
+// TestNewBodyRecordInPlace: a body read into NewBody's buffer becomes the
+// record without a copy, byte for byte what encodeRecord writes; an entry
+// changed after NewBody still gets a correct record, copied.
+func TestNewBodyRecordInPlace(t *testing.T) {
+	want := sampleEntry()
+	tests := []struct {
+		name    string
+		change  func(e *Entry)
+		inPlace bool
+	}{
+		{"filled as NewBody left it", func(*Entry) {}, true},
+		{"a field changed afterwards", func(e *Entry) { e.Query += "&x=1" }, false},
+		{"body replaced", func(e *Entry) { e.Body = append([]byte(nil), e.Body...) }, false},
+		{"body shortened", func(e *Entry) { e.Body = e.Body[:3] }, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := *want
+			e.Body = nil
+			copy(e.NewBody(len(want.Body)), want.Body)
+			tt.change(&e)
+			rec := e.record()
+			if inPlace := &rec[len(rec)-1] == &e.rec[len(e.rec)-1]; inPlace != tt.inPlace {
+				t.Fatalf("record in NewBody's buffer: %v, want %v", inPlace, tt.inPlace)
+			}
+			if exp := encodeRecord(nil, &e); !bytes.Equal(rec, exp) {
+				t.Fatalf("record differs from encodeRecord's:\n got %x\nwant %x", rec, exp)
+			}
+			got, err := decodeRecord(rec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sameEntry(t, got, &e)
+		})
+	}
+	e := *want
+	e.Body = nil
+	copy(e.NewBody(len(want.Body)), want.Body)
+	if n := testing.AllocsPerRun(100, func() { e.record() }); n != 0 {
+		t.Errorf("record() of a NewBody entry allocates %v times, want 0", n)
+	}
+}

@@ -421,7 +421,7 @@ func (s *Store) Put(ctx context.Context, e *Entry, queues []string) error {
 	if len(queues) == 0 {
 		queues = []string{HoldQueue}
 	}
-	rec := encodeRecord(make([]byte, 0, e.Size()), e)
+	rec := e.record()
 	ref := queueRef{size: uint64(len(rec)), receivedAt: e.ReceivedAt.UnixNano()}
 	// A cheap look first, so that a full store refuses without queueing
 	// behind commits; the look inside the transaction is the one that counts.
