@@ -80,7 +80,7 @@ type Options struct {
 	ReadOnly bool
 	// RecentBytes is the budget of the cache of entries just committed,
 	// from which ReadBatch takes them without reading the file. Default
-	// 16 MiB; negative turns the cache off.
+	// 8 MiB; negative turns the cache off.
 	RecentBytes int64
 }
 
