@@ -15,9 +15,6 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/cenkalti/backoff/v4"
-	pushv1 "github.com/grafana/pyroscope/api/gen/proto/go/push/v1"
-	"github.com/grafana/pyroscope/api/gen/proto/go/push/v1/pushv1connect"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/pyrorelay/pyrorelay/store"
 )
@@ -48,7 +45,7 @@ type Forwarder struct {
 	dest    Destination
 	queue   Queue
 	client  *http.Client
-	push    pushv1connect.PusherServiceClient
+	push    pushClients
 	metrics *Metrics
 	log     *slog.Logger
 
@@ -85,7 +82,7 @@ func NewForwarder(dest Destination, q Queue, metrics *Metrics, logger *slog.Logg
 		dest:    dest,
 		queue:   q,
 		client:  client,
-		push:    pushv1connect.NewPusherServiceClient(client, dest.URL, connect.WithSendGzip()),
+		push:    newPushClients(client, dest.URL),
 		metrics: metrics,
 		log:     logger.With("destination", dest.Name),
 		lim:     newLimiter(dest.Concurrency, dest.MaxConcurrency, func(n int) { gauge.Set(float64(n)) }),
@@ -283,16 +280,16 @@ func (f *Forwarder) sendIngest(ctx context.Context, e *store.Entry) Outcome {
 }
 
 func (f *Forwarder) sendPush(ctx context.Context, e *store.Entry) Outcome {
-	msg := new(pushv1.PushRequest)
-	if err := proto.Unmarshal(e.Body, msg); err != nil {
-		return Outcome{Verdict: Permanent, Reason: "stored push does not decode: " + err.Error()}
+	client, err := f.push.forBody(e.Body)
+	if err != nil {
+		return Outcome{Verdict: Permanent, Reason: err.Error()}
 	}
-	req := connect.NewRequest(msg)
+	req := connect.NewRequest(&storedPush{b: e.Body})
 	req.Header().Set("User-Agent", UserAgent)
 	if err := f.dest.authorize(req.Header(), e.Tenant); err != nil {
 		return Outcome{Verdict: Retry, Reason: err.Error()}
 	}
-	_, err := f.push.Push(ctx, req)
+	_, err = client.CallUnary(ctx, req)
 	o := ClassifyConnect(err)
 	if err != nil {
 		o.Reason = oneLine([]byte(f.dest.redact(err.Error())))

@@ -1,0 +1,138 @@
+package relay
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"connectrpc.com/connect"
+	pushv1 "github.com/grafana/pyroscope/api/gen/proto/go/push/v1"
+	"github.com/grafana/pyroscope/api/gen/proto/go/push/v1/pushv1connect"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+)
+
+// storedPush is a Push request as the store keeps it: its protobuf
+// encoding, which is also what goes on the wire.
+type storedPush struct{ b []byte }
+
+// pushCodec is Connect's "proto" codec, except that a storedPush is sent as
+// the bytes it holds. Decoding a stored request only for Connect to encode
+// it again cost as much CPU as receiving it; the bytes are already a valid
+// PushRequest (checked when it arrived, and by the record's checksum since).
+type pushCodec struct{}
+
+func (pushCodec) Name() string { return "proto" }
+
+// Marshal returns a copy: Connect puts what Marshal returns into its
+// buffer pool for later requests, and the stored bytes are shared with the
+// store's cache and every other destination's forwarder.
+func (c pushCodec) Marshal(m any) ([]byte, error) { return c.MarshalAppend(nil, m) }
+
+// MarshalAppend appends the request to dst, a buffer from Connect's pool.
+func (pushCodec) MarshalAppend(dst []byte, m any) ([]byte, error) {
+	switch m := m.(type) {
+	case *storedPush:
+		return append(dst, m.b...), nil
+	case proto.Message:
+		return proto.MarshalOptions{}.MarshalAppend(dst, m)
+	default:
+		return nil, fmt.Errorf("push codec: cannot marshal %T", m)
+	}
+}
+
+func (pushCodec) Unmarshal(b []byte, m any) error {
+	pm, ok := m.(proto.Message)
+	if !ok {
+		return fmt.Errorf("push codec: cannot unmarshal into %T", m)
+	}
+	return proto.Unmarshal(b, pm)
+}
+
+// pushClients are a destination's two Push clients: one gzips the request,
+// one does not.
+type pushClients struct {
+	gzip, plain *connect.Client[storedPush, pushv1.PushResponse]
+}
+
+func newPushClients(c *http.Client, baseURL string) pushClients {
+	url := baseURL + pushv1connect.PusherServicePushProcedure
+	return pushClients{
+		gzip:  connect.NewClient[storedPush, pushv1.PushResponse](c, url, connect.WithCodec(pushCodec{}), connect.WithSendGzip()),
+		plain: connect.NewClient[storedPush, pushv1.PushResponse](c, url, connect.WithCodec(pushCodec{})),
+	}
+}
+
+// forBody picks the client for a stored request: gzip only pays when the
+// profiles inside are not compressed already, and SDKs send pprof gzipped,
+// so gzipping them again cost CPU for nothing.
+func (p pushClients) forBody(b []byte) (*connect.Client[storedPush, pushv1.PushResponse], error) {
+	compressed, err := profilesCompressed(b)
+	if err != nil {
+		return nil, err
+	}
+	if compressed {
+		return p.plain, nil
+	}
+	return p.gzip, nil
+}
+
+var gzipMagic = []byte{0x1f, 0x8b}
+
+// errBadPush is returned for a stored Push request whose protobuf framing
+// is broken.
+var errBadPush = errors.New("stored push does not decode")
+
+// profilesCompressed reports whether every raw_profile in the encoded
+// PushRequest b starts with the gzip magic, walking the wire format without
+// decoding (and copying) the profiles. A request with no profile counts as
+// not compressed.
+func profilesCompressed(b []byte) (bool, error) {
+	seen := false
+	all := true
+	// PushRequest.series = 1 -> RawProfileSeries.samples = 2 ->
+	// RawSample.raw_profile = 1.
+	err := eachField(b, 1, func(series []byte) error {
+		return eachField(series, 2, func(sample []byte) error {
+			return eachField(sample, 1, func(profile []byte) error {
+				seen = true
+				all = all && bytes.HasPrefix(profile, gzipMagic)
+				return nil
+			})
+		})
+	})
+	if err != nil {
+		return false, err
+	}
+	return seen && all, nil
+}
+
+// eachField calls fn with the value of every length-delimited field num of
+// the message b, skipping the other fields.
+func eachField(b []byte, num protowire.Number, fn func([]byte) error) error {
+	for len(b) > 0 {
+		n, typ, l := protowire.ConsumeTag(b)
+		if l < 0 {
+			return errBadPush
+		}
+		b = b[l:]
+		if n == num && typ == protowire.BytesType {
+			v, l := protowire.ConsumeBytes(b)
+			if l < 0 {
+				return errBadPush
+			}
+			if err := fn(v); err != nil {
+				return err
+			}
+			b = b[l:]
+			continue
+		}
+		l = protowire.ConsumeFieldValue(n, typ, b)
+		if l < 0 {
+			return errBadPush
+		}
+		b = b[l:]
+	}
+	return nil
+}
