@@ -148,8 +148,9 @@ func (f *Forwarder) Run(ctx context.Context) {
 			continue
 		}
 		readBackoff.Reset()
-		// A full batch: more may wait behind it.
-		if f.backlog.Store(len(items) == want); len(items) < want {
+		full := len(items) == want // more may wait behind a full batch
+		f.backlog.Store(full)
+		if !full {
 			f.lim.caughtUp()
 		}
 		if len(items) == 0 {

@@ -20,15 +20,14 @@ import (
 // underscores; flags set on the command line (or through their
 // environment variables) override the file.
 type Config struct {
-	Listen             string        `yaml:"listen"`
-	DataDir            string        `yaml:"data_dir"`
-	MaxBodySize        ByteSize      `yaml:"max_body_size"`
-	MaxConnections     int           `yaml:"max_connections"`
-	ReadTimeout        time.Duration `yaml:"read_timeout"`
-	WriteTimeout       time.Duration `yaml:"write_timeout"`
-	IdleTimeout        time.Duration `yaml:"idle_timeout"`
-	ForwardConcurrency int           `yaml:"forward_concurrency"`
-	// ForwardMaxConcurrency: 0 means max(16, the destination's concurrency).
+	Listen                string              `yaml:"listen"`
+	DataDir               string              `yaml:"data_dir"`
+	MaxBodySize           ByteSize            `yaml:"max_body_size"`
+	MaxConnections        int                 `yaml:"max_connections"`
+	ReadTimeout           time.Duration       `yaml:"read_timeout"`
+	WriteTimeout          time.Duration       `yaml:"write_timeout"`
+	IdleTimeout           time.Duration       `yaml:"idle_timeout"`
+	ForwardConcurrency    int                 `yaml:"forward_concurrency"`
 	ForwardMaxConcurrency int                 `yaml:"forward_max_concurrency"`
 	MaxAttempts           int                 `yaml:"max_attempts"`
 	TenantPassthrough     bool                `yaml:"tenant_passthrough"`
@@ -78,20 +77,21 @@ type Config struct {
 
 func defaultConfig() Config {
 	return Config{
-		Listen:             ":4040",
-		DataDir:            "./pyrorelay-data",
-		MaxBodySize:        64 << 20,
-		MaxConnections:     100,
-		ReadTimeout:        30 * time.Second,
-		WriteTimeout:       30 * time.Second,
-		IdleTimeout:        120 * time.Second,
-		ForwardConcurrency: relay.DefaultConcurrency,
-		MaxAttempts:        relay.DefaultMaxAttempts,
-		ShutdownTimeout:    30 * time.Second,
-		LogLevel:           "info",
-		LogFormat:          "text",
-		WhenFull:           "reject",
-		TLSReloadInterval:  defaultTLSReloadInterval,
+		Listen:                ":4040",
+		DataDir:               "./pyrorelay-data",
+		MaxBodySize:           64 << 20,
+		MaxConnections:        100,
+		ReadTimeout:           30 * time.Second,
+		WriteTimeout:          30 * time.Second,
+		IdleTimeout:           120 * time.Second,
+		ForwardConcurrency:    relay.DefaultConcurrency,
+		ForwardMaxConcurrency: relay.DefaultMaxConcurrency,
+		MaxAttempts:           relay.DefaultMaxAttempts,
+		ShutdownTimeout:       30 * time.Second,
+		LogLevel:              "info",
+		LogFormat:             "text",
+		WhenFull:              "reject",
+		TLSReloadInterval:     defaultTLSReloadInterval,
 	}
 }
 
@@ -141,8 +141,8 @@ func (c *Config) finish() error {
 	if c.ForwardConcurrency <= 0 {
 		return fmt.Errorf("forward_concurrency: must be positive, got %d", c.ForwardConcurrency)
 	}
-	if c.ForwardMaxConcurrency < 0 {
-		return fmt.Errorf("forward_max_concurrency: must not be negative, got %d", c.ForwardMaxConcurrency)
+	if c.ForwardMaxConcurrency <= 0 {
+		return fmt.Errorf("forward_max_concurrency: must be positive, got %d", c.ForwardMaxConcurrency)
 	}
 	if c.MaxAttempts <= 0 {
 		return fmt.Errorf("max_attempts: must be positive, got %d", c.MaxAttempts)
@@ -173,13 +173,9 @@ func (c *Config) finish() error {
 			d.Concurrency = c.ForwardConcurrency
 		}
 		if d.MaxConcurrency == 0 {
-			top := c.ForwardMaxConcurrency
-			if top == 0 {
-				top = relay.DefaultMaxConcurrency
-			}
 			// A top-level maximum below a destination's own concurrency
 			// is no reason to refuse the file: it just adds nothing there.
-			d.MaxConcurrency = max(top, d.Concurrency)
+			d.MaxConcurrency = max(c.ForwardMaxConcurrency, d.Concurrency)
 		}
 		if d.MaxAttempts == 0 {
 			d.MaxAttempts = c.MaxAttempts

@@ -36,7 +36,7 @@ func serveFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "write-timeout", EnvVars: env("WRITE_TIMEOUT"), Value: d.WriteTimeout, Usage: "time to answer a request"},
 		&cli.DurationFlag{Name: "idle-timeout", EnvVars: env("IDLE_TIMEOUT"), Value: d.IdleTimeout, Usage: "how long an idle keep-alive connection stays open"},
 		&cli.IntFlag{Name: "forward-concurrency", EnvVars: env("FORWARD_CONCURRENCY"), Value: d.ForwardConcurrency, Usage: "requests in flight per destination while its queue keeps up"},
-		&cli.IntFlag{Name: "forward-max-concurrency", EnvVars: env("FORWARD_MAX_CONCURRENCY"), Usage: "most requests in flight per destination while a backlog drains and it keeps answering (default: max(16, --forward-concurrency); equal to --forward-concurrency keeps it fixed)"},
+		&cli.IntFlag{Name: "forward-max-concurrency", EnvVars: env("FORWARD_MAX_CONCURRENCY"), Value: d.ForwardMaxConcurrency, Usage: "most requests in flight per destination while a backlog drains and it keeps answering (never below --forward-concurrency; equal to it keeps the number fixed)"},
 		&cli.IntFlag{Name: "max-attempts", EnvVars: env("MAX_ATTEMPTS"), Value: d.MaxAttempts, Usage: "poison cap: failures singling an entry out before it is dead-lettered"},
 		&cli.BoolFlag{Name: "tenant-passthrough", EnvVars: env("TENANT_PASSTHROUGH"), Usage: "forward the client's X-Scope-OrgID (a destination's tenant_id still wins)"},
 		&cli.DurationFlag{Name: "shutdown-timeout", EnvVars: env("SHUTDOWN_TIMEOUT"), Value: d.ShutdownTimeout, Usage: "on SIGTERM, how long to wait for requests and forwards in flight"},
