@@ -27,6 +27,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -61,6 +62,7 @@ type config struct {
 	workDir       string
 	keep          bool
 	jsonOut       bool
+	cpuProfile    string
 }
 
 type stringsFlag []string
@@ -110,6 +112,7 @@ Flags:
 	fs.StringVar(&c.workDir, "work-dir", "", "directory for the relay's data and logs (default: a new temp dir, removed at the end)")
 	fs.BoolVar(&c.keep, "keep", false, "keep the work dir")
 	fs.BoolVar(&c.jsonOut, "json", false, "print the results as JSON")
+	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write this tool's CPU profile (load clients and sinks) to `FILE`, to see what the measurement itself costs")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -185,12 +188,30 @@ func main() {
 		fmt.Fprintln(os.Stderr, "pyrorelay-bench:", err)
 		os.Exit(2)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := runAll(ctx, cfg, os.Stdout, os.Stderr); err != nil {
+	if err := run(cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "pyrorelay-bench:", err)
 		os.Exit(1)
 	}
+}
+
+func run(cfg config) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if cfg.cpuProfile != "" {
+		f, err := os.Create(cfg.cpuProfile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		}()
+	}
+	return runAll(ctx, cfg, os.Stdout, os.Stderr)
 }
 
 // runAll runs the benchmark once, or twice with the comparison, prints
