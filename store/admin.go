@@ -209,7 +209,7 @@ func (s *Store) readPage(r pageReq) (page, error) {
 			if haveAt && !r.f.timeOK(at) {
 				continue
 			}
-			raw := entries.Get(u64(id))
+			raw := getRecord(entries, id)
 			if raw == nil {
 				p.skipped++
 				continue
@@ -403,7 +403,7 @@ func takeDeadLetters(tx *bolt.Tx, queue string, seqs []uint64, fn func(d *DeadLe
 		if err != nil {
 			continue // unreadable: leave it where an operator can see it
 		}
-		switch err := fn(d, size, entries.Get(u64(d.EntryID))); {
+		switch err := fn(d, size, getRecord(entries, d.EntryID)); {
 		case errors.Is(err, errKeepDeadLetter):
 			continue
 		case err != nil:
@@ -580,7 +580,7 @@ func (s *Store) Import(ctx context.Context, queue string, entries []*Entry) erro
 			if err != nil {
 				return err
 			}
-			if err := b.Put(u64(id), rec); err != nil {
+			if err := putRecord(b, id, rec); err != nil {
 				return err
 			}
 			if err := addStats(tx, keyTotal, 1, int64(len(rec))); err != nil {

@@ -73,7 +73,7 @@ func archiveRetired(tx *bolt.Tx, id uint64) (bool, error) {
 	if _, ok := archivePolicies.Load(tx.DB()); !ok {
 		return false, nil
 	}
-	raw := tx.Bucket(bucketEntries).Get(u64(id))
+	raw := getRecord(tx.Bucket(bucketEntries), id)
 	at, ok := recordReceivedAt(raw)
 	if !ok {
 		return false, nil // nothing readable to keep
@@ -114,7 +114,7 @@ func unarchive(tx *bolt.Tx, id uint64, receivedAt int64) error {
 	if tx.Bucket(bucketRefs).Get(u64(id)) != nil {
 		return nil // referenced again: keep the entry
 	}
-	return tx.Bucket(bucketEntries).Delete(u64(id))
+	return deleteRecord(tx.Bucket(bucketEntries), id)
 }
 
 // ArchiveStats describes the archive.
@@ -201,7 +201,7 @@ func (s *Store) SweepArchive(ctx context.Context, now time.Time) (SweepResult, e
 				if len(k) == 16 {
 					id := k[8:]
 					if refs.Get(id) == nil {
-						if err := entries.Delete(id); err != nil {
+						if err := deleteRecord(entries, binary.BigEndian.Uint64(id)); err != nil {
 							return err
 						}
 					}

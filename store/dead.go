@@ -106,7 +106,7 @@ func (s *Store) DeadLetters(queue string, fn func(d *DeadLetter, e *Entry) error
 				return err
 			}
 			var e *Entry
-			if raw := entries.Get(u64(d.EntryID)); raw != nil {
+			if raw := getRecord(entries, d.EntryID); raw != nil {
 				if e, err = decodeRecord(append([]byte(nil), raw...)); err == nil {
 					e.ID = d.EntryID
 				}

@@ -51,7 +51,8 @@ var (
 	keySchema        = []byte("schema")
 )
 
-const schemaVersion = 1
+// schemaVersion 2 keeps big records in buckets of their own (entries.go).
+const schemaVersion = 2
 
 // Options tune a Store. The zero value is a sound default.
 type Options struct {
@@ -212,7 +213,12 @@ func (s *Store) initBuckets(tx *bolt.Tx) error {
 		if len(v) != 8 || binary.BigEndian.Uint64(v) > schemaVersion {
 			return fmt.Errorf("schema version %x is newer than this pyrorelay understands (%d)", v, schemaVersion)
 		}
-		return nil
+		if binary.BigEndian.Uint64(v) == schemaVersion {
+			return nil
+		}
+		// Older: readable as it is (see entries.go). The new version is
+		// written before any record of the new shape, so that an older
+		// pyrorelay refuses the file rather than misread it.
 	}
 	return meta.Put(keySchema, u64(schemaVersion))
 }
@@ -453,8 +459,8 @@ func (s *Store) Put(ctx context.Context, e *Entry, queues []string) error {
 		if err != nil {
 			return err
 		}
-		if err := entries.Put(u64(id), rec); err != nil {
-			return fmt.Errorf("put entry: %w", err)
+		if err := putRecord(entries, id, rec); err != nil {
+			return err
 		}
 		if err := addStats(tx, keyTotal, 1, int64(len(rec))); err != nil {
 			return err
@@ -567,7 +573,7 @@ func (s *Store) ReadBatch(ctx context.Context, queue string, after uint64, max, 
 				}
 				continue
 			}
-			raw := entries.Get(u64(ref.id))
+			raw := getRecord(entries, ref.id)
 			if raw == nil {
 				bad = append(bad, seq)
 				continue
@@ -606,7 +612,7 @@ func (s *Store) quarantine(ctx context.Context, queue string, seqs, ids []uint64
 	return s.write(ctx, nil, func(tx *bolt.Tx) error {
 		entries, refs, qb := tx.Bucket(bucketEntries), tx.Bucket(bucketRefs), tx.Bucket(bucketQuarantine)
 		for _, id := range ids {
-			raw := entries.Get(u64(id))
+			raw := getRecord(entries, id)
 			if raw == nil {
 				continue
 			}
@@ -616,7 +622,7 @@ func (s *Store) quarantine(ctx context.Context, queue string, seqs, ids []uint64
 			if err := addStats(tx, keyTotal, -1, -int64(len(raw))); err != nil {
 				return err
 			}
-			if err := entries.Delete(u64(id)); err != nil {
+			if err := deleteRecord(entries, id); err != nil {
 				return err
 			}
 			if err := refs.Delete(u64(id)); err != nil {
@@ -667,7 +673,7 @@ func release(tx *bolt.Tx, id uint64) error {
 			return err
 		}
 		entries := tx.Bucket(bucketEntries)
-		if raw := entries.Get(u64(id)); raw != nil {
+		if raw := getRecord(entries, id); raw != nil {
 			if err := addStats(tx, keyTotal, -1, -int64(len(raw))); err != nil {
 				return err
 			}
@@ -675,7 +681,7 @@ func release(tx *bolt.Tx, id uint64) error {
 		if archived, err := archiveRetired(tx, id); archived || err != nil {
 			return err
 		}
-		return entries.Delete(u64(id))
+		return deleteRecord(entries, id)
 	}
 	return refs.Put(u64(id), u32(binary.BigEndian.Uint32(v)-1))
 }

@@ -135,7 +135,11 @@ func bucketContents(t testing.TB, s *Store, name []byte) map[uint64][]byte {
 	t.Helper()
 	out := make(map[uint64][]byte)
 	err := s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(name).ForEach(func(k, v []byte) error {
+		b := tx.Bucket(name)
+		return b.ForEach(func(k, v []byte) error {
+			if v == nil && bytes.Equal(name, bucketEntries) {
+				v = getRecord(b, binary.BigEndian.Uint64(k)) // a record in a bucket of its own
+			}
 			out[binary.BigEndian.Uint64(k)] = append([]byte(nil), v...)
 			return nil
 		})
@@ -614,9 +618,14 @@ func TestOpenNewerSchemaRefused(t *testing.T) {
 	editBolt(t, filepath.Join(dir, FileName), func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketMeta).Put(keySchema, u64(schemaVersion+1))
 	})
-	_, err := Open(dir, Options{})
-	if err == nil || !strings.Contains(err.Error(), "newer") {
-		t.Fatalf("open of a newer schema: %v", err)
+	for _, ro := range []bool{false, true} {
+		s, err := Open(dir, Options{ReadOnly: ro})
+		if err == nil {
+			_ = s.Close()
+		}
+		if err == nil || !strings.Contains(err.Error(), "newer") {
+			t.Fatalf("open of a newer schema, read-only %v: %v", ro, err)
+		}
 	}
 }
 
@@ -638,11 +647,20 @@ func editBolt(t testing.TB, path string, fn func(tx *bolt.Tx) error) {
 // One damaged record costs that record only: both queues skip it, it is
 // kept in quarantine, and the counters still drain to zero.
 func TestCorruptRecordQuarantined(t *testing.T) {
+	// Small records are plain values in the entries bucket, big ones sit
+	// in buckets of their own (entries.go): both are checked and moved.
+	for _, pad := range []int{0, 8 << 10} {
+		t.Run(fmt.Sprintf("body=%dB", len("entry-0")+pad), func(t *testing.T) { testCorruptRecordQuarantined(t, pad) })
+	}
+}
+
+func testCorruptRecordQuarantined(t *testing.T, pad int) {
 	dir := t.TempDir()
 	s := openStore(t, dir, Options{})
+	body := func(i int) string { return fmt.Sprintf("entry-%d", i) + strings.Repeat(".", pad) }
 	var ids []uint64
 	for i := range 5 {
-		ids = append(ids, mustPut(t, s, fmt.Sprintf("entry-%d", i), "a", "b").ID)
+		ids = append(ids, mustPut(t, s, body(i), "a", "b").ID)
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
@@ -650,18 +668,21 @@ func TestCorruptRecordQuarantined(t *testing.T) {
 	var damaged []byte
 	editBolt(t, filepath.Join(dir, FileName), func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketEntries)
-		v := append([]byte(nil), b.Get(u64(ids[2]))...)
-		if v == nil {
+		v := append([]byte(nil), getRecord(b, ids[2])...)
+		if len(v) == 0 {
 			return errors.New("entry not found")
 		}
 		v[len(v)-1] ^= 0x01 // last byte of the body
 		damaged = v
+		if own := b.Bucket(u64(ids[2])); own != nil {
+			return own.Put(recordKey, v)
+		}
 		return b.Put(u64(ids[2]), v)
 	})
 
 	s = openStore(t, dir, Options{})
 	ctx := context.Background()
-	want := []string{"entry-0", "entry-1", "entry-3", "entry-4"}
+	want := []string{body(0), body(1), body(3), body(4)}
 	for _, q := range []string{"a", "b"} {
 		items, quarantined, err := s.ReadBatch(ctx, q, 0, 100, 1<<30)
 		if err != nil {

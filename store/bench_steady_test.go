@@ -1,0 +1,107 @@
+package store_test
+
+import (
+	"bytes"
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pyrorelay/pyrorelay/store"
+)
+
+// BenchmarkSteady runs the store as a healthy relay does: 32 writers put
+// 16 KiB requests for two destinations while one reader per destination
+// reads each batch as it commits and acks it. One op is one request,
+// stored, read twice and acked twice; the queues are empty at the end.
+// write-B/op is what bbolt passed to pwrite per request, commits/op how
+// many commits (two fdatasyncs each) it took.
+func BenchmarkSteady(b *testing.B) {
+	const writers = 32
+	queues := []string{"a", "b"}
+	body := bytes.Repeat([]byte("0123456789abcdef"), 1<<10)
+	target := int64(len(queues) * b.N)
+	allAcked := make(chan struct{})
+	s, err := store.Open(b.TempDir(), store.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	var acked atomic.Int64
+	var readers sync.WaitGroup
+	var failed atomic.Value
+	for _, q := range queues {
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			wake := s.Wake(q)
+			var after uint64
+			for {
+				items, _, err := s.ReadBatch(ctx, q, after, 256, 8<<20)
+				if err != nil {
+					failed.Store(err)
+					return
+				}
+				if len(items) == 0 {
+					select {
+					case <-wake:
+						continue
+					case <-ctx.Done():
+						return
+					}
+				}
+				seqs := make([]uint64, len(items))
+				for i, it := range items {
+					seqs[i] = it.Seq
+				}
+				after = seqs[len(seqs)-1]
+				if err := s.Ack(context.Background(), q, seqs...); err != nil {
+					failed.Store(err)
+					return
+				}
+				if acked.Add(int64(len(seqs))) == target {
+					close(allAcked)
+				}
+			}
+		}()
+	}
+
+	wchar0 := layoutWchar(b)
+	c0, _ := s.CommitCounts()
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for next.Add(1) <= int64(b.N) {
+				e := &store.Entry{Kind: store.KindIngest, ReceivedAt: time.Now(), Query: "name=bench.cpu", ContentType: "application/octet-stream", Body: body}
+				if err := s.Put(ctx, e, queues); err != nil {
+					failed.Store(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err, _ := failed.Load().(error); err == nil {
+		<-allAcked
+	}
+	b.StopTimer()
+	cancel()
+	readers.Wait()
+	if err, _ := failed.Load().(error); err != nil {
+		b.Fatal(err)
+	}
+	c1, _ := s.CommitCounts()
+	n := float64(b.N)
+	b.ReportMetric(float64(c1-c0)/n, "commits/op")
+	b.ReportMetric(float64(layoutWchar(b)-wchar0)/n, "write-B/op")
+}
