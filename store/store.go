@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -330,6 +331,11 @@ func (s *Store) commitLoop() {
 			}
 		}
 		s.commit(batch)
+		// Let the writers this commit just released answer their
+		// clients before the next batch is taken: the loop would
+		// otherwise run on into the next commit while they wait for a
+		// CPU, and the clients' next requests miss that commit.
+		runtime.Gosched()
 	}
 }
 
