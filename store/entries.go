@@ -28,13 +28,11 @@ var recordKey = []byte{'r'}
 // are bbolt's: valid only during the transaction.
 func getRecord(entries *bolt.Bucket, id uint64) []byte {
 	k := u64(id)
-	if v := entries.Get(k); v != nil {
-		return v
-	}
+	// Bucket first: profiles are mostly big records.
 	if b := entries.Bucket(k); b != nil {
 		return b.Get(recordKey)
 	}
-	return nil
+	return entries.Get(k)
 }
 
 // putRecord stores rec as entry id, which must be new.
