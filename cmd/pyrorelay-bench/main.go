@@ -188,19 +188,21 @@ func main() {
 		fmt.Fprintln(os.Stderr, "pyrorelay-bench:", err)
 		os.Exit(2)
 	}
-	if err := run(cfg); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err = run(ctx, cfg, os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "pyrorelay-bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(cfg config) error {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+// run is runAll, with the tool's own CPU profile around it if asked for.
+func run(ctx context.Context, cfg config, stdout, progress io.Writer) error {
 	if cfg.cpuProfile != "" {
 		f, err := os.Create(cfg.cpuProfile)
 		if err != nil {
-			return err
+			return fmt.Errorf("cpu profile: %w", err)
 		}
 		if err := pprof.StartCPUProfile(f); err != nil {
 			f.Close()
@@ -211,7 +213,7 @@ func run(cfg config) error {
 			f.Close()
 		}()
 	}
-	return runAll(ctx, cfg, os.Stdout, os.Stderr)
+	return runAll(ctx, cfg, stdout, progress)
 }
 
 // runAll runs the benchmark once, or twice with the comparison, prints

@@ -285,6 +285,33 @@ func TestCompareJSON(t *testing.T) {
 	}
 }
 
+// TestCPUProfile: --cpuprofile leaves a pprof profile of the tool's run
+// (gzipped protobuf), and a path that cannot be written fails the run
+// before any load.
+func TestCPUProfile(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and starts the relay binary")
+	}
+	c := testConfig(buildRelay(t))
+	c.cpuProfile = filepath.Join(t.TempDir(), "tool.prof")
+	if err := run(context.Background(), c, io.Discard, testWriter{t}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(c.cpuProfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b {
+		t.Fatalf("profile of %d bytes is not gzipped pprof: % x", len(b), b[:min(len(b), 8)])
+	}
+
+	c.cpuProfile = filepath.Join(t.TempDir(), "no such dir", "tool.prof")
+	err = run(context.Background(), c, io.Discard, testWriter{t})
+	if err == nil || !strings.Contains(err.Error(), "cpu profile") {
+		t.Fatalf("unwritable profile path: %v", err)
+	}
+}
+
 func testConfig(bin string) config {
 	return config{
 		relayBin: bin, sinks: 2, clients: 4, count: 60, body: "pprof", bodySize: 16 << 10,
