@@ -27,18 +27,20 @@ func entryRoot(t *testing.T, s *Store, id uint64) uint64 {
 	return root
 }
 
+// bigBody is a body well over half a page: its record gets a bucket.
+func bigBody(name string) string { return name + strings.Repeat(".", 12<<10) }
+
 // TestBigRecordsAreNeverRewritten: a big record is written once. Puts after
 // it and deletes beside it leave its pages as they are; as plain values
 // side by side, bbolt rewrote them with every neighbour's change.
 func TestBigRecordsAreNeverRewritten(t *testing.T) {
 	s := openStore(t, t.TempDir(), Options{})
-	big := func(name string) string { return name + strings.Repeat(".", 12<<10) }
 
 	small := mustPut(t, s, "small", "a")
 	if root := entryRoot(t, s, small.ID); root != 0 {
 		t.Errorf("a %d-byte record sits in a bucket of its own (page %d): small records share leaves", small.Size(), root)
 	}
-	first := mustPut(t, s, big("first"), "a", "b")
+	first := mustPut(t, s, bigBody("first"), "a", "b")
 	root := entryRoot(t, s, first.ID)
 	if root == 0 {
 		t.Fatalf("a %d-byte record is a plain value, want a bucket of its own", first.Size())
@@ -46,22 +48,18 @@ func TestBigRecordsAreNeverRewritten(t *testing.T) {
 	// One commit each: every Put lands next to the records before it.
 	var later []*Entry
 	for i := range 4 {
-		later = append(later, mustPut(t, s, big(fmt.Sprintf("later-%d", i)), "a", "b"))
+		later = append(later, mustPut(t, s, bigBody(fmt.Sprintf("later-%d", i)), "a", "b"))
 	}
 	if got := entryRoot(t, s, first.ID); got != root {
 		t.Fatalf("later puts moved the first record from page %d to %d: it was rewritten", root, got)
 	}
 	// Free the records on both sides of the first one's neighbours.
-	items, _ := readAll(t, s, "a", 100)
-	for _, it := range items {
-		if it.Entry.ID == later[0].ID || it.Entry.ID == later[2].ID {
-			mustAck(t, s, "a", it.Seq)
-		}
-	}
-	items, _ = readAll(t, s, "b", 100)
-	for _, it := range items {
-		if it.Entry.ID == later[0].ID || it.Entry.ID == later[2].ID {
-			mustAck(t, s, "b", it.Seq)
+	for _, q := range []string{"a", "b"} {
+		items, _ := readAll(t, s, q, 100)
+		for _, it := range items {
+			if it.Entry.ID == later[0].ID || it.Entry.ID == later[2].ID {
+				mustAck(t, s, q, it.Seq)
+			}
 		}
 	}
 	if got := entryRoot(t, s, later[1].ID); got == 0 {
@@ -75,8 +73,8 @@ func TestBigRecordsAreNeverRewritten(t *testing.T) {
 			t.Errorf("entry %d acked by every queue still has its bucket (page %d)", id, got)
 		}
 	}
-	items, _ = readAll(t, s, "b", 100)
-	wantBodies(t, "b", items, big("first"), big("later-1"), big("later-3"))
+	items, _ := readAll(t, s, "b", 100)
+	wantBodies(t, "b", items, bigBody("first"), bigBody("later-1"), bigBody("later-3"))
 
 	// Acking everything leaves nothing behind: no bucket, no counters.
 	for _, q := range []string{"a", "b"} {
@@ -97,9 +95,8 @@ func TestBigRecordsAreNeverRewritten(t *testing.T) {
 func TestSchema1RecordsStillRead(t *testing.T) {
 	dir := t.TempDir()
 	s := openStore(t, dir, Options{})
-	big := func(name string) string { return name + strings.Repeat(".", 12<<10) }
-	old1 := mustPut(t, s, big("old-1"), "a")
-	old2 := mustPut(t, s, big("old-2"), "a")
+	old1 := mustPut(t, s, bigBody("old-1"), "a")
+	old2 := mustPut(t, s, bigBody("old-2"), "a")
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +125,7 @@ func TestSchema1RecordsStillRead(t *testing.T) {
 	if schema != schemaVersion {
 		t.Errorf("schema after opening a schema 1 file: %d, want %d", schema, schemaVersion)
 	}
-	added := mustPut(t, s, big("new"), "a")
+	added := mustPut(t, s, bigBody("new"), "a")
 	if entryRoot(t, s, added.ID) == 0 {
 		t.Error("a record added to an upgraded file is a plain value, want a bucket of its own")
 	}
@@ -136,7 +133,7 @@ func TestSchema1RecordsStillRead(t *testing.T) {
 	if quarantined != 0 {
 		t.Fatalf("%d schema 1 records quarantined", quarantined)
 	}
-	wantBodies(t, "a", items, big("old-1"), big("old-2"), big("new"))
+	wantBodies(t, "a", items, bigBody("old-1"), bigBody("old-2"), bigBody("new"))
 	mustAck(t, s, "a", seqs(items)...)
 	if n := len(bucketContents(t, s, bucketEntries)); n != 0 {
 		t.Errorf("%d entries left after acking old and new records", n)
