@@ -106,9 +106,15 @@ type Store struct {
 	mu    sync.Mutex
 	wakes map[string]chan struct{}
 
-	commits atomic.Uint64
-	writes  atomic.Uint64
-	mapped  atomic.Int64 // bytes through the memory map since its pages were dropped (see noteMapped)
+	// counts holds the commit and write counters under one lock so that a
+	// reader never sees a commit without its writes (or the reverse):
+	// writes/commits is a ratio, and two separate atomics could be read
+	// between the two additions.
+	counts struct {
+		sync.Mutex
+		commits, writes uint64
+	}
+	mapped atomic.Int64 // bytes through the memory map since its pages were dropped (see noteMapped)
 
 	recent *recent // nil when off
 }
@@ -269,8 +275,11 @@ func (s *Store) syncFreelist() error {
 
 // CommitCounts reports how many transactions the store committed and how
 // many writes they carried; writes/commits is the group-commit factor.
+// Both come from the same moment.
 func (s *Store) CommitCounts() (commits, writes uint64) {
-	return s.commits.Load(), s.writes.Load()
+	s.counts.Lock()
+	defer s.counts.Unlock()
+	return s.counts.commits, s.counts.writes
 }
 
 // write hands fn to the commit loop and waits until its transaction is
@@ -381,8 +390,10 @@ func (s *Store) abort(batch []*op) {
 }
 
 func (s *Store) observe(start time.Time, n int) {
-	s.commits.Add(1)
-	s.writes.Add(uint64(n))
+	s.counts.Lock()
+	s.counts.commits++
+	s.counts.writes += uint64(n)
+	s.counts.Unlock()
 	if s.opts.OnCommit != nil {
 		s.opts.OnCommit(time.Since(start), n)
 	}

@@ -434,6 +434,45 @@ func TestConcurrentPuts(t *testing.T) {
 	t.Logf("%d puts in %d commits (%.1f writes per commit)", writes, commits, float64(writes)/float64(commits))
 }
 
+// CommitCounts is read while writers commit: without group commit every
+// transaction carries exactly one write, so any reading where the two
+// counts differ caught a commit counted without its write.
+func TestCommitCountsConsistent(t *testing.T) {
+	s := openStore(t, t.TempDir(), Options{NoGroupCommit: true})
+	const writers, each = 4, 150
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				if err := s.Put(context.Background(), testEntry(fmt.Sprintf("w%d-%d", w, i)), []string{"q"}); err != nil {
+					t.Errorf("put: %v", err)
+					return
+				}
+			}
+		}()
+	}
+	go func() { wg.Wait(); close(done) }()
+	readings := 0
+	for {
+		select {
+		case <-done:
+			if c, w := s.CommitCounts(); c != writers*each || w != c {
+				t.Fatalf("after the writes: %d commits, %d writes; want %d of each", c, w, writers*each)
+			}
+			t.Logf("%d readings, all consistent", readings)
+			return
+		default:
+		}
+		if c, w := s.CommitCounts(); c != w {
+			t.Fatalf("reading %d: %d commits but %d writes without group commit", readings, c, w)
+		}
+		readings++
+	}
+}
+
 // Close while writers are busy: every Put that returned nil survives, and
 // every other Put says ErrClosed and is not stored. A Put that never
 // returns is a failure too.
