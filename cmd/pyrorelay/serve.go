@@ -275,12 +275,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, load func() (Confi
 	})
 	budget.Set(float64(cfg.MaxDiskUsage))
 	reg.MustRegister(budget)
-	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
-		Name: "pyrorelay_store_commits_total", Help: "Store transactions committed (each one fsync).",
-	}, func() float64 { c, _ := st.CommitCounts(); return float64(c) }))
-	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
-		Name: "pyrorelay_store_writes_total", Help: "Writes carried by store transactions; writes/commits is the group-commit factor.",
-	}, func() float64 { _, w := st.CommitCounts(); return float64(w) }))
+	reg.MustRegister(newCommitCollector(st))
 
 	names := destinationNames(cfg)
 	var ready atomic.Bool
