@@ -2,8 +2,11 @@ package relay
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"net/http/httptest"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -67,5 +70,62 @@ func TestMaxAgeExpiresWhileDestinationIsDown(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestWorkerStopsRetryingExpiredEntry: a worker retrying an entry stops once
+// the entry is older than max_age, instead of delivering it after expiry
+// has told the operator it was not (and a requeue delivering it twice).
+// With one request in flight, the young entry behind it gets through only
+// if the worker lets go of the old one, which the destination never takes.
+func TestWorkerStopsRetryingExpiredEntry(t *testing.T) {
+	st := openStore(t)
+	var oldTries, youngDelivered atomic.Int64
+	srv := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if string(body) == "old" {
+			oldTries.Add(1)
+			http.Error(w, `{"code":"unavailable","message":"down for this one"}`, http.StatusServiceUnavailable)
+			return
+		}
+		youngDelivered.Add(1)
+	}))
+	const maxAge = time.Second
+	now := time.Now()
+	put(t, st, []string{"d"},
+		&store.Entry{Query: "name=app", ReceivedAt: now.Add(-maxAge + 300*time.Millisecond), Body: []byte("old")},
+		&store.Entry{Query: "name=app", ReceivedAt: now, Body: []byte("young")},
+	)
+	d := testDest("d", srv.URL)
+	d.MaxAge, d.Concurrency, d.MaxConcurrency = maxAge, 1, 1
+	runForwarder(t, d, st, nil)
+
+	eventually(t, "the young entry delivered", func() bool { return youngDelivered.Load() == 1 })
+	if oldTries.Load() == 0 {
+		t.Error("the old entry was never tried while it was young")
+	}
+	eventually(t, "the old entry in dead-letter, the queue empty", func() bool {
+		s := queueStats(t, st, "d")
+		return s.Entries == 0 && s.DeadEntries == 1
+	})
+	if dl := deadLetters(t, st, "d"); len(dl) != 1 || dl[0].Reason != store.ReasonExpired || dl[0].Body != "old" {
+		t.Errorf("dead letters %+v, want the old entry, expired", dl)
+	}
+}
+
+// TestReplayIgnoresMaxAge: a Sender (replay) sends entries of any age; max_age
+// is the queue's rule, and replaying old profiles is the point of replay.
+func TestReplayIgnoresMaxAge(t *testing.T) {
+	var got atomic.Int64
+	srv := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { got.Add(1) }))
+	d := testDest("d", srv.URL)
+	d.MaxAge = time.Second
+	s, err := NewSender(d, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := s.Send(context.Background(), &store.Entry{Kind: store.KindIngest, Query: "name=app", ReceivedAt: time.Now().Add(-time.Hour), Body: []byte("x")})
+	if res.Fate != FateDelivered || got.Load() != 1 {
+		t.Fatalf("fate %v, %d requests; want delivered once", res.Fate, got.Load())
 	}
 }

@@ -205,7 +205,11 @@ func (f *Forwarder) expireLoop(ctx context.Context) {
 // The retry policy is send's; deliver only decides what the queue does with
 // the result.
 func (f *Forwarder) deliver(ctx context.Context, it store.Item, acks *acker) {
-	o, attempts, fate := f.send(ctx, it.Entry)
+	var expired func(*store.Entry) bool
+	if f.dest.MaxAge > 0 {
+		expired = f.outlived
+	}
+	o, attempts, fate := f.send(ctx, it.Entry, expired)
 	switch fate {
 	case FateDelivered:
 		// Acks share commits (see acker); the worker does not wait for one.
@@ -215,7 +219,19 @@ func (f *Forwarder) deliver(ctx context.Context, it store.Item, acks *acker) {
 		f.deadLetter(ctx, it, o, attempts, "permanent")
 	case FatePoison:
 		f.deadLetter(ctx, it, o, attempts, "poison")
+	case FateExpired:
+		// Left queued: expireLoop moves it to dead-letter and counts it,
+		// once, whoever noticed first.
+		f.log.Info("entry older than max_age: not sent again, expiry moves it to dead-letter", "entry", it.Entry.ID, "attempts", attempts, "max_age", f.dest.MaxAge, "last_reason", o.Reason)
 	}
+}
+
+// outlived reports whether e has waited longer than max_age. expireLoop
+// moves such an entry to dead-letter; a worker still retrying it would
+// deliver it after the operator was told it was not, and a `dead-letter
+// requeue` would then deliver it twice.
+func (f *Forwarder) outlived(e *store.Entry) bool {
+	return time.Since(e.ReceivedAt) > f.dest.MaxAge
 }
 
 func (f *Forwarder) deadLetter(ctx context.Context, it store.Item, o Outcome, attempts int, kind string) {

@@ -25,6 +25,10 @@ const (
 	FatePoison
 	// FateAbandoned: the context ended before any of the above.
 	FateAbandoned
+	// FateExpired: the entry was older than its queue's max_age before
+	// an attempt, so it was not sent (again); the queue's expiry moves it
+	// to dead-letter.
+	FateExpired
 )
 
 func (f Fate) String() string {
@@ -37,6 +41,8 @@ func (f Fate) String() string {
 		return "poison"
 	case FateAbandoned:
 		return "abandoned"
+	case FateExpired:
+		return "expired"
 	default:
 		return fmt.Sprintf("fate(%d)", int(f))
 	}
@@ -45,17 +51,24 @@ func (f Fate) String() string {
 // send sends e with the destination's retry policy until it is delivered,
 // refused for good, found to be poison, or ctx ends. It is the policy every
 // path shares: the forwarder's queue drain and the replay command.
-// It reports the last outcome and how many attempts it took.
-func (f *Forwarder) send(ctx context.Context, e *store.Entry) (Outcome, int, Fate) {
+// It reports the last outcome and how many attempts it took. If expired is
+// not nil, it is asked before each attempt, and send stops when it says so.
+func (f *Forwarder) send(ctx context.Context, e *store.Entry, expired func(*store.Entry) bool) (Outcome, int, Fate) {
 	b := backoff.NewExponentialBackOff(
 		backoff.WithInitialInterval(f.dest.MinBackoff),
 		backoff.WithMaxInterval(f.dest.MaxBackoff),
 		backoff.WithMaxElapsedTime(0), // the queue, not the backoff, decides when to stop
 	)
 	strikes := 0
+	var o Outcome
 	for attempt := 1; ; attempt++ {
+		// Checked before every attempt, the first too: an entry handed
+		// over just as it ages out is not sent either.
+		if expired != nil && expired(e) {
+			return o, attempt - 1, FateExpired
+		}
 		seen := f.delivered.Load()
-		o := f.attempt(ctx, e)
+		o = f.attempt(ctx, e)
 		f.metrics.attempts.WithLabelValues(f.dest.Name, o.Verdict.String()).Inc()
 		switch o.Verdict {
 		case Delivered:
@@ -130,6 +143,7 @@ type SendResult struct {
 // Send sends e, retrying as the destination's policy says, until it is
 // delivered, refused for good, found to be poison, or ctx ends.
 func (s *Sender) Send(ctx context.Context, e *store.Entry) SendResult {
-	o, n, fate := s.f.send(ctx, e)
+	// No max_age here: replay sends old entries on purpose.
+	o, n, fate := s.f.send(ctx, e, nil)
 	return SendResult{Fate: fate, Attempts: n, Outcome: o}
 }
