@@ -224,20 +224,7 @@ func TestRecentNoOrphans(t *testing.T) {
 			}
 		}()
 	}
-	var puts sync.WaitGroup
-	for w := range writers {
-		puts.Add(1)
-		go func() {
-			defer puts.Done()
-			for i := range each {
-				if err := s.Put(ctx, testEntry(fmt.Sprint(w, "/", i)), queues); err != nil {
-					t.Error(err)
-					return
-				}
-			}
-		}()
-	}
-	puts.Wait()
+	putFromWriters(t, s, writers, each, queues, func(w, i int) string { return fmt.Sprint(w, "/", i) }, nil)()
 	readers.Wait()
 	if n := len(s.recent.byID); n != 0 {
 		t.Fatalf("%d entries left in the cache after every queue read every entry", n)

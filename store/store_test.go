@@ -68,6 +68,31 @@ func mustPut(t testing.TB, s *Store, body string, queues ...string) *Entry {
 	return e
 }
 
+// putFromWriters starts writers goroutines; writer w puts
+// testEntry(name(w, i)) into queues for each i < each, and tells stored of
+// each entry committed. A failed Put is reported with t.Error and ends its
+// writer. The returned wait blocks until every writer has finished.
+func putFromWriters(t testing.TB, s *Store, writers, each int, queues []string, name func(w, i int) string, stored func(w int, e *Entry)) (wait func()) {
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				e := testEntry(name(w, i))
+				if err := s.Put(context.Background(), e, queues); err != nil {
+					t.Errorf("put %q: %v", e.Body, err)
+					return
+				}
+				if stored != nil {
+					stored(w, e)
+				}
+			}
+		}()
+	}
+	return wg.Wait
+}
+
 // readAll reads a whole queue through ReadBatch, batch entries at a time.
 func readAll(t testing.TB, s *Store, queue string, batch int) (items []Item, quarantined int) {
 	t.Helper()
@@ -377,26 +402,11 @@ func TestConcurrentPuts(t *testing.T) {
 	s := openStore(t, t.TempDir(), Options{})
 	const writers, each = 64, 8
 	ids := make([][]uint64, writers)
-	var wg sync.WaitGroup
-	errs := make(chan error, writers*each)
-	for w := range writers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range each {
-				e := testEntry(fmt.Sprintf("w%02d-%d", w, i))
-				if err := s.Put(context.Background(), e, []string{"a", "b"}); err != nil {
-					errs <- err
-					return
-				}
-				ids[w] = append(ids[w], e.ID)
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatalf("put: %v", err)
+	putFromWriters(t, s, writers, each, []string{"a", "b"},
+		func(w, i int) string { return fmt.Sprintf("w%02d-%d", w, i) },
+		func(w int, e *Entry) { ids[w] = append(ids[w], e.ID) })()
+	if t.Failed() {
+		t.FailNow()
 	}
 	idOf := make(map[string]uint64)
 	for w := range writers {
@@ -441,20 +451,8 @@ func TestCommitCountsConsistent(t *testing.T) {
 	s := openStore(t, t.TempDir(), Options{NoGroupCommit: true})
 	const writers, each = 4, 150
 	done := make(chan struct{})
-	var wg sync.WaitGroup
-	for w := range writers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range each {
-				if err := s.Put(context.Background(), testEntry(fmt.Sprintf("w%d-%d", w, i)), []string{"q"}); err != nil {
-					t.Errorf("put: %v", err)
-					return
-				}
-			}
-		}()
-	}
-	go func() { wg.Wait(); close(done) }()
+	wait := putFromWriters(t, s, writers, each, []string{"q"}, func(w, i int) string { return fmt.Sprintf("w%d-%d", w, i) }, nil)
+	go func() { wait(); close(done) }()
 	readings := 0
 	for {
 		select {
