@@ -220,9 +220,10 @@ func (f *Forwarder) deliver(ctx context.Context, it store.Item, acks *acker) {
 	case FatePoison:
 		f.deadLetter(ctx, it, o, attempts, "poison")
 	case FateExpired:
-		// Left queued: expireLoop moves it to dead-letter and counts it,
-		// once, whoever noticed first.
-		f.log.Info("entry older than max_age: not sent again, expiry moves it to dead-letter", "entry", it.Entry.ID, "attempts", attempts, "max_age", f.dest.MaxAge, "last_reason", o.Reason)
+		// Left queued: expireLoop moves it to dead-letter, counts it and
+		// logs the count, once, whoever noticed first (Debug here: after
+		// a long outage every queued entry may take this way).
+		f.log.Debug("entry older than max_age: not sent again, expiry moves it to dead-letter", "entry", it.Entry.ID, "attempts", attempts, "max_age", f.dest.MaxAge, "last_reason", o.Reason)
 	}
 }
 
