@@ -56,24 +56,9 @@ func BenchmarkPutLayout(b *testing.B) {
 			c0, _ := s.CommitCounts()
 			b.SetBytes(int64(len(body)))
 			b.ResetTimer()
-			var next atomic.Int64
-			var failed atomic.Value
-			var wg sync.WaitGroup
-			for range writers {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for next.Add(1) <= int64(b.N) {
-						if err := request(); err != nil {
-							failed.Store(err)
-							return
-						}
-					}
-				}()
-			}
-			wg.Wait()
+			err = fromWriters(writers, b.N, request)
 			b.StopTimer()
-			if err, _ := failed.Load().(error); err != nil {
+			if err != nil {
 				b.Fatal(err)
 			}
 			c1, _ := s.CommitCounts()
@@ -84,6 +69,30 @@ func BenchmarkPutLayout(b *testing.B) {
 			b.ReportMetric(float64(layoutFileSize(b, s.Path())-size0)/n, "file-B/op")
 		})
 	}
+}
+
+// fromWriters makes n requests from writers goroutines, each taking the
+// next request until n are taken; it returns once all are done, with the
+// first error (a writer stops at its first).
+func fromWriters(writers, n int, request func() error) error {
+	var next atomic.Int64
+	errs := make(chan error, writers)
+	var wg sync.WaitGroup
+	for range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for next.Add(1) <= int64(n) {
+				if err := request(); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs // nil when closed empty
 }
 
 func errors2(a, b error) error {

@@ -75,22 +75,13 @@ func BenchmarkSteady(b *testing.B) {
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
 	b.ResetTimer()
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range writers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for next.Add(1) <= int64(b.N) {
-				e := &store.Entry{Kind: store.KindIngest, ReceivedAt: time.Now(), Query: "name=bench.cpu", ContentType: "application/octet-stream", Body: body}
-				if err := s.Put(ctx, e, queues); err != nil {
-					failed.Store(err)
-					return
-				}
-			}
-		}()
+	err = fromWriters(writers, b.N, func() error {
+		e := &store.Entry{Kind: store.KindIngest, ReceivedAt: time.Now(), Query: "name=bench.cpu", ContentType: "application/octet-stream", Body: body}
+		return s.Put(ctx, e, queues)
+	})
+	if err != nil {
+		failed.Store(err)
 	}
-	wg.Wait()
 	if err, _ := failed.Load().(error); err == nil {
 		<-allAcked
 	}
