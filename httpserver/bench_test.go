@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/pyrorelay/pyrorelay/httpserver"
+	"github.com/pyrorelay/pyrorelay/route"
 	"github.com/pyrorelay/pyrorelay/store"
 )
 
@@ -77,13 +78,35 @@ func BenchmarkIngest(b *testing.B) {
 // BenchmarkIngestHandler measures the HTTP side alone: validation, body
 // read, entry building, with a store that returns at once. It is the one to
 // profile for per-request waste (-cpuprofile, -memprofile).
+//
+// The routers: none (two fixed queues), the table `serve` gives a receiver
+// without routes, and one rule on a label of the name.
 func BenchmarkIngestHandler(b *testing.B) {
 	body, contentType := benchPprofUpload(b)
-	h := httpserver.New(httpserver.Config{Queues: []string{"a", "b"}}, httpserver.Options{Store: benchNopStore{}}).Handler()
-	b.SetBytes(int64(len(body)))
-	b.ReportAllocs()
-	b.ResetTimer()
-	benchDrive(b, h, 1, body, contentType)
+	for _, bc := range []struct {
+		name  string
+		rules []route.Rule
+	}{
+		{"router=none", nil},
+		{"router=no-routes", []route.Rule{}},
+		{"router=label-rule", []route.Rule{{Match: map[string]string{"env": "prod"}, ForwardTo: []string{"a"}}}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			cfg := httpserver.Config{Queues: []string{"a", "b"}}
+			if bc.rules != nil {
+				tab, err := route.Compile(bc.rules, cfg.Queues)
+				if err != nil {
+					b.Fatal(err)
+				}
+				cfg.Router = tab
+			}
+			h := httpserver.New(cfg, httpserver.Options{Store: benchNopStore{}}).Handler()
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			b.ResetTimer()
+			benchDrive(b, h, 1, body, contentType)
+		})
+	}
 }
 
 type benchNopStore struct{}

@@ -3,7 +3,6 @@ package httpserver
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"sync"
 
 	pushv1 "github.com/grafana/pyroscope/api/gen/proto/go/push/v1"
@@ -18,8 +17,12 @@ import (
 // the tenant that sent it (the X-Scope-OrgID header, empty when absent,
 // whether or not the tenant is passed through). *route.Table implements
 // it. The returned slice is sorted without duplicates and is not modified.
+//
+// The labels come as a function, called at most once and only if a rule
+// reads a label: with no such rule (a receiver without routes), no request
+// pays for building them.
 type Router interface {
-	Route(labels map[string]string, tenant string) []string
+	RouteBy(labels func() map[string]string, tenant string) []string
 }
 
 // IngestLabels are the labels an /ingest request is routed by, read from
@@ -52,17 +55,18 @@ func IngestLabels(name string) (map[string]string, error) {
 	return out, nil
 }
 
-// ingestQueues are the queues of an /ingest request: the router's choice by
-// the name's labels, or every configured queue.
-func (s *Server) ingestQueues(r *http.Request) ([]string, error) {
+// ingestQueues are the queues of an /ingest request with name (validated
+// already) sent by tenant: the router's choice by the name's labels, or
+// every configured queue.
+func (s *Server) ingestQueues(name, tenant string) []string {
 	if s.cfg.Router == nil {
-		return s.cfg.Queues, nil
+		return s.cfg.Queues
 	}
-	labels, err := IngestLabels(r.URL.Query().Get("name"))
-	if err != nil {
-		return nil, badRequest("%v", err)
-	}
-	return s.cfg.Router.Route(labels, r.Header.Get(tenantHeader)), nil
+	return s.cfg.Router.RouteBy(func() map[string]string {
+		// ValidateIngest parsed the same name with the same parser.
+		labels, _ := IngestLabels(name)
+		return labels
+	}, tenant)
 }
 
 // pushPart is one store entry of a Push request: the series bound for
@@ -81,7 +85,7 @@ func (s *Server) splitPush(req *pushv1.PushRequest, tenant string) ([]pushPart, 
 		parts = []route.Part{{ForwardTo: s.cfg.Queues, Request: req}}
 	} else {
 		parts = route.Split(req, func(series *pushv1.RawProfileSeries) []string {
-			return s.cfg.Router.Route(route.SeriesLabels(series), tenant)
+			return s.cfg.Router.RouteBy(func() map[string]string { return route.SeriesLabels(series) }, tenant)
 		})
 	}
 	out := make([]pushPart, len(parts))

@@ -241,7 +241,8 @@ func (s *Server) handleIngest(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	contentType := r.Header.Get("Content-Type")
-	if err := ValidateIngest(r.URL.Query(), contentType); err != nil {
+	query := r.URL.Query()
+	if err := ValidateIngest(query, contentType); err != nil {
 		writeError(w, err)
 		return
 	}
@@ -264,11 +265,7 @@ func (s *Server) handleIngest(w http.ResponseWriter, r *http.Request) {
 	}
 	e.Body = body
 	s.metrics.bytes.WithLabelValues(endpointIngest).Add(float64(len(body)))
-	queues, err := s.ingestQueues(r)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
+	queues := s.ingestQueues(query.Get("name"), r.Header.Get(tenantHeader))
 	if err := s.put(r.Context(), e, queues); err != nil {
 		writeError(w, &InputError{Status: errStatusStore(err), Reason: err.Error()})
 		return

@@ -155,21 +155,38 @@ func isSet(names []string) bool {
 // from labels reads as the empty string. The returned slice is sorted,
 // without duplicates, and shared: the caller must not modify it.
 func (t *Table) Route(labels map[string]string, tenant string) []string {
+	return t.RouteBy(func() map[string]string { return labels }, tenant)
+}
+
+// RouteBy is Route with the labels built only if a rule reads one, and
+// then once: a table with no rules, or with rules on the tenant alone,
+// routes without them. Building a profile's labels means parsing its name
+// or walking its series, per request.
+func (t *Table) RouteBy(labels func() map[string]string, tenant string) []string {
+	var m map[string]string
+	built := false
+	value := func(name string) string {
+		if name == TenantKey {
+			return tenant
+		}
+		if !built {
+			m, built = labels(), true
+		}
+		return m[name]
+	}
 	for _, r := range t.rules {
-		if r.matches(labels, tenant) {
+		if r.matches(value) {
 			return r.dests
 		}
 	}
 	return t.def
 }
 
-func (r *compiled) matches(labels map[string]string, tenant string) bool {
+// matches reports whether every condition holds, value giving the label
+// (or tenant) each one reads.
+func (r *compiled) matches(value func(name string) string) bool {
 	for _, m := range r.matchers {
-		v := labels[m.name]
-		if m.name == TenantKey {
-			v = tenant
-		}
-		if !m.re.MatchString(v) {
+		if !m.re.MatchString(value(m.name)) {
 			return false
 		}
 	}

@@ -80,6 +80,43 @@ func TestRouteNoRules(t *testing.T) {
 	}
 }
 
+// TestRouteByBuildsLabelsOnlyWhenRead: the labels are built at most once,
+// and not at all when no rule the profile meets reads a label.
+func TestRouteByBuildsLabelsOnlyWhenRead(t *testing.T) {
+	labels := map[string]string{"env": "prod"}
+	tests := []struct {
+		name   string
+		rules  []Rule
+		tenant string
+		want   []string
+		builds int
+	}{
+		{"no rules", nil, "t", []string{"def"}, 0},
+		{"tenant rules only", []Rule{
+			{Match: map[string]string{TenantKey: "a"}, ForwardTo: []string{"a"}},
+			{Match: map[string]string{TenantKey: "t"}, ForwardTo: []string{"t"}},
+		}, "t", []string{"t"}, 0},
+		{"a rule with no condition", []Rule{{ForwardTo: []string{"all"}}}, "", []string{"all"}, 0},
+		{"tenant fails before the label is read", []Rule{
+			{Match: map[string]string{TenantKey: "other", "env": "prod"}, ForwardTo: []string{"x"}},
+		}, "t", []string{"def"}, 0},
+		{"two rules read labels, built once", []Rule{
+			{Match: map[string]string{"env": "dev"}, ForwardTo: []string{"dev"}},
+			{Match: map[string]string{"env": "prod"}, ForwardTo: []string{"prod"}},
+		}, "", []string{"prod"}, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tab := mustCompile(t, tt.rules, "def")
+			builds := 0
+			got := tab.RouteBy(func() map[string]string { builds++; return labels }, tt.tenant)
+			if !slices.Equal(got, tt.want) || builds != tt.builds {
+				t.Errorf("RouteBy = %v after %d label builds, want %v after %d", got, builds, tt.want, tt.builds)
+			}
+		})
+	}
+}
+
 func TestCompileErrors(t *testing.T) {
 	tests := []struct {
 		name  string

@@ -80,9 +80,9 @@ type swapRouter struct {
 	table atomic.Pointer[route.Table]
 }
 
-// Route implements httpserver.Router.
-func (s *swapRouter) Route(labels map[string]string, tenant string) []string {
-	return s.table.Load().Route(labels, tenant)
+// RouteBy implements httpserver.Router.
+func (s *swapRouter) RouteBy(labels func() map[string]string, tenant string) []string {
+	return s.table.Load().RouteBy(labels, tenant)
 }
 
 // trackingRegisterer registers with reg and remembers what, so that a
