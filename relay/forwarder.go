@@ -286,14 +286,15 @@ func (f *Forwarder) sendIngest(ctx context.Context, e *store.Entry) Outcome {
 		return ClassifyHTTP(0, err)
 	}
 	defer resp.Body.Close()
-	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20)) // keep the connection reusable
 	o := ClassifyHTTP(resp.StatusCode, nil)
 	if o.Verdict != Delivered {
+		// Only a refusal's body is worth reading: it says why.
+		snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 		// A server or proxy may echo the request's credentials.
 		o.Reason = fmt.Sprintf("%d %s", resp.StatusCode, oneLine([]byte(f.dest.redact(string(snippet)))))
 		o.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
 	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20)) // keep the connection reusable
 	return o
 }
 
