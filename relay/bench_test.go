@@ -61,10 +61,18 @@ func BenchmarkForward(b *testing.B) {
 	case <-time.After(5 * time.Minute):
 		b.Fatalf("%d of %d entries delivered in 5 minutes", delivered.Load(), b.N)
 	}
-	b.StopTimer()
-	b.ReportMetric(float64((processCPU(b)-cpu0).Microseconds())/float64(b.N), "cpu-us/op")
+	// Run returns once the last acks are durable.
 	cancel()
 	<-ran
+	b.StopTimer()
+	b.ReportMetric(float64((processCPU(b)-cpu0).Microseconds())/float64(b.N), "cpu-us/op")
+	stats, err := st.Stats()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if n := stats["sink"].Entries; n != 0 {
+		b.Fatalf("%d entries still queued after all were delivered", n)
+	}
 }
 
 // processCPU is the user and system CPU this process has used.
