@@ -10,6 +10,7 @@
 //	go build -o /tmp/pyrorelay ./cmd/pyrorelay
 //	go run ./cmd/pyrorelay-bench --relay-bin /tmp/pyrorelay --clients 32 --duration 20s
 //	go run ./cmd/pyrorelay-bench --relay-bin /tmp/pyrorelay --compare-no-group-commit
+//	go run ./cmd/pyrorelay-bench --relay-bin /tmp/pyrorelay --compare-reference
 //	go run ./cmd/pyrorelay-bench --relay-bin /tmp/pyrorelay --mode down-then-up --count 20000 --restart
 //	go run ./cmd/pyrorelay-bench --url http://127.0.0.1:4040 --sink-listen 127.0.0.1:9001
 //
@@ -52,17 +53,22 @@ type config struct {
 	restart       bool
 	noGroupCommit bool
 	compare       bool
-	relayFlags    []string
-	fwdConc       int
-	minBackoff    time.Duration
-	maxBackoff    time.Duration
-	drainTimeout  time.Duration
-	timeout       time.Duration
-	testdata      string
-	workDir       string
-	keep          bool
-	jsonOut       bool
-	cpuProfile    string
+	// compareReference runs pyrorelay, then the in-memory reference relay
+	// (see referenceRelay), and prints the ratios; reference is set for
+	// the reference's run.
+	compareReference bool
+	reference        bool
+	relayFlags       []string
+	fwdConc          int
+	minBackoff       time.Duration
+	maxBackoff       time.Duration
+	drainTimeout     time.Duration
+	timeout          time.Duration
+	testdata         string
+	workDir          string
+	keep             bool
+	jsonOut          bool
+	cpuProfile       string
 }
 
 type stringsFlag []string
@@ -102,6 +108,7 @@ Flags:
 	fs.BoolVar(&c.restart, "restart", false, "down-then-up with --relay-bin: restart the relay on its data dir before the sinks come back, and time it to ready")
 	fs.BoolVar(&c.noGroupCommit, "no-group-commit", false, "start the relay with --no-group-commit (one fsync per write)")
 	fs.BoolVar(&c.compare, "compare-no-group-commit", false, "run twice, with group commit and with --no-group-commit, each on a fresh relay, and print the ratios")
+	fs.BoolVar(&c.compareReference, "compare-reference", false, "run twice, pyrorelay and then an in-memory reference relay on the same sinks (it forwards each request to every sink and answers once all have answered, keeping nothing, as Grafana Alloy's pyroscope.receive_http and pyroscope.write do), and print the ratios")
 	fs.Var((*stringsFlag)(&c.relayFlags), "relay-flag", "extra `FLAG` for pyrorelay serve, repeatable, e.g. --relay-flag=--max-connections=200")
 	fs.IntVar(&c.fwdConc, "forward-concurrency", 0, "requests in flight per destination (0: the relay's default)")
 	fs.DurationVar(&c.minBackoff, "min-backoff", 10*time.Millisecond, "destinations' min_backoff (short, so a returning sink is seen soon)")
@@ -144,6 +151,12 @@ func (c *config) check() error {
 		return errors.New("--down-sinks must not be negative")
 	case c.compare && c.relayBin == "":
 		return errors.New("--compare-no-group-commit needs --relay-bin")
+	case c.compareReference && c.relayBin == "":
+		return errors.New("--compare-reference needs --relay-bin")
+	case c.compareReference && (c.compare || c.noGroupCommit):
+		return errors.New("--compare-reference compares pyrorelay as it runs by default: leave out --compare-no-group-commit and --no-group-commit")
+	case c.compareReference && c.mode == "down-then-up":
+		return errors.New("--compare-reference: the reference keeps nothing, so down-then-up has no backlog to measure; use healthy or one-slow")
 	case c.relayBin != "" && c.sinks <= 0:
 		return errors.New("--sinks must be positive with --relay-bin")
 	case c.relayBin != "" && len(c.sinkListen) > 0:
@@ -180,6 +193,9 @@ func loopbackOnly(hostport string) error {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == referenceCommand {
+		os.Exit(referenceMain(os.Args[2:], os.Stderr))
+	}
 	cfg, err := parseFlags(os.Args[1:], os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return
@@ -220,13 +236,19 @@ func run(ctx context.Context, cfg config, stdout, progress io.Writer) error {
 // the report, and fails if an acknowledged request went missing.
 func runAll(ctx context.Context, cfg config, stdout, progress io.Writer) error {
 	var results []*result
-	variants := []bool{cfg.noGroupCommit}
-	if cfg.compare {
-		variants = []bool{false, true}
+	sides := []config{cfg}
+	title := ""
+	switch {
+	case cfg.compare:
+		gc, nogc := cfg, cfg
+		gc.noGroupCommit, nogc.noGroupCommit = false, true
+		sides, title = []config{gc, nogc}, "group commit vs one commit per write"
+	case cfg.compareReference:
+		ref := cfg
+		ref.reference = true
+		sides, title = []config{cfg, ref}, "pyrorelay vs the in-memory reference relay"
 	}
-	for _, noGC := range variants {
-		c := cfg
-		c.noGroupCommit = noGC
+	for _, c := range sides {
 		r, err := runOnce(ctx, c, progress)
 		if err != nil {
 			return err
@@ -239,7 +261,7 @@ func runAll(ctx context.Context, cfg config, stdout, progress io.Writer) error {
 			Comparison *comparison `json:"comparison,omitempty"`
 		}{Runs: results}
 		if len(results) == 2 {
-			out.Comparison = compare(results[0], results[1])
+			out.Comparison = compare(title, results[0], results[1])
 		}
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -251,7 +273,7 @@ func runAll(ctx context.Context, cfg config, stdout, progress io.Writer) error {
 			r.print(stdout)
 		}
 		if len(results) == 2 {
-			compare(results[0], results[1]).print(stdout)
+			compare(title, results[0], results[1]).print(stdout)
 		}
 	}
 	for _, r := range results {

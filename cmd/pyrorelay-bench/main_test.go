@@ -9,6 +9,8 @@ import (
 	"io"
 	"mime"
 	"mime/multipart"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -132,6 +134,10 @@ func TestParseFlags(t *testing.T) {
 		{"push is pprof", []string{"--relay-bin", "x", "--endpoint", "push", "--body", "jfr"}, "push sends pprof"},
 		{"compare needs bin", []string{"--url", "http://127.0.0.1:1", "--compare-no-group-commit"}, "needs --relay-bin"},
 		{"relay flags repeat", []string{"--relay-bin", "x", "--relay-flag=--a", "--relay-flag=--b"}, ""},
+		{"reference", []string{"--relay-bin", "x", "--compare-reference", "--mode", "one-slow"}, ""},
+		{"reference needs bin", []string{"--url", "http://127.0.0.1:1", "--compare-reference"}, "needs --relay-bin"},
+		{"reference keeps no backlog", []string{"--relay-bin", "x", "--compare-reference", "--mode", "down-then-up"}, "no backlog"},
+		{"one comparison at a time", []string{"--relay-bin", "x", "--compare-reference", "--compare-no-group-commit"}, "leave out"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -285,6 +291,129 @@ func TestCompareJSON(t *testing.T) {
 	}
 }
 
+// TestCompareReference runs pyrorelay and the in-memory reference relay on
+// the same load, for both endpoints: the reference must deliver every
+// request it acknowledged to every sink, answer Push clients in their
+// protocol, and report its CPU and memory like pyrorelay.
+func TestCompareReference(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and starts the relay binary")
+	}
+	for _, endpoint := range []string{"ingest", "push"} {
+		t.Run(endpoint, func(t *testing.T) {
+			c := testConfig(buildRelay(t))
+			c.compareReference, c.jsonOut, c.endpoint = true, true, endpoint
+			if err := c.check(); err != nil {
+				t.Fatal(err)
+			}
+			var out bytes.Buffer
+			if err := runAll(context.Background(), c, &out, testWriter{t}); err != nil {
+				t.Fatal(err)
+			}
+			var got struct {
+				Runs       []result
+				Comparison *comparison
+			}
+			if err := json.Unmarshal(out.Bytes(), &got); err != nil {
+				t.Fatalf("%v\n%s", err, out.String())
+			}
+			if len(got.Runs) != 2 || got.Comparison == nil || got.Comparison.ThroughputRatio == 0 {
+				t.Fatalf("report %s", out.String())
+			}
+			relay, ref := got.Runs[0], got.Runs[1]
+			if relay.Reference || !ref.Reference || ref.Label != "in-memory reference" {
+				t.Errorf("runs %q (reference %v), %q (reference %v)", relay.Label, relay.Reference, ref.Label, ref.Reference)
+			}
+			for _, r := range got.Runs {
+				if r.Load.Acked != c.count || r.Delivery == nil || r.Delivery.Missing != 0 || r.Delivery.Acked != c.count {
+					t.Errorf("%s: %d of %d acked (errors %v), delivery %+v", r.Label, r.Load.Acked, c.count, r.Load.Errors, r.Delivery)
+				}
+				if r.RSS == nil || r.RSS.Peak == 0 {
+					t.Errorf("%s: no peak RSS", r.Label)
+				}
+			}
+			if ref.Commits != 0 || relay.Commits == 0 {
+				t.Errorf("commits: pyrorelay %v, reference %v", relay.Commits, ref.Commits)
+			}
+			if got.Comparison.PeakRSS[1] == 0 {
+				t.Errorf("comparison without the reference's memory: %+v", got.Comparison)
+			}
+		})
+	}
+}
+
+// TestReferenceRelay: the reference answers only once every destination
+// took the request, as it came, and 502 when one did not.
+func TestReferenceRelay(t *testing.T) {
+	type seen struct{ uri, contentType, body string }
+	var mu sync.Mutex
+	var got []seen
+	status := http.StatusOK
+	sink := func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		got = append(got, seen{r.URL.RequestURI(), r.Header.Get("Content-Type"), string(b)})
+		code := status
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/x-test")
+		w.WriteHeader(code)
+		_, _ = io.WriteString(w, "took it")
+	}
+	a, b := httptest.NewServer(http.HandlerFunc(sink)), httptest.NewServer(http.HandlerFunc(sink))
+	defer a.Close()
+	defer b.Close()
+	ref := httptest.NewServer(newReferenceRelay([]string{a.URL, b.URL}).Handler())
+	defer ref.Close()
+
+	post := func() (*http.Response, string) {
+		t.Helper()
+		resp, err := http.Post(ref.URL+"/ingest?name=app.cpu&reqid=1", "text/plain", strings.NewReader("foo;bar 1\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp, string(body)
+	}
+	resp, body := post()
+	want := seen{"/ingest?name=app.cpu&reqid=1", "text/plain", "foo;bar 1\n"}
+	if resp.StatusCode != http.StatusOK || body != "took it" || resp.Header.Get("Content-Type") != "application/x-test" {
+		t.Errorf("answer %d %q %q, want the destinations' 200", resp.StatusCode, resp.Header.Get("Content-Type"), body)
+	}
+	mu.Lock()
+	if len(got) != 2 || got[0] != want || got[1] != want {
+		t.Errorf("destinations saw %+v, want %+v twice", got, want)
+	}
+	mu.Unlock()
+
+	mu.Lock()
+	status = http.StatusServiceUnavailable
+	mu.Unlock()
+	if resp, body := post(); resp.StatusCode != http.StatusBadGateway || !strings.Contains(body, "answered 503") {
+		t.Errorf("a destination down: %d %q, want 502 naming its answer", resp.StatusCode, body)
+	}
+
+	resp, err := http.Get(ref.URL + "/ingest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("GET: %d, want 405", resp.StatusCode)
+	}
+	for path, want := range map[string]string{"/-/ready": "", "/metrics": "process_cpu_seconds_total"} {
+		resp, err := http.Get(ref.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), want) {
+			t.Errorf("GET %s: %d, body without %q", path, resp.StatusCode, want)
+		}
+	}
+}
+
 // TestCPUProfile: --cpuprofile leaves a pprof profile of the tool's run
 // (gzipped protobuf), and a path that cannot be written fails the run
 // before any load.
@@ -363,6 +492,11 @@ func buildRelay(t *testing.T) string {
 }
 
 func TestMain(m *testing.M) {
+	// --compare-reference starts the tool's own binary as the reference
+	// relay; in tests, that binary is this one.
+	if len(os.Args) > 1 && os.Args[1] == referenceCommand {
+		os.Exit(referenceMain(os.Args[2:], os.Stderr))
+	}
 	code := m.Run()
 	if relayBuild.dir != "" {
 		os.RemoveAll(relayBuild.dir)

@@ -39,16 +39,22 @@ type relayProc struct {
 	stopOnce sync.Once
 }
 
-// startRelay runs bin serve on 127.0.0.1:0 with dataDir and the given
-// extra arguments, and returns once /-/ready answers 200.
-func startRelay(ctx context.Context, bin, dataDir, logPath string, args []string, timeout time.Duration) (*relayProc, error) {
+// serveArgs are the arguments of pyrorelay serve on 127.0.0.1:0 with
+// dataDir, logging JSON (which startRelay reads the address from), and
+// extra.
+func serveArgs(dataDir string, extra []string) []string {
+	return append([]string{"serve", "--listen", "127.0.0.1:0", "--data-dir", dataDir, "--log-format", "json"}, extra...)
+}
+
+// startRelay runs bin with args, which make it log a JSON "serving" line
+// with its address on stderr, and returns once /-/ready answers 200.
+func startRelay(ctx context.Context, bin string, args []string, logPath string, timeout time.Duration) (*relayProc, error) {
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("relay log: %w", err)
 	}
-	full := append([]string{"serve", "--listen", "127.0.0.1:0", "--data-dir", dataDir, "--log-format", "json"}, args...)
 	addrc := make(chan string, 1)
-	cmd := exec.Command(bin, full...)
+	cmd := exec.Command(bin, args...)
 	cmd.Stdout = logFile
 	cmd.Stderr = &logScanner{out: logFile, addr: addrc}
 	p := &relayProc{cmd: cmd, logPath: logPath, exited: make(chan struct{}), stopRSS: make(chan struct{}), rssDone: make(chan struct{})}

@@ -22,23 +22,27 @@ func (r *result) print(w io.Writer) {
 		}
 		fmt.Fprintln(w)
 	}
-	fmt.Fprintf(w, "store commits     %.0f for %.0f writes: %.3f commits (x2 fdatasync) per request, %.1f writes per commit, %.2f ms per commit\n",
-		r.Commits, r.Writes, r.CommitsPerReq, r.WritesPerCommit, r.CommitMs)
+	if r.Reference {
+		fmt.Fprintf(w, "store             none: the reference keeps nothing\n")
+	} else {
+		fmt.Fprintf(w, "store commits     %.0f for %.0f writes: %.3f commits (x2 fdatasync) per request, %.1f writes per commit, %.2f ms per commit\n",
+			r.Commits, r.Writes, r.CommitsPerReq, r.WritesPerCommit, r.CommitMs)
+	}
 	fmt.Fprintf(w, "CPU in load       machine %.0f%% busy of %d cores; relay %.2f cores (%.2f ms per request), this tool with its sinks %.2f cores\n",
 		100*r.CPU.MachineBusy, r.CPU.Cores, r.CPU.Relay, r.CPU.RelayMsPerReq, r.CPU.Tool)
-	fmt.Fprintf(w, "queued in load    most entries waiting (sampled every 250 ms):")
-	for _, q := range slices.Sorted(maps.Keys(r.MaxQueued)) {
-		fmt.Fprintf(w, " %s %.0f", q, r.MaxQueued[q])
-	}
-	fmt.Fprintln(w)
-	if r.Drained {
+	switch {
+	case r.Reference:
+		fmt.Fprintf(w, "queues            none: every answer came after every sink's\n")
+	case r.Drained:
+		r.printQueued(w)
 		fmt.Fprintf(w, "drain             queues empty %s after the load stopped", r.DrainTime.Round(time.Millisecond))
 		if r.Backlog == nil {
 			// What the relay sustains: acknowledged and delivered everywhere.
 			fmt.Fprintf(w, ": %.0f/s delivered to every sink over load and drain", float64(r.Load.Acked)/(r.Load.Elapsed+r.DrainTime).Seconds())
 		}
 		fmt.Fprintln(w)
-	} else {
+	default:
+		r.printQueued(w)
 		fmt.Fprintf(w, "drain             NOT DRAINED %s after the load stopped\n", r.DrainTime.Round(time.Millisecond))
 	}
 	if b := r.Backlog; b != nil {
@@ -79,29 +83,58 @@ func (r *result) print(w io.Writer) {
 	}
 }
 
-// comparison is group commit against one fsync'd transaction per write.
-type comparison struct {
-	ThroughputRatio float64 `json:"throughput_ratio"` // group / no-group acked/s
-	P99Ratio        float64 `json:"p99_ratio"`        // group / no-group p99
-	CommitsPerReq   [2]float64
+// printQueued prints the most entries seen waiting in each queue.
+func (r *result) printQueued(w io.Writer) {
+	fmt.Fprintf(w, "queued in load    most entries waiting (sampled every 250 ms):")
+	for _, q := range slices.Sorted(maps.Keys(r.MaxQueued)) {
+		fmt.Fprintf(w, " %s %.0f", q, r.MaxQueued[q])
+	}
+	fmt.Fprintln(w)
 }
 
-func compare(gc, nogc *result) *comparison {
-	c := &comparison{CommitsPerReq: [2]float64{gc.CommitsPerReq, nogc.CommitsPerReq}}
-	if nogc.AckedPerS > 0 {
-		c.ThroughputRatio = gc.AckedPerS / nogc.AckedPerS
+// comparison is two runs of the same load: group commit against one
+// fsync'd transaction per write, or pyrorelay against the in-memory
+// reference relay. Ratios are the first run's over the second's.
+type comparison struct {
+	Title           string     `json:"title"`
+	ThroughputRatio float64    `json:"throughput_ratio"` // acked/s
+	P99Ratio        float64    `json:"p99_ratio"`
+	CommitsPerReq   [2]float64 `json:"commits_per_request"`
+	// CPUPerReq is each relay's CPU per acknowledged request, ms.
+	CPUPerReq [2]float64 `json:"relay_cpu_ms_per_request"`
+	// PeakRSS is each relay's peak resident memory, bytes.
+	PeakRSS [2]int64 `json:"relay_peak_rss_bytes"`
+}
+
+func compare(title string, a, b *result) *comparison {
+	c := &comparison{
+		Title:         title,
+		CommitsPerReq: [2]float64{a.CommitsPerReq, b.CommitsPerReq},
+		CPUPerReq:     [2]float64{a.CPU.RelayMsPerReq, b.CPU.RelayMsPerReq},
 	}
-	if nogc.P99 > 0 {
-		c.P99Ratio = gc.P99 / nogc.P99
+	if b.AckedPerS > 0 {
+		c.ThroughputRatio = a.AckedPerS / b.AckedPerS
+	}
+	if b.P99 > 0 {
+		c.P99Ratio = a.P99 / b.P99
+	}
+	for i, r := range []*result{a, b} {
+		if r.RSS != nil {
+			c.PeakRSS[i] = r.RSS.Peak
+		}
 	}
 	return c
 }
 
 func (c *comparison) print(w io.Writer) {
-	fmt.Fprintf(w, "\n== group commit vs one commit per write (same run)\n")
+	fmt.Fprintf(w, "\n== %s (same run)\n", c.Title)
 	fmt.Fprintf(w, "throughput        %.2fx\n", c.ThroughputRatio)
 	fmt.Fprintf(w, "p99 latency       %.2fx\n", c.P99Ratio)
 	fmt.Fprintf(w, "commits/request   %.3f vs %.3f\n", c.CommitsPerReq[0], c.CommitsPerReq[1])
+	fmt.Fprintf(w, "relay CPU         %.2f vs %.2f ms per request\n", c.CPUPerReq[0], c.CPUPerReq[1])
+	if c.PeakRSS[0] > 0 && c.PeakRSS[1] > 0 {
+		fmt.Fprintf(w, "relay peak RSS    %.1f vs %.1f MiB: %.2fx\n", float64(c.PeakRSS[0])/(1<<20), float64(c.PeakRSS[1])/(1<<20), float64(c.PeakRSS[0])/float64(c.PeakRSS[1]))
+	}
 }
 
 func (m rss) String() string {
@@ -109,6 +142,6 @@ func (m rss) String() string {
 	if m.Sampled {
 		return fmt.Sprintf("%.1f MiB (largest process_resident_memory_bytes sampled every 250 ms)", mib(m.Peak))
 	}
-	return fmt.Sprintf("%.1f MiB (VmHWM); sampled peaks: anonymous %.1f MiB (heap, stacks), file-backed %.1f MiB (bbolt mmap, reclaimable)",
+	return fmt.Sprintf("%.1f MiB (VmHWM); sampled peaks: anonymous %.1f MiB (heap, stacks), file-backed %.1f MiB (the binary, bbolt's mmap; reclaimable)",
 		mib(m.Peak), mib(m.Anon), mib(m.File))
 }

@@ -22,6 +22,9 @@ type result struct {
 	BodyBytes int    `json:"body_bytes"`
 	Clients   int    `json:"clients"`
 	Sinks     int    `json:"sinks"`
+	// Reference is set for the in-memory reference relay's run, which has
+	// no store: no commits, no queues.
+	Reference bool `json:"reference,omitempty"`
 
 	Load       loadResult `json:"load"`
 	AckedPerS  float64    `json:"acked_per_s"`
@@ -107,6 +110,8 @@ func runOnce(ctx context.Context, cfg config, progress io.Writer) (*result, erro
 	switch {
 	case cfg.url != "":
 		res.Label = "relay at " + cfg.url
+	case cfg.reference:
+		res.Label, res.Reference = "in-memory reference", true
 	case cfg.noGroupCommit:
 		res.Label = "no group commit"
 	default:
@@ -184,7 +189,17 @@ func runOnce(ctx context.Context, cfg config, progress io.Writer) (*result, erro
 			relayArgs = append(relayArgs, "--forward-concurrency", strconv.Itoa(cfg.fwdConc))
 		}
 		relayArgs = append(relayArgs, cfg.relayFlags...)
-		relay, err = startRelay(ctx, cfg.relayBin, dataDir, filepath.Join(work, "relay.log"), relayArgs, 60*time.Second)
+		bin, args := cfg.relayBin, serveArgs(dataDir, relayArgs)
+		if cfg.reference {
+			if bin, err = os.Executable(); err != nil {
+				return nil, fmt.Errorf("reference relay: %w", err)
+			}
+			args = []string{referenceCommand, "--listen", "127.0.0.1:0"}
+			for _, s := range sinks {
+				args = append(args, "--forward", s.URL())
+			}
+		}
+		relay, err = startRelay(ctx, bin, args, filepath.Join(work, "relay.log"), 60*time.Second)
 		if err != nil {
 			return nil, err
 		}
@@ -299,7 +314,7 @@ func runOnce(ctx context.Context, cfg config, progress io.Writer) (*result, erro
 				return nil, err
 			}
 			res.Backlog.ShutdownTime = shutdown
-			relay, err = startRelay(ctx, cfg.relayBin, dataDir, filepath.Join(filepath.Dir(dataDir), "relay-restarted.log"), relayArgs, 60*time.Second)
+			relay, err = startRelay(ctx, cfg.relayBin, serveArgs(dataDir, relayArgs), filepath.Join(filepath.Dir(dataDir), "relay-restarted.log"), 60*time.Second)
 			if err != nil {
 				return nil, err
 			}
