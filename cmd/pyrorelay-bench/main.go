@@ -58,6 +58,7 @@ type config struct {
 	// the reference's run.
 	compareReference bool
 	reference        bool
+	refWriteBuffer   int
 	relayFlags       []string
 	fwdConc          int
 	minBackoff       time.Duration
@@ -109,6 +110,7 @@ Flags:
 	fs.BoolVar(&c.noGroupCommit, "no-group-commit", false, "start the relay with --no-group-commit (one fsync per write)")
 	fs.BoolVar(&c.compare, "compare-no-group-commit", false, "run twice, with group commit and with --no-group-commit, each on a fresh relay, and print the ratios")
 	fs.BoolVar(&c.compareReference, "compare-reference", false, "run twice, pyrorelay and then an in-memory reference relay on the same sinks (it forwards each request to every sink and answers once all have answered, keeping nothing, as Grafana Alloy's pyroscope.receive_http and pyroscope.write do), and print the ratios")
+	fs.IntVar(&c.refWriteBuffer, "reference-write-buffer", defaultReferenceWriteBuffer, "with --compare-reference: the reference's write buffer per connection to a sink, bytes (4096 is Go's default, as an untuned HTTP client sends)")
 	fs.Var((*stringsFlag)(&c.relayFlags), "relay-flag", "extra `FLAG` for pyrorelay serve, repeatable, e.g. --relay-flag=--max-connections=200")
 	fs.IntVar(&c.fwdConc, "forward-concurrency", 0, "requests in flight per destination (0: the relay's default)")
 	fs.DurationVar(&c.minBackoff, "min-backoff", 10*time.Millisecond, "destinations' min_backoff (short, so a returning sink is seen soon)")
@@ -155,6 +157,8 @@ func (c *config) check() error {
 		return errors.New("--compare-reference needs --relay-bin")
 	case c.compareReference && (c.compare || c.noGroupCommit):
 		return errors.New("--compare-reference compares pyrorelay as it runs by default: leave out --compare-no-group-commit and --no-group-commit")
+	case c.refWriteBuffer <= 0:
+		return errors.New("--reference-write-buffer must be positive")
 	case c.compareReference && c.mode == "down-then-up":
 		return errors.New("--compare-reference: the reference keeps nothing, so down-then-up has no backlog to measure; use healthy or one-slow")
 	case c.relayBin != "" && c.sinks <= 0:

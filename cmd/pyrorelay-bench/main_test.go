@@ -138,6 +138,7 @@ func TestParseFlags(t *testing.T) {
 		{"reference needs bin", []string{"--url", "http://127.0.0.1:1", "--compare-reference"}, "needs --relay-bin"},
 		{"reference keeps no backlog", []string{"--relay-bin", "x", "--compare-reference", "--mode", "down-then-up"}, "no backlog"},
 		{"one comparison at a time", []string{"--relay-bin", "x", "--compare-reference", "--compare-no-group-commit"}, "leave out"},
+		{"reference write buffer", []string{"--relay-bin", "x", "--compare-reference", "--reference-write-buffer", "0"}, "must be positive"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -299,10 +300,13 @@ func TestCompareReference(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and starts the relay binary")
 	}
-	for _, endpoint := range []string{"ingest", "push"} {
-		t.Run(endpoint, func(t *testing.T) {
+	for _, tt := range []struct {
+		endpoint    string
+		writeBuffer int
+	}{{"ingest", defaultReferenceWriteBuffer}, {"push", 4096}} {
+		t.Run(tt.endpoint, func(t *testing.T) {
 			c := testConfig(buildRelay(t))
-			c.compareReference, c.jsonOut, c.endpoint = true, true, endpoint
+			c.compareReference, c.jsonOut, c.endpoint, c.refWriteBuffer = true, true, tt.endpoint, tt.writeBuffer
 			if err := c.check(); err != nil {
 				t.Fatal(err)
 			}
@@ -321,7 +325,7 @@ func TestCompareReference(t *testing.T) {
 				t.Fatalf("report %s", out.String())
 			}
 			relay, ref := got.Runs[0], got.Runs[1]
-			if relay.Reference || !ref.Reference || ref.Label != "in-memory reference" {
+			if relay.Reference || !ref.Reference || !strings.HasPrefix(ref.Label, "in-memory reference") {
 				t.Errorf("runs %q (reference %v), %q (reference %v)", relay.Label, relay.Reference, ref.Label, ref.Reference)
 			}
 			for _, r := range got.Runs {
@@ -362,7 +366,7 @@ func TestReferenceRelay(t *testing.T) {
 	a, b := httptest.NewServer(http.HandlerFunc(sink)), httptest.NewServer(http.HandlerFunc(sink))
 	defer a.Close()
 	defer b.Close()
-	ref := httptest.NewServer(newReferenceRelay([]string{a.URL, b.URL}).Handler())
+	ref := httptest.NewServer(newReferenceRelay([]string{a.URL, b.URL}, 4096).Handler())
 	defer ref.Close()
 
 	post := func() (*http.Response, string) {
@@ -443,7 +447,7 @@ func TestCPUProfile(t *testing.T) {
 
 func testConfig(bin string) config {
 	return config{
-		relayBin: bin, sinks: 2, clients: 4, count: 60, body: "pprof", bodySize: 16 << 10,
+		relayBin: bin, sinks: 2, clients: 4, count: 60, body: "pprof", bodySize: 16 << 10, refWriteBuffer: defaultReferenceWriteBuffer,
 		endpoint: "ingest", mode: "healthy", minBackoff: 5 * time.Millisecond, maxBackoff: 50 * time.Millisecond,
 		drainTimeout: 60 * time.Second, timeout: 30 * time.Second,
 	}

@@ -111,7 +111,7 @@ func runOnce(ctx context.Context, cfg config, progress io.Writer) (*result, erro
 	case cfg.url != "":
 		res.Label = "relay at " + cfg.url
 	case cfg.reference:
-		res.Label, res.Reference = "in-memory reference", true
+		res.Label, res.Reference = fmt.Sprintf("in-memory reference (%d B write buffer)", cfg.refWriteBuffer), true
 	case cfg.noGroupCommit:
 		res.Label = "no group commit"
 	default:
@@ -194,7 +194,7 @@ func runOnce(ctx context.Context, cfg config, progress io.Writer) (*result, erro
 			if bin, err = os.Executable(); err != nil {
 				return nil, fmt.Errorf("reference relay: %w", err)
 			}
-			args = []string{referenceCommand, "--listen", "127.0.0.1:0"}
+			args = []string{referenceCommand, "--listen", "127.0.0.1:0", "--write-buffer", strconv.Itoa(cfg.refWriteBuffer)}
 			for _, s := range sinks {
 				args = append(args, "--forward", s.URL())
 			}
