@@ -5,6 +5,7 @@ import (
 	"context"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -71,6 +72,7 @@ func BenchmarkSteady(b *testing.B) {
 	}
 
 	wchar0 := layoutWchar(b)
+	cpu0 := processCPU(b)
 	c0, _ := s.CommitCounts()
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
@@ -86,6 +88,7 @@ func BenchmarkSteady(b *testing.B) {
 		<-allAcked
 	}
 	b.StopTimer()
+	cpu := processCPU(b) - cpu0
 	cancel()
 	readers.Wait()
 	if err, _ := failed.Load().(error); err != nil {
@@ -95,4 +98,15 @@ func BenchmarkSteady(b *testing.B) {
 	n := float64(b.N)
 	b.ReportMetric(float64(c1-c0)/n, "commits/op")
 	b.ReportMetric(float64(layoutWchar(b)-wchar0)/n, "write-B/op")
+	b.ReportMetric(float64(cpu.Microseconds())/n, "cpu-us/op")
+}
+
+// processCPU is the user and system CPU this process has used: the
+// store's cost per request on a machine whose CPU is the limit.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
