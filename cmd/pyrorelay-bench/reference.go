@@ -49,9 +49,9 @@ type referenceRelay struct {
 // newReferenceRelay returns a reference relay forwarding to dests through
 // connections with writeBuffer bytes of write buffer. Go's default is 4 KiB,
 // which sends a 16 KiB profile in two writes, the second through a fresh
-// copy buffer; pyrorelay's forwarders use 64 KiB for one write. It makes
-// twice the difference in the reference's CPU per request, so the tool
-// measures against both.
+// copy buffer; pyrorelay's forwarders use 64 KiB for one write. On the
+// benchmark machine the choice halves or doubles the reference's CPU per
+// request, so --reference-write-buffer lets both be measured.
 func newReferenceRelay(dests []string, writeBuffer int) *referenceRelay {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.Proxy = nil               // loopback only
