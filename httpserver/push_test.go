@@ -151,6 +151,37 @@ func TestPushProtocols(t *testing.T) {
 	}
 }
 
+// TestPushAnswerNotGzipped: the answer to a Push is an empty message, so
+// it goes out plain even to a client that accepts gzip (compressing it
+// cost a fresh gzip state per request and added bytes).
+func TestPushAnswerNotGzipped(t *testing.T) {
+	ts := newServer(t, Config{Queues: []string{"q"}})
+	body, err := proto.Marshal(&pushv1.PushRequest{Series: []*pushv1.RawProfileSeries{cpuSeries(readFile(t, "cpu.pb.gz"))}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := http.NewRequest(http.MethodPost, serve(t, ts.Server)+pushv1connect.PusherServicePushProcedure, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/proto")
+	req.Header.Set("Connect-Protocol-Version", "1")
+	// Set by hand, so the transport leaves the answer as it came.
+	req.Header.Set("Accept-Encoding", "gzip")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("status %d: %s", resp.StatusCode, b)
+	}
+	if got := resp.Header.Get("Content-Encoding"); got != "" {
+		t.Errorf("answer Content-Encoding %q, want none", got)
+	}
+}
+
 // TestPushMultiSeries checks that one Push with several series and samples
 // is stored as one entry, unchanged.
 func TestPushMultiSeries(t *testing.T) {
