@@ -397,6 +397,9 @@ func TestForwardIngestRequest(t *testing.T) {
 			if got := r.Header.Get("Content-Encoding"); got != e.ContentEncoding {
 				t.Errorf("Content-Encoding %q, want %q", got, e.ContentEncoding)
 			}
+			if got := r.Header.Get("Accept-Encoding"); got != "" {
+				t.Errorf("Accept-Encoding %q: the answer is too small to ask for it gzipped", got)
+			}
 			if !bytes.Equal(r.Body, e.Body) {
 				t.Errorf("body differs: %d bytes, want %d", len(r.Body), len(e.Body))
 			}

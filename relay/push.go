@@ -59,8 +59,10 @@ type pushClients struct {
 func newPushClients(c *http.Client, baseURL string) pushClients {
 	url := baseURL + pushv1connect.PusherServicePushProcedure
 	return pushClients{
-		gzip:  connect.NewClient[storedPush, pushv1.PushResponse](c, url, connect.WithCodec(pushCodec{}), connect.WithSendGzip()),
-		plain: connect.NewClient[storedPush, pushv1.PushResponse](c, url, connect.WithCodec(pushCodec{})),
+		gzip: connect.NewClient[storedPush, pushv1.PushResponse](c, url, connect.WithCodec(pushCodec{}), connect.WithSendGzip()),
+		// Without gzip registered, the plain client does not ask for a
+		// gzipped answer either (see httpClient).
+		plain: connect.NewClient[storedPush, pushv1.PushResponse](c, url, connect.WithCodec(pushCodec{}), connect.WithAcceptCompression("gzip", nil, nil)),
 	}
 }
 

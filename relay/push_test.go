@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 
@@ -98,6 +99,7 @@ func TestForwardPushCompression(t *testing.T) {
 			var (
 				mu        sync.Mutex
 				encodings []string
+				accepts   []string
 				got       []*pushv1.PushRequest
 			)
 			mux := http.NewServeMux()
@@ -110,6 +112,7 @@ func TestForwardPushCompression(t *testing.T) {
 			mux.Handle(path, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				mu.Lock()
 				encodings = append(encodings, r.Header.Get("Content-Encoding"))
+				accepts = append(accepts, r.Header.Get("Accept-Encoding"))
 				mu.Unlock()
 				h.ServeHTTP(w, r)
 			}))
@@ -128,6 +131,11 @@ func TestForwardPushCompression(t *testing.T) {
 			}
 			if gzipped := encodings[0] == "gzip"; gzipped != tt.wantGzip {
 				t.Errorf("Content-Encoding %q, want gzip: %v", encodings[0], tt.wantGzip)
+			}
+			// An answer is an empty message: a request sent plain does
+			// not ask for it gzipped.
+			if !tt.wantGzip && strings.Contains(accepts[0], "gzip") {
+				t.Errorf("Accept-Encoding %q on a plain request, want no gzip", accepts[0])
 			}
 		})
 	}
