@@ -272,7 +272,19 @@ func TestCompareJSON(t *testing.T) {
 		t.Skip("builds and starts the relay binary")
 	}
 	c := testConfig(buildRelay(t))
-	c.compare, c.jsonOut = true, true
+	c.compare = true
+	runs, _ := runComparison(t, c)
+	if runs[0].Label != "group commit" || runs[1].Label != "no group commit" {
+		t.Errorf("labels %q, %q", runs[0].Label, runs[1].Label)
+	}
+}
+
+// runComparison runs c (one of the comparisons) with the JSON report and
+// returns its two runs and the comparison, failing the test unless both
+// are there.
+func runComparison(t *testing.T, c config) ([]result, *comparison) {
+	t.Helper()
+	c.jsonOut = true
 	var out bytes.Buffer
 	if err := runAll(context.Background(), c, &out, testWriter{t}); err != nil {
 		t.Fatal(err)
@@ -287,9 +299,7 @@ func TestCompareJSON(t *testing.T) {
 	if len(got.Runs) != 2 || got.Comparison == nil || got.Comparison.ThroughputRatio == 0 {
 		t.Fatalf("report %s", out.String())
 	}
-	if got.Runs[0].Label != "group commit" || got.Runs[1].Label != "no group commit" {
-		t.Errorf("labels %q, %q", got.Runs[0].Label, got.Runs[1].Label)
-	}
+	return got.Runs, got.Comparison
 }
 
 // TestCompareReference runs pyrorelay and the in-memory reference relay on
@@ -306,29 +316,16 @@ func TestCompareReference(t *testing.T) {
 	}{{"ingest", defaultReferenceWriteBuffer}, {"push", 4096}} {
 		t.Run(tt.endpoint, func(t *testing.T) {
 			c := testConfig(buildRelay(t))
-			c.compareReference, c.jsonOut, c.endpoint, c.refWriteBuffer = true, true, tt.endpoint, tt.writeBuffer
+			c.compareReference, c.endpoint, c.refWriteBuffer = true, tt.endpoint, tt.writeBuffer
 			if err := c.check(); err != nil {
 				t.Fatal(err)
 			}
-			var out bytes.Buffer
-			if err := runAll(context.Background(), c, &out, testWriter{t}); err != nil {
-				t.Fatal(err)
-			}
-			var got struct {
-				Runs       []result
-				Comparison *comparison
-			}
-			if err := json.Unmarshal(out.Bytes(), &got); err != nil {
-				t.Fatalf("%v\n%s", err, out.String())
-			}
-			if len(got.Runs) != 2 || got.Comparison == nil || got.Comparison.ThroughputRatio == 0 {
-				t.Fatalf("report %s", out.String())
-			}
-			relay, ref := got.Runs[0], got.Runs[1]
+			runs, cmp := runComparison(t, c)
+			relay, ref := runs[0], runs[1]
 			if relay.Reference || !ref.Reference || !strings.HasPrefix(ref.Label, "in-memory reference") {
 				t.Errorf("runs %q (reference %v), %q (reference %v)", relay.Label, relay.Reference, ref.Label, ref.Reference)
 			}
-			for _, r := range got.Runs {
+			for _, r := range runs {
 				if r.Load.Acked != c.count || r.Delivery == nil || r.Delivery.Missing != 0 || r.Delivery.Acked != c.count {
 					t.Errorf("%s: %d of %d acked (errors %v), delivery %+v", r.Label, r.Load.Acked, c.count, r.Load.Errors, r.Delivery)
 				}
@@ -339,8 +336,8 @@ func TestCompareReference(t *testing.T) {
 			if ref.Commits != 0 || relay.Commits == 0 {
 				t.Errorf("commits: pyrorelay %v, reference %v", relay.Commits, ref.Commits)
 			}
-			if got.Comparison.PeakRSS[1] == 0 {
-				t.Errorf("comparison without the reference's memory: %+v", got.Comparison)
+			if cmp.PeakRSS[1] == 0 {
+				t.Errorf("comparison without the reference's memory: %+v", cmp)
 			}
 		})
 	}
