@@ -201,8 +201,8 @@ func (d Destination) httpClient() (*http.Client, error) {
 	// which cost 15% of the relay's CPU per forwarded 16 KiB request.
 	tr.WriteBufferSize = 64 << 10
 	// A destination's answers are a few bytes: asking for them gzipped
-	// only makes it compress and us decompress (a fresh gzip state each
-	// time, 1-3% of the relay's CPU per Push).
+	// only makes it compress and us decompress, with a fresh gzip state
+	// each time (1.35% of the relay's CPU under Push load).
 	tr.DisableCompression = true
 	tr.ResponseHeaderTimeout = d.Timeout
 	// Connect's gRPC protocol needs HTTP/2; plain http URLs speak Connect
