@@ -862,38 +862,58 @@ func freelistPage(t *testing.T, path string) uint64 {
 
 const noFreelist = ^uint64(0)
 
-// TestFreelistWrittenAtCloseOnly: commits leave bbolt's free-page list off
-// the disk (writing it cost a fifth of the CPU after a large backlog), and
-// Close writes it, so that the next open need not rebuild it.
-func TestFreelistWrittenAtCloseOnly(t *testing.T) {
-	ctx := context.Background()
-	dir := t.TempDir()
-	s := openStore(t, dir, Options{})
-	for i := range 20 {
-		if err := s.Put(ctx, testEntry(strings.Repeat("x", 5000+i)), []string{"a"}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	items, _, err := s.ReadBatch(ctx, "a", 0, 20, 1<<20)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, it := range items {
-		if err := s.Ack(ctx, "a", it.Seq); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if got := freelistPage(t, s.Path()); got != noFreelist {
-		t.Errorf("while open, the meta page names freelist page %d: commits write the list", got)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if got := freelistPage(t, s.Path()); got == noFreelist {
-		t.Fatal("after Close, no free-page list on disk: the next open walks the whole file")
-	}
-	s = openStore(t, dir, Options{})
-	if st, err := s.Stats(); err != nil || st["a"].Entries != 0 {
-		t.Fatalf("after reopen: %+v, %v", st["a"], err)
+// TestFreelistOnDisk: a commit writes bbolt's free-page list while it is
+// short, so that a restart after a crash loads it instead of walking every
+// page the queues hold; a long list is left off (writing it in every commit
+// cost a fifth of the CPU after a large backlog) until Close writes it.
+func TestFreelistOnDisk(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		syncMax     int
+		listWhileOn bool
+	}{
+		{"short list, written by each commit", 0, true},
+		{"long list, written at close", 16, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := openStore(t, t.TempDir(), Options{freelistSyncMax: tc.syncMax})
+			for i := range 20 {
+				mustPut(t, s, strings.Repeat("x", 5000+i), "a")
+			}
+			items, _ := readAll(t, s, "a", 20)
+			mustAck(t, s, "a", seqs(items[:10])...)
+
+			// The file as a crash now would leave it: every write returned.
+			crashed := t.TempDir()
+			b, err := os.ReadFile(s.Path())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(crashed, FileName), b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if got := freelistPage(t, s.Path()) != noFreelist; got != tc.listWhileOn {
+				t.Errorf("while open, free-page list on disk: %v, want %v", got, tc.listWhileOn)
+			}
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if freelistPage(t, s.Path()) == noFreelist {
+				t.Fatal("after Close, no free-page list on disk: the next open walks the whole file")
+			}
+
+			// The crashed file opens with what was acknowledged, and new
+			// writes land on free pages without harming the old entries.
+			c := openStore(t, crashed, Options{})
+			for i := range 20 {
+				mustPut(t, c, strings.Repeat("y", 5000+i), "a")
+			}
+			got, _ := readAll(t, c, "a", 100)
+			want := bodies(items[10:])
+			for i := range 20 {
+				want = append(want, strings.Repeat("y", 5000+i))
+			}
+			wantBodies(t, "after the crash", got, want...)
+		})
 	}
 }
