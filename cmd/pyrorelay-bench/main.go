@@ -51,6 +51,8 @@ type config struct {
 	downSinks     int
 	slowDelay     time.Duration
 	restart       bool
+	crash         bool
+	dropCaches    bool
 	noGroupCommit bool
 	compare       bool
 	// compareReference runs pyrorelay, then the in-memory reference relay
@@ -107,6 +109,8 @@ Flags:
 	fs.IntVar(&c.downSinks, "down-sinks", 0, "down-then-up: how many sinks are down (the first ones); 0 = all")
 	fs.DurationVar(&c.slowDelay, "slow-delay", 100*time.Millisecond, "one-slow: delay of the slow sink per request")
 	fs.BoolVar(&c.restart, "restart", false, "down-then-up with --relay-bin: restart the relay on its data dir before the sinks come back, and time it to ready")
+	fs.BoolVar(&c.crash, "crash", false, "with --restart: kill the relay (SIGKILL) instead of stopping it, as a crash or a power cut would")
+	fs.BoolVar(&c.dropCaches, "drop-caches", false, "with --restart: drop the kernel's page cache before the relay starts again, so that it reads its file from the disk (Linux, as root)")
 	fs.BoolVar(&c.noGroupCommit, "no-group-commit", false, "start the relay with --no-group-commit (one fsync per write)")
 	fs.BoolVar(&c.compare, "compare-no-group-commit", false, "run twice, with group commit and with --no-group-commit, each on a fresh relay, and print the ratios")
 	fs.BoolVar(&c.compareReference, "compare-reference", false, "run twice, pyrorelay and then an in-memory reference relay on the same sinks (it forwards each request to every sink and answers once all have answered, keeping nothing, as Grafana Alloy's pyroscope.receive_http and pyroscope.write do), and print the ratios")
@@ -149,6 +153,8 @@ func (c *config) check() error {
 		return fmt.Errorf("--mode %q: want healthy, down-then-up or one-slow", c.mode)
 	case c.restart && (c.relayBin == "" || c.mode != "down-then-up" || c.downFor != 0):
 		return errors.New("--restart needs --relay-bin, --mode down-then-up and --down-for 0")
+	case (c.crash || c.dropCaches) && !c.restart:
+		return errors.New("--crash and --drop-caches go with --restart")
 	case c.downSinks < 0:
 		return errors.New("--down-sinks must not be negative")
 	case c.compare && c.relayBin == "":

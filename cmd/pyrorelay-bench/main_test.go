@@ -131,6 +131,9 @@ func TestParseFlags(t *testing.T) {
 		{"sink not loopback", []string{"--url", "http://localhost:4040", "--sink-listen", "0.0.0.0:9000"}, "not a loopback"},
 		{"bad mode", []string{"--relay-bin", "x", "--mode", "flaky"}, "--mode"},
 		{"restart needs down", []string{"--relay-bin", "x", "--restart"}, "--restart"},
+		{"crash restart", []string{"--relay-bin", "x", "--mode", "down-then-up", "--restart", "--crash", "--drop-caches"}, ""},
+		{"crash needs restart", []string{"--relay-bin", "x", "--mode", "down-then-up", "--crash"}, "go with --restart"},
+		{"drop caches needs restart", []string{"--relay-bin", "x", "--drop-caches"}, "go with --restart"},
 		{"push is pprof", []string{"--relay-bin", "x", "--endpoint", "push", "--body", "jfr"}, "push sends pprof"},
 		{"compare needs bin", []string{"--url", "http://127.0.0.1:1", "--compare-no-group-commit"}, "needs --relay-bin"},
 		{"relay flags repeat", []string{"--relay-bin", "x", "--relay-flag=--a", "--relay-flag=--b"}, ""},
@@ -194,6 +197,7 @@ func TestAgainstRelayBinary(t *testing.T) {
 		{"jfr", func(c *config) { c.body = "jfr" }},
 		{"folded no group commit", func(c *config) { c.body = "folded"; c.noGroupCommit = true }},
 		{"down then up with restart", func(c *config) { c.mode = "down-then-up"; c.restart = true }},
+		{"down then up with a crash", func(c *config) { c.mode = "down-then-up"; c.restart = true; c.crash = true }},
 		{"one down then up", func(c *config) { c.mode = "down-then-up"; c.downSinks = 1 }},
 		{"down for a while", func(c *config) {
 			c.mode = "down-then-up"
@@ -248,7 +252,7 @@ func TestAgainstRelayBinary(t *testing.T) {
 				if c.downFor == 0 && b.IngestPerS == 0 {
 					t.Errorf("no ingest rate: %+v", b)
 				}
-				if c.restart && (b.RestartReady == 0 || r.RSSAfterRestart == nil) {
+				if c.restart && (b.RestartReady == 0 || r.RSSAfterRestart == nil || b.Crashed != c.crash) {
 					t.Errorf("restart figures missing: %+v", b)
 				}
 				for i, s := range r.Sink {

@@ -250,10 +250,7 @@ func (p *relayProc) stop(timeout time.Duration) (time.Duration, error) {
 	start := time.Now()
 	var err error
 	p.stopOnce.Do(func() {
-		close(p.stopRSS)
-		<-p.rssDone
-		// /proc/<pid> goes with the process: read the high-water mark now.
-		p.hwm = p.PeakRSS()
+		p.endSampling()
 		if sigErr := p.cmd.Process.Signal(syscall.SIGTERM); sigErr != nil && !errors.Is(sigErr, os.ErrProcessDone) {
 			err = fmt.Errorf("signal relay: %w", sigErr)
 		}
@@ -265,6 +262,33 @@ func (p *relayProc) stop(timeout time.Duration) (time.Duration, error) {
 		}
 	})
 	return time.Since(start), err
+}
+
+// crash kills the relay (SIGKILL) as a crash would: it writes nothing
+// more, and its file stays as its last commit left it.
+func (p *relayProc) crash() {
+	p.stopOnce.Do(func() {
+		p.endSampling()
+		p.kill()
+	})
+}
+
+// endSampling stops the RSS sampler and keeps the peak: /proc/<pid> goes
+// with the process.
+func (p *relayProc) endSampling() {
+	close(p.stopRSS)
+	<-p.rssDone
+	p.hwm = p.PeakRSS()
+}
+
+// dropPageCache writes dirty pages back and drops the kernel's page cache,
+// so that the next open reads the relay's file from the disk.
+func dropPageCache() error {
+	syscall.Sync()
+	if err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("3\n"), 0); err != nil {
+		return fmt.Errorf("drop the page cache (--drop-caches needs Linux and root): %w", err)
+	}
+	return nil
 }
 
 func (p *relayProc) kill() {

@@ -49,7 +49,14 @@ func (r *result) print(w io.Writer) {
 		fmt.Fprintf(w, "backlog           %.0f entries, %.1f MiB per down destination (%d down; bbolt file %.1f MiB), built at %.0f acked/s\n",
 			b.Entries, b.Bytes/(1<<20), b.Down, float64(b.FileBytes)/(1<<20), b.IngestPerS)
 		if b.RestartReady > 0 {
-			fmt.Fprintf(w, "restart           shutdown %s, ready again on the backlog in %s\n", b.ShutdownTime.Round(time.Millisecond), b.RestartReady.Round(time.Millisecond))
+			how := "shutdown " + b.ShutdownTime.Round(time.Millisecond).String()
+			if b.Crashed {
+				how = "killed (SIGKILL)"
+			}
+			if b.CacheDropped {
+				how += ", page cache dropped"
+			}
+			fmt.Fprintf(w, "restart           %s, ready again on the backlog in %s\n", how, b.RestartReady.Round(time.Millisecond))
 		}
 		fmt.Fprintf(w, "catch-up          %.0f entries per destination in %s: %.0f/s per destination, %.2fx the ingest rate (%.2f ms per commit)\n",
 			b.Drained, b.DrainTime.Round(time.Millisecond), b.DrainPerS, b.DrainVsIngest, b.DrainCommitMs)

@@ -82,6 +82,8 @@ type backlog struct {
 	DrainCPU      cpuUse        `json:"drain_cpu"`
 	RestartReady  time.Duration `json:"restart_ready_ns,omitempty"`
 	ShutdownTime  time.Duration `json:"shutdown_ns,omitempty"`
+	Crashed       bool          `json:"crashed,omitempty"`       // killed, not stopped, before the restart
+	CacheDropped  bool          `json:"cache_dropped,omitempty"` // page cache dropped before the restart
 }
 
 type sinkStats struct {
@@ -308,12 +310,23 @@ func runOnce(ctx context.Context, cfg config, progress io.Writer) (*result, erro
 		if cfg.restart {
 			m := relay.RSS()
 			res.RSS = &m
-			shutdown, err := relay.stop(60 * time.Second)
-			relay = nil
-			if err != nil {
-				return nil, err
+			if cfg.crash {
+				relay.crash()
+				res.Backlog.Crashed = true
+			} else {
+				shutdown, err := relay.stop(60 * time.Second)
+				if err != nil {
+					return nil, err
+				}
+				res.Backlog.ShutdownTime = shutdown
 			}
-			res.Backlog.ShutdownTime = shutdown
+			relay = nil
+			if cfg.dropCaches {
+				if err := dropPageCache(); err != nil {
+					return nil, err
+				}
+				res.Backlog.CacheDropped = true
+			}
 			relay, err = startRelay(ctx, cfg.relayBin, serveArgs(dataDir, relayArgs), filepath.Join(filepath.Dir(dataDir), "relay-restarted.log"), 60*time.Second)
 			if err != nil {
 				return nil, err
