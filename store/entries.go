@@ -24,6 +24,10 @@ import (
 // recordKey is the key of the record inside an entry's bucket.
 var recordKey = []byte{'r'}
 
+// recordLeafOverhead is what precedes a big record in its bucket's leaf:
+// bbolt's page header (16 bytes), the leaf element (16) and recordKey.
+const recordLeafOverhead = 16 + 16 + 1
+
 // getRecord returns entry id's record, or nil if there is none. The bytes
 // are bbolt's: valid only during the transaction.
 func getRecord(entries *bolt.Bucket, id uint64) []byte {

@@ -4,3 +4,6 @@ package store
 
 // dropMapped does nothing where madvise is not wired up.
 func dropMapped(addr uintptr, n int64) {}
+
+// adviseWillNeed does nothing where madvise is not wired up.
+func adviseWillNeed(addr uintptr, n int64) {}
