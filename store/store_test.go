@@ -917,3 +917,84 @@ func TestFreelistOnDisk(t *testing.T) {
 		})
 	}
 }
+
+// TestCrashImagesConsistent copies the file, as a crash would leave it,
+// again and again while entries come and go and the free-page list keeps
+// crossing the size up to which commits write it. Every copy must pass
+// bbolt's own check (no page both used and free, none lost) and hold
+// exactly the entries not yet acknowledged, and take new writes.
+func TestCrashImagesConsistent(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t, t.TempDir(), Options{freelistSyncMax: 256, RecentBytes: -1})
+	rng := rand.New(rand.NewPCG(1, 2))
+	want := map[uint64]string{} // queue position -> body, not yet acked
+	synced, unsynced := 0, 0
+	for round := range 60 {
+		for range rng.IntN(8) {
+			body := strings.Repeat(string(rune('a'+rng.IntN(26))), 100+rng.IntN(30000))
+			e := testEntry(body)
+			if err := s.Put(ctx, e, []string{"a"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		items, _ := readAll(t, s, "a", 1000)
+		want = map[uint64]string{}
+		var ack []uint64
+		for _, it := range items {
+			if rng.IntN(3) == 0 {
+				ack = append(ack, it.Seq)
+			} else {
+				want[it.Seq] = string(it.Entry.Body)
+			}
+		}
+		mustAck(t, s, "a", ack...)
+		if freelistPage(t, s.Path()) == noFreelist {
+			unsynced++
+		} else {
+			synced++
+		}
+
+		crashed := t.TempDir()
+		b, err := os.ReadFile(s.Path())
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(crashed, FileName)
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		db, err := bolt.Open(path, 0o600, &bolt.Options{FreelistType: bolt.FreelistMapType, NoFreelistSync: true})
+		if err != nil {
+			t.Fatalf("round %d: open the crash image: %v", round, err)
+		}
+		err = db.View(func(tx *bolt.Tx) error {
+			for err := range tx.Check() {
+				t.Errorf("round %d: bbolt check: %v", round, err)
+			}
+			return nil
+		})
+		if err == nil {
+			err = db.Close()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := openStore(t, crashed, Options{})
+		mustPut(t, c, "after the crash", "a")
+		got, _ := readAll(t, c, "a", 1000)
+		if len(got) != len(want)+1 {
+			t.Fatalf("round %d: crash image holds %d entries, want %d and the new one", round, len(got), len(want))
+		}
+		for _, it := range got[:len(got)-1] {
+			if w, ok := want[it.Seq]; !ok || w != string(it.Entry.Body) {
+				t.Fatalf("round %d: position %d differs in the crash image", round, it.Seq)
+			}
+		}
+		if err := c.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if synced == 0 || unsynced == 0 {
+		t.Fatalf("the list was on disk after %d rounds and off after %d: the test did not cross the limit", synced, unsynced)
+	}
+}
