@@ -165,6 +165,12 @@ func (s *Store) readPage(r pageReq) (page, error) {
 		default:
 			k, v = c.First()
 		}
+		if r.src.Kind == SourceQueue && k != nil {
+			// As for a forwarder's batch: an export or replay of a
+			// backlog on a cold disk otherwise reads it 4 KiB at a time,
+			// and so does a count, which checks every record's checksum.
+			s.prefetch(tx, b, k, r.maxEntries, r.maxBytes)
+		}
 		size, scanned := 0, 0
 		for ; ; k, v = c.Next() {
 			if k == nil {
