@@ -136,13 +136,14 @@ func (s *Store) readPage(r pageReq) (page, error) {
 	var p page
 	err := s.db.View(func(tx *bolt.Tx) error {
 		var b *bolt.Bucket
+		var ref entryRef
 		switch r.src.Kind {
 		case SourceQueue:
-			b = tx.Bucket(bucketQueues).Bucket([]byte(r.src.Queue))
+			b, ref = tx.Bucket(bucketQueues).Bucket([]byte(r.src.Queue)), queueEntryRef
 		case SourceDeadLetters:
-			b = tx.Bucket(bucketDead).Bucket([]byte(r.src.Queue))
+			b, ref = tx.Bucket(bucketDead).Bucket([]byte(r.src.Queue)), deadEntryRef
 		case SourceArchive:
-			b = tx.Bucket(bucketArchive)
+			b, ref = tx.Bucket(bucketArchive), archiveEntryRef
 		default:
 			return fmt.Errorf("unknown source kind %d", r.src.Kind)
 		}
@@ -165,11 +166,11 @@ func (s *Store) readPage(r pageReq) (page, error) {
 		default:
 			k, v = c.First()
 		}
-		if r.src.Kind == SourceQueue && k != nil {
+		if k != nil {
 			// As for a forwarder's batch: an export or replay of a
 			// backlog on a cold disk otherwise reads it 4 KiB at a time,
 			// and so does a count, which checks every record's checksum.
-			s.prefetch(tx, b, k, r.maxEntries, r.maxBytes)
+			s.prefetch(tx, b, ref, k, r.maxEntries, r.maxBytes)
 		}
 		size, scanned := 0, 0
 		for ; ; k, v = c.Next() {

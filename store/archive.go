@@ -56,6 +56,15 @@ func archiveKey(receivedAt int64, id uint64) []byte {
 	return k
 }
 
+// archiveEntryRef is an entryRef for the archive: receive time and entry
+// in the key, the record's size as the value.
+func archiveEntryRef(k, v []byte) (uint64, uint64, bool) {
+	if len(k) != 16 || len(v) != 8 {
+		return 0, 0, false
+	}
+	return binary.BigEndian.Uint64(k[8:]), binary.BigEndian.Uint64(v), true
+}
+
 // recordReceivedAt reads the receive time out of a record's header without
 // decoding the rest.
 func recordReceivedAt(raw []byte) (int64, bool) {

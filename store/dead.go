@@ -36,14 +36,24 @@ func (d *DeadLetter) encode(size uint64) ([]byte, error) {
 }
 
 func decodeDeadLetter(seq uint64, v []byte) (*DeadLetter, uint64, error) {
-	if len(v) < 17 || v[0] != deadVersion1 {
+	id, size, ok := deadEntryRef(nil, v)
+	if !ok {
 		return nil, 0, fmt.Errorf("%w: dead letter %d", ErrCorrupt, seq)
 	}
-	d := &DeadLetter{Seq: seq, EntryID: binary.BigEndian.Uint64(v[1:])}
+	d := &DeadLetter{Seq: seq, EntryID: id}
 	if err := json.Unmarshal(v[17:], d); err != nil {
 		return nil, 0, fmt.Errorf("%w: dead letter %d: %v", ErrCorrupt, seq, err)
 	}
-	return d, binary.BigEndian.Uint64(v[9:]), nil
+	return d, size, nil
+}
+
+// deadEntryRef is an entryRef for dead-letter lists: it reads the entry and
+// its size, not the reason.
+func deadEntryRef(_, v []byte) (uint64, uint64, bool) {
+	if len(v) < 17 || v[0] != deadVersion1 {
+		return 0, 0, false
+	}
+	return binary.BigEndian.Uint64(v[1:]), binary.BigEndian.Uint64(v[9:]), true
 }
 
 // MoveToDeadLetter takes position seq out of queue and keeps its entry in

@@ -78,8 +78,8 @@ func TestDropMappedKeepsData(t *testing.T) {
 // asks the kernel to read each big record's pages ahead (a cold backlog
 // drained at a third of its ingest rate without it), covering the batch and
 // no more, and a batch served from the cache of recent entries asks
-// nothing. A scan or count of a queue (export, replay) does the same for
-// each of its pages.
+// nothing. A scan or count (export, replay) of a queue, a dead-letter list
+// or the archive does the same for each of its pages.
 func TestPrefetchesRecords(t *testing.T) {
 	type span struct{ addr, end uintptr }
 	big := func(i int) string { return strings.Repeat(fmt.Sprintf("big %03d;", i), 2500) } // 20 KB: several pages
@@ -96,33 +96,48 @@ func TestPrefetchesRecords(t *testing.T) {
 			return max
 		}
 	}
-	for _, tc := range []struct {
-		name      string
-		recent    int64
-		bodies    []string
-		read      func(*testing.T, *Store) int // reads; returns how many entries it read
-		wantCalls bool
-	}{
-		{"batch of big records from the file", -1, mixed, batch(4), true},
-		{"batch of small records only", -1, []string{"a", "b", "c"}, batch(3), false},
-		{"batch from the cache", 0, []string{big(0), big(1)}, batch(2), false},
-		{"scan", -1, mixed, func(t *testing.T, s *Store) int {
-			res, err := s.Scan(context.Background(), QueueSource("a"), Filter{}, func(Record) error { return nil })
+	scan := func(src Source) func(*testing.T, *Store) int {
+		return func(t *testing.T, s *Store) int {
+			res, err := s.Scan(context.Background(), src, Filter{}, func(Record) error { return nil })
 			if err != nil {
 				t.Fatal(err)
 			}
 			return res.Entries
-		}, true},
-		{"count", -1, mixed, func(t *testing.T, s *Store) int {
+		}
+	}
+	fromFile := Options{RecentBytes: -1}
+	for _, tc := range []struct {
+		name      string
+		opts      Options
+		bodies    []string
+		setup     func(*testing.T, *Store, []Item) // after the entries are put and read
+		read      func(*testing.T, *Store) int     // reads; returns how many entries it read
+		wantCalls bool
+	}{
+		{"batch of big records from the file", fromFile, mixed, nil, batch(4), true},
+		{"batch of small records only", fromFile, []string{"a", "b", "c"}, nil, batch(3), false},
+		{"batch from the cache", Options{}, []string{big(0), big(1)}, nil, batch(2), false},
+		{"scan", fromFile, mixed, nil, scan(QueueSource("a")), true},
+		{"count", fromFile, mixed, nil, func(t *testing.T, s *Store) int {
 			res, err := s.Count(context.Background(), QueueSource("a"), Filter{})
 			if err != nil {
 				t.Fatal(err)
 			}
 			return res.Entries
 		}, true},
+		{"scan of dead letters", fromFile, mixed, func(t *testing.T, s *Store, items []Item) {
+			for _, it := range items {
+				if err := s.MoveToDeadLetter(context.Background(), "a", it.Seq, DeadLetter{Reason: "test"}); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}, scan(DeadLetterSource("a")), true},
+		{"scan of the archive", Options{RecentBytes: -1, ArchiveRetention: time.Hour}, mixed, func(t *testing.T, s *Store, items []Item) {
+			mustAck(t, s, "a", seqs(items)...)
+		}, scan(ArchiveSource()), true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := openStore(t, t.TempDir(), Options{RecentBytes: tc.recent})
+			s := openStore(t, t.TempDir(), tc.opts)
 			for _, b := range tc.bodies {
 				mustPut(t, s, b, "a")
 			}
@@ -130,6 +145,9 @@ func TestPrefetchesRecords(t *testing.T) {
 			if tc.wantCalls { // reading the cached entries would take them out
 				s.willNeed = func(uintptr, int64) {}
 				all, _ = readAll(t, s, "a", 100)
+			}
+			if tc.setup != nil {
+				tc.setup(t, s, all)
 			}
 			var spans []span
 			s.willNeed = func(addr uintptr, n int64) { spans = append(spans, span{addr, addr + uintptr(n)}) }

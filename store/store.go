@@ -620,7 +620,7 @@ func (s *Store) ReadBatch(ctx context.Context, queue string, after uint64, max, 
 			}
 			if !prefetched {
 				prefetched = true
-				s.prefetch(tx, q, k, max-len(items), maxBytes-size)
+				s.prefetch(tx, q, queueEntryRef, k, max-len(items), maxBytes-size)
 			}
 			raw := getRecord(entries, ref.id)
 			if raw == nil {
@@ -655,9 +655,19 @@ func (s *Store) ReadBatch(ctx context.Context, queue string, after uint64, max, 
 	return items, len(bad), nil
 }
 
-// prefetch asks the kernel to start reading the big records of q's
-// positions from key from on, up to n of them or maxBytes, which ReadBatch
-// is about to copy out of the file.
+// entryRef reads which entry a key and value of a list (a queue, a
+// dead-letter list, the archive) point at, and its record's size, without
+// decoding the rest.
+type entryRef func(k, v []byte) (id, size uint64, ok bool)
+
+func queueEntryRef(_, v []byte) (uint64, uint64, bool) {
+	ref, ok := decodeQueueRef(v)
+	return ref.id, ref.size, ok
+}
+
+// prefetch asks the kernel to start reading the big records that list b
+// points at from key from on, up to n of them or maxBytes, which the
+// caller is about to copy out of the file.
 //
 // bbolt maps the file with MADV_RANDOM, so each page a reader touches that
 // is not in the page cache is one synchronous 4 KiB read: a 16 KiB record
@@ -666,7 +676,7 @@ func (s *Store) ReadBatch(ctx context.Context, queue string, after uint64, max, 
 // was built. MADV_WILLNEED over the records' pages has the kernel read them
 // all at once, in the background, while the copying starts on the first.
 // Only the entries bucket's leaves are read here, never a record's pages.
-func (s *Store) prefetch(tx *bolt.Tx, q *bolt.Bucket, from []byte, n, maxBytes int) {
+func (s *Store) prefetch(tx *bolt.Tx, b *bolt.Bucket, ref entryRef, from []byte, n, maxBytes int) {
 	entries := tx.Bucket(bucketEntries)
 	info := tx.DB().Info()
 	ps, limit := uint64(info.PageSize), uint64(tx.Size())
@@ -676,23 +686,23 @@ func (s *Store) prefetch(tx *bolt.Tx, q *bolt.Bucket, from []byte, n, maxBytes i
 			s.willNeed(info.Data+uintptr(start), int64(end-start))
 		}
 	}
-	c := q.Cursor()
+	c := b.Cursor()
 	for k, v := c.Seek(from); k != nil && n > 0 && maxBytes > 0; k, v = c.Next() {
-		ref, ok := decodeQueueRef(v)
+		id, size, ok := ref(k, v)
 		if !ok {
 			continue
 		}
 		n--
-		maxBytes -= int(ref.size)
-		b := entries.Bucket(u64(ref.id))
-		if b == nil || b.Root() == 0 {
+		maxBytes -= int(size)
+		rb := entries.Bucket(u64(id))
+		if rb == nil || rb.Root() == 0 {
 			continue // a small record in a shared leaf, or none
 		}
 		// A record's bucket is one leaf: a page header and one element
 		// (recordLeafOverhead) followed by the record, over as many pages
 		// as that takes.
-		off := uint64(b.Root()) * ps
-		stop := min(off+(ref.size+recordLeafOverhead+ps-1)/ps*ps, limit)
+		off := uint64(rb.Root()) * ps
+		stop := min(off+(size+recordLeafOverhead+ps-1)/ps*ps, limit)
 		if off >= stop {
 			continue
 		}
