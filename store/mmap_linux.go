@@ -1,6 +1,10 @@
 package store
 
-import "syscall"
+import (
+	"os"
+	"syscall"
+	"unsafe"
+)
 
 // dropMapped unmaps the pages of [addr, addr+n) from this process with
 // madvise(MADV_DONTNEED). For bbolt's read-only shared file mapping that
@@ -22,4 +26,20 @@ func adviseWillNeed(addr uintptr, n int64) {
 		return
 	}
 	_, _, _ = syscall.Syscall(syscall.SYS_MADVISE, addr, uintptr(n), syscall.MADV_WILLNEED)
+}
+
+// residentPages reports with mincore which pages of the memory map
+// [addr, addr+n) are in the page cache: bit 0 of byte i is set when the
+// i-th page (os.Getpagesize() bytes) is. It returns nil when it cannot
+// tell.
+func residentPages(addr uintptr, n int64) []byte {
+	ps := int64(os.Getpagesize())
+	if addr == 0 || n <= 0 {
+		return nil
+	}
+	vec := make([]byte, (n+ps-1)/ps)
+	if _, _, errno := syscall.Syscall(syscall.SYS_MINCORE, addr, uintptr(n), uintptr(unsafe.Pointer(&vec[0]))); errno != 0 {
+		return nil
+	}
+	return vec
 }

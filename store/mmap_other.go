@@ -7,3 +7,6 @@ func dropMapped(addr uintptr, n int64) {}
 
 // adviseWillNeed does nothing where madvise is not wired up.
 func adviseWillNeed(addr uintptr, n int64) {}
+
+// residentPages cannot tell where mincore is not wired up.
+func residentPages(addr uintptr, n int64) []byte { return nil }

@@ -87,6 +87,10 @@ type Options struct {
 
 	// freelistSyncMax overrides FreelistSyncMax, for tests.
 	freelistSyncMax int
+	// willNeed replaces adviseWillNeed, for tests that record what is read ahead.
+	willNeed func(addr uintptr, n int64)
+	// resident replaces residentPages, for tests of a file not in the page cache.
+	resident func(addr uintptr, n int64) []byte
 }
 
 // FreelistSyncMax is the largest free-page list, in bytes as bbolt writes
@@ -161,6 +165,16 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("create data dir %q: %w", dir, err)
 	}
 	path := filepath.Join(dir, FileName)
+	if opts.willNeed == nil {
+		opts.willNeed = adviseWillNeed
+	}
+	if opts.resident == nil {
+		opts.resident = residentPages
+	}
+	if !opts.ReadOnly {
+		// Opening for writes may walk the whole file (see warmWalk).
+		warmWalk(path, opts)
+	}
 	db, err := openBolt(path, opts)
 	if err != nil {
 		return nil, err
@@ -174,7 +188,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		loopDone: make(chan struct{}),
 		wakes:    make(map[string]chan struct{}),
 		recent:   newRecent(opts.RecentBytes),
-		willNeed: adviseWillNeed,
+		willNeed: opts.willNeed,
 	}
 	initTx := db.Update
 	if opts.ReadOnly {

@@ -838,29 +838,16 @@ func TestDeadLetter(t *testing.T) {
 	}
 }
 
-// freelistPage reads, from the file at path, which page holds bbolt's list
+// freelistOf reads, from the file at path, which page holds bbolt's list
 // of free pages according to the newest meta page; noFreelist means none.
-func freelistPage(t *testing.T, path string) uint64 {
+func freelistOf(t *testing.T, path string) uint64 {
 	t.Helper()
-	f, err := os.ReadFile(path)
+	page, err := freelistPage(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Two meta pages, each a 16-byte page header then magic, version,
-	// page size, flags (4 bytes each), the root bucket (16), the freelist
-	// page, the high-water page and the transaction ID (8 each).
-	pageSize := int(binary.LittleEndian.Uint32(f[16+8:]))
-	var best, bestTxid uint64
-	for i := range 2 {
-		m := f[i*pageSize+16:]
-		if txid := binary.LittleEndian.Uint64(m[48:]); i == 0 || txid > bestTxid {
-			best, bestTxid = binary.LittleEndian.Uint64(m[32:]), txid
-		}
-	}
-	return best
+	return page
 }
-
-const noFreelist = ^uint64(0)
 
 // TestFreelistOnDisk: a commit writes bbolt's free-page list while it is
 // short, so that a restart after a crash loads it instead of walking every
@@ -892,13 +879,13 @@ func TestFreelistOnDisk(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(crashed, FileName), b, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			if got := freelistPage(t, s.Path()) != noFreelist; got != tc.listWhileOn {
+			if got := freelistOf(t, s.Path()) != noFreelist; got != tc.listWhileOn {
 				t.Errorf("while open, free-page list on disk: %v, want %v", got, tc.listWhileOn)
 			}
 			if err := s.Close(); err != nil {
 				t.Fatal(err)
 			}
-			if freelistPage(t, s.Path()) == noFreelist {
+			if freelistOf(t, s.Path()) == noFreelist {
 				t.Fatal("after Close, no free-page list on disk: the next open walks the whole file")
 			}
 
@@ -948,7 +935,7 @@ func TestCrashImagesConsistent(t *testing.T) {
 			}
 		}
 		mustAck(t, s, "a", ack...)
-		if freelistPage(t, s.Path()) == noFreelist {
+		if freelistOf(t, s.Path()) == noFreelist {
 			unsynced++
 		} else {
 			synced++
