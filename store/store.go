@@ -173,7 +173,9 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 	if !opts.ReadOnly {
 		// Opening for writes may walk the whole file (see warmWalk).
-		warmWalk(path, opts)
+		if err := warmWalk(path, opts); err != nil {
+			return nil, err
+		}
 	}
 	db, err := openBolt(path, opts)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"os"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -80,8 +81,7 @@ func validMeta(p []byte) ([]byte, bool) {
 }
 
 // warmWalk asks the kernel to read, all at once, the pages that opening
-// the file at path for writes is about to read one at a time, and returns
-// how many it asked for.
+// the file at path for writes is about to read one at a time.
 //
 // bbolt opened for writes loads its free-page list, and when the last
 // commit left the list off the disk (see commit: after a crash while the
@@ -93,16 +93,27 @@ func validMeta(p []byte) ([]byte, bool) {
 // bucket (a record's bucket header holds its page), so the walk that
 // follows finds them read or on their way. Reading ahead only helps:
 // anything that goes wrong here leaves the walk to its page faults.
-func warmWalk(path string, opts Options) int {
+//
+// It returns an error only for damage it met: bbolt panics on some kinds,
+// and the walk runs in a goroutine of bbolt's own, where a panic cannot be
+// recovered and ends the process. Met here first, the damage becomes a
+// refusal to start that says how to recover.
+func warmWalk(path string, opts Options) (err error) {
 	if page, err := freelistPage(path); err != nil || page != noFreelist {
-		return 0
+		return nil
 	}
-	db, err := openBolt(path, Options{ReadOnly: true, LockTimeout: opts.LockTimeout})
+	// One try for the lock: if another process holds the file, the open
+	// that follows waits for it and says so.
+	db, err := openBolt(path, Options{ReadOnly: true, LockTimeout: time.Nanosecond})
 	if err != nil {
-		return 0
+		return nil
 	}
 	defer db.Close()
-	n := 0
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("open %s: %v: %s", path, r, recoverHint(path))
+		}
+	}()
 	_ = db.View(func(tx *bolt.Tx) error {
 		entries := tx.Bucket(bucketEntries)
 		if entries == nil {
@@ -130,9 +141,8 @@ func warmWalk(path string, opts Options) int {
 				continue
 			}
 			opts.willNeed(base+uintptr(root*ps), ps)
-			n++
 		}
 		return nil
 	})
-	return n
+	return nil
 }

@@ -7,6 +7,9 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // crashImage fills a store whose commits leave the free-page list off the
@@ -158,5 +161,44 @@ func TestFreelistPage(t *testing.T) {
 	}
 	if _, err := freelistPage(filepath.Join(dir, "missing")); err == nil {
 		t.Error("missing file: no error")
+	}
+}
+
+// TestWarmWalkDamaged: a crash image whose entries bucket is damaged makes
+// bbolt panic. In its walk that panic would end the process (the walk runs
+// in a goroutine of bbolt's own); met first by the read-ahead, it becomes
+// Open's usual refusal, which says how to recover.
+func TestWarmWalkDamaged(t *testing.T) {
+	dir, _ := crashImage(t, 16)
+	path := filepath.Join(dir, FileName)
+	db, err := openBolt(path, Options{ReadOnly: true, LockTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var root uint64
+	_ = db.View(func(tx *bolt.Tx) error {
+		root = uint64(tx.Bucket(bucketEntries).Root())
+		return nil
+	})
+	_ = db.Close()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := uint64(os.Getpagesize())
+	for i := root * ps; i < (root+1)*ps; i++ {
+		b[i] = 0xA5
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	asked := 0
+	s, err := Open(dir, Options{resident: func(uintptr, int64) []byte { return nil }, willNeed: func(uintptr, int64) { asked++ }})
+	if err == nil {
+		_ = s.Close()
+		t.Fatal("Open took a file whose entries bucket is garbage")
+	}
+	if !strings.Contains(err.Error(), "bbolt check") {
+		t.Errorf("error %q does not say how to recover", err)
 	}
 }
