@@ -123,10 +123,9 @@ func warmWalk(path string, opts Options) (err error) {
 		info := tx.DB().Info()
 		base, ps := info.Data, int64(info.PageSize)
 		// After a crash of the process alone the file is still in the page
-		// cache, and asking for 32,768 pages one call at a time would cost
-		// more than the walk saves (0.12 s): ask only for those that are not.
+		// cache, and asking for 32,768 cached pages one call at a time added
+		// 0.12 s to a walk it could not speed up: ask only for the others.
 		resident := opts.resident(base, tx.Size())
-
 		osPage := int64(os.Getpagesize())
 		c := entries.Cursor()
 		for k, v := c.First(); k != nil; k, v = c.Next() {
