@@ -24,19 +24,8 @@ func BenchmarkOpenAfterCrash(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	putConcurrently(b, s, 64, n, []string{"a"})
 	ctx := context.Background()
-	body := make([]byte, 16<<10)
-	for i := 0; i < n; i += 64 {
-		batch := make(chan error, 64)
-		for range 64 {
-			go func() { batch <- s.Put(ctx, &Entry{Kind: KindIngest, Query: "name=a", Body: body}, []string{"a"}) }()
-		}
-		for range 64 {
-			if err := <-batch; err != nil {
-				b.Fatal(err)
-			}
-		}
-	}
 	var after uint64
 	for acked := 0; acked < n/2; {
 		items, _, err := s.ReadBatch(ctx, "a", after, 256, 64<<20)

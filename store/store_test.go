@@ -838,6 +838,21 @@ func TestDeadLetter(t *testing.T) {
 	}
 }
 
+// crashCopy copies the file of open store s, as a crash now would leave it
+// (every write returned), into a new data dir, and returns the dir.
+func crashCopy(t testing.TB, s *Store) string {
+	t.Helper()
+	b, err := os.ReadFile(s.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, FileName), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
 // freelistOf reads, from the file at path, which page holds bbolt's list
 // of free pages according to the newest meta page; noFreelist means none.
 func freelistOf(t *testing.T, path string) uint64 {
@@ -870,15 +885,7 @@ func TestFreelistOnDisk(t *testing.T) {
 			items, _ := readAll(t, s, "a", 20)
 			mustAck(t, s, "a", seqs(items[:10])...)
 
-			// The file as a crash now would leave it: every write returned.
-			crashed := t.TempDir()
-			b, err := os.ReadFile(s.Path())
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(filepath.Join(crashed, FileName), b, 0o600); err != nil {
-				t.Fatal(err)
-			}
+			crashed := crashCopy(t, s)
 			if got := freelistOf(t, s.Path()) != noFreelist; got != tc.listWhileOn {
 				t.Errorf("while open, free-page list on disk: %v, want %v", got, tc.listWhileOn)
 			}
@@ -941,15 +948,8 @@ func TestCrashImagesConsistent(t *testing.T) {
 			synced++
 		}
 
-		crashed := t.TempDir()
-		b, err := os.ReadFile(s.Path())
-		if err != nil {
-			t.Fatal(err)
-		}
+		crashed := crashCopy(t, s)
 		path := filepath.Join(crashed, FileName)
-		if err := os.WriteFile(path, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
 		db, err := bolt.Open(path, 0o600, &bolt.Options{FreelistType: bolt.FreelistMapType, NoFreelistSync: true})
 		if err != nil {
 			t.Fatalf("round %d: open the crash image: %v", round, err)

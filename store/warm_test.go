@@ -33,15 +33,7 @@ func crashImage(t *testing.T, syncMax int) (dir string, big int) {
 			big++
 		}
 	}
-	b, err := os.ReadFile(s.Path())
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir = t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, FileName), b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return dir, big
+	return crashCopy(t, s), big
 }
 
 // TestWarmWalk: opening for writes a file whose last commit left the
