@@ -36,7 +36,11 @@ type Destination struct {
 	// retries of one entry.
 	MinBackoff time.Duration `yaml:"min_backoff,omitempty"`
 	MaxBackoff time.Duration `yaml:"max_backoff,omitempty"`
-	TLS        TLSConfig     `yaml:"tls,omitempty"`
+	// ProbeInterval caps the wait between probes of a down destination
+	// (and max_backoff caps it too): how long a destination that is back
+	// may wait to be noticed.
+	ProbeInterval time.Duration `yaml:"probe_interval,omitempty"`
+	TLS           TLSConfig     `yaml:"tls,omitempty"`
 	// Concurrency is how many requests are in flight to this destination
 	// while its queue keeps up.
 	Concurrency int `yaml:"concurrency,omitempty"`
@@ -68,10 +72,14 @@ type TLSConfig struct {
 
 // Defaults for destination settings left at zero.
 const (
-	DefaultTimeout     = 30 * time.Second
-	DefaultMinBackoff  = 500 * time.Millisecond
-	DefaultMaxBackoff  = 5 * time.Minute
-	DefaultConcurrency = 4
+	DefaultTimeout    = 30 * time.Second
+	DefaultMinBackoff = 500 * time.Millisecond
+	DefaultMaxBackoff = 5 * time.Minute
+	// DefaultProbeInterval brings a destination back within seconds of
+	// its return, however long it was down, at a cost of one request per
+	// interval while it is down.
+	DefaultProbeInterval = 10 * time.Second
+	DefaultConcurrency   = 4
 	// DefaultMaxConcurrency: 16 drained a 1 GiB backlog on loopback at
 	// 2.2x the rate it was built, 4 at 1.3x.
 	DefaultMaxConcurrency = 16
@@ -99,6 +107,9 @@ func (d Destination) WithDefaults() Destination {
 	}
 	if d.MaxBackoff <= 0 {
 		d.MaxBackoff = max(DefaultMaxBackoff, d.MinBackoff)
+	}
+	if d.ProbeInterval <= 0 {
+		d.ProbeInterval = DefaultProbeInterval
 	}
 	if d.Concurrency <= 0 {
 		d.Concurrency = DefaultConcurrency

@@ -11,8 +11,9 @@ import (
 )
 
 func TestLimiterPolicy(t *testing.T) {
+	const fast, slow = time.Millisecond, 200 * time.Millisecond
 	type step struct {
-		do   string // "win", "win-no-backlog", "fail", "caught-up"
+		do   string // "win", "win-no-backlog", "slow", "fail", "overload", "caught-up", "reset"
 		n    int
 		want int // limit after the steps
 	}
@@ -27,12 +28,20 @@ func TestLimiterPolicy(t *testing.T) {
 		}},
 		{"does not grow without a backlog", 2, 16, []step{{"win-no-backlog", 50, 2}}},
 		{"never above the maximum", 2, 4, []step{{"win", 100, 4}}},
-		{"a failure halves it", 2, 16, []step{{"win", 2 + 3 + 4 + 5 + 6 + 7, 8}, {"fail", 1, 4}}},
-		{"never below the configured concurrency", 4, 16, []step{{"fail", 3, 4}, {"caught-up", 3, 4}}},
-		{"caught up: one step back each time", 2, 16, []step{{"win", 2 + 3 + 4, 5}, {"caught-up", 2, 3}}},
-		{"a failure starts the round of successes again", 2, 16, []step{
-			{"win", 2, 3}, {"win", 2, 3}, {"fail", 1, 2}, {"win", 1, 2}, {"win", 1, 3},
+		// Random failures are noise: no number of them cuts the limit.
+		{"plain failures never cut it", 2, 16, []step{{"win", 2 + 3 + 4 + 5 + 6 + 7, 8}, {"fail", 100, 8}}},
+		{"overload halves it", 2, 16, []step{{"win", 2 + 3 + 4 + 5 + 6 + 7, 8}, {"overload", 1, 4}}},
+		// The answers to requests sent before a cut say nothing about the
+		// cut limit: a burst of 429s halves it once per round, not once each.
+		{"at most one cut per round", 2, 16, []step{
+			{"win", 2 + 3 + 4 + 5 + 6 + 7, 8}, {"overload", 1, 4}, {"overload", 3, 4}, {"overload", 1, 2},
 		}},
+		{"answers far slower than the norm cut it", 2, 16, []step{
+			{"win", 2 + 3 + 4 + 5 + 6 + 7 + 8 + 9, 10}, {"slow", 2, 5},
+		}},
+		{"never below the configured concurrency", 4, 16, []step{{"overload", 30, 4}, {"caught-up", 3, 4}}},
+		{"caught up: one step back each time", 2, 16, []step{{"win", 2 + 3 + 4, 5}, {"caught-up", 2, 3}}},
+		{"reset goes back to the configured concurrency", 2, 16, []step{{"win", 2 + 3 + 4, 5}, {"reset", 1, 2}}},
 		{"a maximum below the concurrency is the concurrency", 4, 2, []step{{"win", 20, 4}}},
 	}
 	for _, tt := range tests {
@@ -43,13 +52,19 @@ func TestLimiterPolicy(t *testing.T) {
 				for range s.n {
 					switch s.do {
 					case "win":
-						l.succeeded(true)
+						l.succeeded(true, fast)
 					case "win-no-backlog":
-						l.succeeded(false)
+						l.succeeded(false, fast)
+					case "slow":
+						l.succeeded(true, slow)
 					case "fail":
-						l.failed()
+						l.failed(false)
+					case "overload":
+						l.failed(true)
 					case "caught-up":
 						l.caughtUp()
+					case "reset":
+						l.reset()
 					}
 				}
 				if got := l.current(); got != s.want {
@@ -60,36 +75,6 @@ func TestLimiterPolicy(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-func TestLimiterSlots(t *testing.T) {
-	l := newLimiter(2, 8, nil)
-	ctx := context.Background()
-	if !l.acquire(ctx) || !l.acquire(ctx) {
-		t.Fatal("could not take the first two slots")
-	}
-	// Full: a third waits, and gives up with its context.
-	cctx, cancel := context.WithCancel(ctx)
-	gaveUp := make(chan bool)
-	go func() { gaveUp <- !l.acquire(cctx) }()
-	cancel()
-	if !<-gaveUp {
-		t.Fatal("acquire on a full limiter returned a slot")
-	}
-	// A release hands the slot to a waiter.
-	got := make(chan bool)
-	go func() { got <- l.acquire(ctx) }()
-	l.release()
-	if !<-got {
-		t.Fatal("a waiter did not get the released slot")
-	}
-	// A raised limit lets a waiter in without a release.
-	go func() { got <- l.acquire(ctx) }()
-	l.succeeded(true)
-	l.succeeded(true)
-	if !<-got {
-		t.Fatal("a waiter did not get the slot a raised limit made")
 	}
 }
 

@@ -17,7 +17,13 @@ type Metrics struct {
 	quarantined  *prometheus.CounterVec
 	inFlight     *prometheus.GaugeVec
 	concurrency  *prometheus.GaugeVec
-	delivered    *prometheus.CounterVec
+	// deliveredBytes counts bytes, not entries.
+	deliveredBytes *prometheus.CounterVec
+	up             *prometheus.GaugeVec
+	state          *prometheus.GaugeVec
+	lastDelivery   *prometheus.GaugeVec
+	retriesWaiting *prometheus.GaugeVec
+	probes         *prometheus.CounterVec
 }
 
 // NewMetrics creates the forwarder metrics and registers them with reg.
@@ -48,13 +54,34 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "pyrorelay_forward_concurrency",
 			Help: "Forward requests allowed in flight now, by destination: its concurrency while the queue keeps up, up to its max_concurrency while a backlog drains.",
 		}, []string{"destination"}),
-		delivered: prometheus.NewCounterVec(prometheus.CounterOpts{
+		deliveredBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pyrorelay_delivered_bytes_total",
 			Help: "Bytes of entries delivered, by destination.",
 		}, []string{"destination"}),
+		up: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "pyrorelay_destination_up",
+			Help: "1 while a destination is up or degraded, 0 while it is down (nothing gets through, or it is misconfigured: see the log).",
+		}, []string{"destination"}),
+		state: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "pyrorelay_destination_state",
+			Help: "1 for the state a destination is in (up, degraded, down), 0 for the others.",
+		}, []string{"destination", "state"}),
+		lastDelivery: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "pyrorelay_destination_last_success_timestamp_seconds",
+			Help: "Unix time of the last entry a destination took; 0 if none since start.",
+		}, []string{"destination"}),
+		retriesWaiting: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "pyrorelay_retries_waiting",
+			Help: "Entries whose attempt failed and that wait aside for their next one, by destination.",
+		}, []string{"destination"}),
+		probes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pyrorelay_destination_probes_total",
+			Help: "Probe requests sent to a down destination (one at a time, with capped backoff).",
+		}, []string{"destination"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.attempts, m.latency, m.deadLettered, m.quarantined, m.inFlight, m.concurrency, m.delivered)
+		reg.MustRegister(m.attempts, m.latency, m.deadLettered, m.quarantined, m.inFlight, m.concurrency,
+			m.deliveredBytes, m.up, m.state, m.lastDelivery, m.retriesWaiting, m.probes)
 	}
 	return m
 }
@@ -73,7 +100,27 @@ func (m *Metrics) InitDestination(name string) {
 	m.latency.WithLabelValues(name)
 	m.quarantined.WithLabelValues(name)
 	m.inFlight.WithLabelValues(name)
-	m.delivered.WithLabelValues(name)
+	m.deliveredBytes.WithLabelValues(name)
+	m.lastDelivery.WithLabelValues(name)
+	m.retriesWaiting.WithLabelValues(name)
+	m.probes.WithLabelValues(name)
+	m.setState(name, StateUp)
+}
+
+// setState records the health state of a destination.
+func (m *Metrics) setState(name string, s State) {
+	up := 0.0
+	if s != StateDown {
+		up = 1
+	}
+	m.up.WithLabelValues(name).Set(up)
+	for _, st := range []State{StateUp, StateDegraded, StateDown} {
+		v := 0.0
+		if st == s {
+			v = 1
+		}
+		m.state.WithLabelValues(name, st.String()).Set(v)
+	}
 }
 
 // StatsSource is what the queue collector reads at scrape time.

@@ -46,10 +46,15 @@ type Outcome struct {
 	// limit takes some entries and refuses others, so a refusal while other
 	// entries get through says nothing about this entry: it must not count
 	// toward the poison cap the way other failures do then.
-	Throttled  bool
-	Status     int           // HTTP status, 0 for a transport error
-	Reason     string        // one line for logs and dead letters
-	RetryAfter time.Duration // from a Retry-After header, 0 if none
+	Throttled bool
+	// DestinationFault marks an answer that says the destination is
+	// misconfigured (wrong credentials, wrong URL), not that the entry is
+	// wrong: the entry stays queued and the destination goes down until an
+	// operator fixes it, instead of every entry being dead-lettered.
+	DestinationFault bool
+	Status           int           // HTTP status, 0 for a transport error
+	Reason           string        // one line for logs and dead letters
+	RetryAfter       time.Duration // from a Retry-After header, 0 if none
 }
 
 // ClassifyHTTP classifies the answer to an /ingest request: status is the
@@ -64,6 +69,12 @@ func ClassifyHTTP(status int, err error) Outcome {
 		o.Verdict = Delivered
 	case status == http.StatusTooManyRequests:
 		o.Verdict, o.Throttled = Retry, true
+	case status == http.StatusUnauthorized, status == http.StatusForbidden,
+		status == http.StatusNotFound, status == http.StatusMethodNotAllowed,
+		status == http.StatusProxyAuthRequired:
+		// Wrong credentials or a URL that does not serve /ingest: every
+		// entry would get the same answer.
+		o.Verdict, o.DestinationFault = Retry, true
 	case status == http.StatusRequestTimeout,
 		status == http.StatusBadGateway, status == http.StatusServiceUnavailable,
 		status == http.StatusGatewayTimeout:
@@ -102,9 +113,14 @@ func ClassifyConnect(err error) Outcome {
 		o.Verdict = Retry
 	case connect.CodeInternal, connect.CodeUnknown, connect.CodeDataLoss:
 		o.Verdict, o.Strike = Retry, true
+	case connect.CodeUnauthenticated, connect.CodePermissionDenied,
+		connect.CodeNotFound, connect.CodeUnimplemented:
+		// Credentials or a URL that does not serve the Push API (a 404
+		// from a proxy arrives as unimplemented).
+		o.Verdict, o.DestinationFault = Retry, true
 	default:
-		// invalid_argument, unauthenticated, permission_denied, not_found,
-		// unimplemented, already_exists, failed_precondition, out_of_range.
+		// invalid_argument, already_exists, failed_precondition,
+		// out_of_range: the entry itself.
 		o.Verdict = Permanent
 	}
 	return o

@@ -15,35 +15,42 @@ func TestClassifyHTTP(t *testing.T) {
 	type want struct {
 		verdict Verdict
 		strike  bool
+		fault   bool
 	}
 	cases := map[int]want{}
 	// Every 2xx is a success, not just 200: some proxies answer 202 or 204.
 	for s := 200; s < 300; s++ {
-		cases[s] = want{Delivered, false}
+		cases[s] = want{Delivered, false, false}
 	}
 	// The destination says the entry itself is wrong: retrying cannot help.
-	for _, s := range []int{400, 401, 403, 404, 409, 410, 413, 415, 422} {
-		cases[s] = want{Permanent, false}
+	for _, s := range []int{400, 409, 410, 413, 415, 422} {
+		cases[s] = want{Permanent, false, false}
+	}
+	// Credentials or URL are wrong: every entry would get the same answer,
+	// so the destination is at fault and the entry stays queued.
+	for _, s := range []int{401, 403, 404, 405, 407} {
+		cases[s] = want{Retry, false, true}
 	}
 	// Busy or down: retry, but never count it against the entry, or an
 	// outage would empty the queue into dead-letter.
 	for _, s := range []int{408, 429, 502, 503, 504} {
-		cases[s] = want{Retry, false}
+		cases[s] = want{Retry, false, false}
 	}
 	// A generic server error may be caused by this entry: retry with a strike.
 	for _, s := range []int{500, 501, 505, 507, 511, 599} {
-		cases[s] = want{Retry, true}
+		cases[s] = want{Retry, true, false}
 	}
 	// 1xx and unfollowed redirects point at a misconfiguration, not at the
 	// entry: keep the entry and retry.
 	for _, s := range []int{100, 101, 300, 301, 302, 303, 304, 307, 308} {
-		cases[s] = want{Retry, false}
+		cases[s] = want{Retry, false, false}
 	}
 	for status, w := range cases {
 		t.Run(fmt.Sprint(status), func(t *testing.T) {
 			o := ClassifyHTTP(status, nil)
-			if o.Verdict != w.verdict || o.Strike != w.strike {
-				t.Errorf("ClassifyHTTP(%d) = %v strike=%v, want %v strike=%v", status, o.Verdict, o.Strike, w.verdict, w.strike)
+			if o.Verdict != w.verdict || o.Strike != w.strike || o.DestinationFault != w.fault {
+				t.Errorf("ClassifyHTTP(%d) = %v strike=%v fault=%v, want %v strike=%v fault=%v",
+					status, o.Verdict, o.Strike, o.DestinationFault, w.verdict, w.strike, w.fault)
 			}
 			if o.Status != status {
 				t.Errorf("Status = %d, want %d", o.Status, status)
@@ -76,25 +83,31 @@ func TestClassifyConnect(t *testing.T) {
 		connect.CodeAborted, connect.CodeCanceled,
 	}
 	strike := []connect.Code{connect.CodeInternal, connect.CodeUnknown, connect.CodeDataLoss}
+	fault := []connect.Code{
+		connect.CodeUnauthenticated, connect.CodePermissionDenied, connect.CodeNotFound, connect.CodeUnimplemented,
+	}
 	permanent := []connect.Code{
-		connect.CodeInvalidArgument, connect.CodeUnauthenticated, connect.CodePermissionDenied,
-		connect.CodeNotFound, connect.CodeUnimplemented, connect.CodeAlreadyExists,
+		connect.CodeInvalidArgument, connect.CodeAlreadyExists,
 		connect.CodeFailedPrecondition, connect.CodeOutOfRange,
 	}
 	type tc struct {
 		code    connect.Code
 		verdict Verdict
 		strike  bool
+		fault   bool
 	}
 	var cases []tc
 	for _, c := range retry {
-		cases = append(cases, tc{c, Retry, false})
+		cases = append(cases, tc{c, Retry, false, false})
 	}
 	for _, c := range strike {
-		cases = append(cases, tc{c, Retry, true})
+		cases = append(cases, tc{c, Retry, true, false})
+	}
+	for _, c := range fault {
+		cases = append(cases, tc{c, Retry, false, true})
 	}
 	for _, c := range permanent {
-		cases = append(cases, tc{c, Permanent, false})
+		cases = append(cases, tc{c, Permanent, false, false})
 	}
 	// Every code connect defines (1 to 16) must be in one of the lists
 	// above, so that a reordering of the switch cannot drop one silently.
@@ -105,8 +118,9 @@ func TestClassifyConnect(t *testing.T) {
 		t.Run(c.code.String(), func(t *testing.T) {
 			err := connect.NewError(c.code, errors.New("boom"))
 			o := ClassifyConnect(err)
-			if o.Verdict != c.verdict || o.Strike != c.strike {
-				t.Errorf("ClassifyConnect(%v) = %v strike=%v, want %v strike=%v", c.code, o.Verdict, o.Strike, c.verdict, c.strike)
+			if o.Verdict != c.verdict || o.Strike != c.strike || o.DestinationFault != c.fault {
+				t.Errorf("ClassifyConnect(%v) = %v strike=%v fault=%v, want %v strike=%v fault=%v",
+					c.code, o.Verdict, o.Strike, o.DestinationFault, c.verdict, c.strike, c.fault)
 			}
 			if o.Reason == "" {
 				t.Error("empty reason")

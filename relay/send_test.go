@@ -50,6 +50,9 @@ func TestSenderUsesTheForwarderPolicy(t *testing.T) {
 		{"delivered at once", nil, FateDelivered, 1, 1, false},
 		{"retries while down", []int{503, 503, 429}, FateDelivered, 4, 4, true},
 		{"permanent 400", []int{400}, FatePermanent, 1, 1, true},
+		// Wrong credentials: every entry would get the same answer, and
+		// replay has no queue to keep it in, so it says so at once.
+		{"unauthorized 401", []int{401}, FatePermanent, 1, 1, true},
 		// 500 is a strike each time: three strikes and it is poison.
 		{"poison", []int{500, 500, 500, 500}, FatePoison, 3, 3, true},
 	}
@@ -67,7 +70,7 @@ func TestSenderUsesTheForwarderPolicy(t *testing.T) {
 			if got := n.Load(); got != tt.requests {
 				t.Errorf("destination saw %d requests, want %d", got, tt.requests)
 			}
-			if got := s.f.LastFailure() != nil; got != tt.lastFails {
+			if got := s.c.lastFailure.Load() != nil; got != tt.lastFails {
 				t.Errorf("LastFailure set = %v, want %v", got, tt.lastFails)
 			}
 		})
@@ -90,7 +93,7 @@ func TestSenderGivesUpWhenTheContextEnds(t *testing.T) {
 	done := make(chan SendResult, 1)
 	go func() { done <- s.Send(ctx, sndEntry()) }()
 	deadline := time.Now().Add(30 * time.Second)
-	for s.f.LastFailure() == nil {
+	for s.c.lastFailure.Load() == nil {
 		if time.Now().After(deadline) {
 			t.Fatal("no failed attempt within 30s")
 		}
@@ -104,6 +107,28 @@ func TestSenderGivesUpWhenTheContextEnds(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("Send did not return after its context ended")
+	}
+}
+
+// TestSenderCapsRetryAfter: a Retry-After beyond max_backoff waits
+// max_backoff; uncapped, the hour asked for here would outlast the context.
+func TestSenderCapsRetryAfter(t *testing.T) {
+	var n atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n.Add(1) == 1 {
+			w.Header().Set("Retry-After", "3600")
+			w.WriteHeader(http.StatusTooManyRequests)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	s, err := NewSender(sndDest(srv.URL), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	if res := s.Send(ctx, sndEntry()); res.Fate != FateDelivered || res.Attempts != 2 {
+		t.Fatalf("got %v after %d attempts (%s), want delivered on the second", res.Fate, res.Attempts, res.Outcome.Reason)
 	}
 }
 
