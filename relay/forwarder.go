@@ -19,6 +19,7 @@ type Queue interface {
 	MoveToDeadLetter(ctx context.Context, queue string, seq uint64, d store.DeadLetter) error
 	Wake(queue string) <-chan struct{}
 	Expire(ctx context.Context, queue string, cutoff time.Time) (int, error)
+	Queued(queue string, seq uint64) (bool, error)
 }
 
 // maxHeldBytes bounds the bytes of entries a forwarder holds in memory:
@@ -175,6 +176,10 @@ func (f *Forwarder) work(ctx context.Context, acks *acker) {
 			f.log.Debug("entry older than max_age: not sent again, expiry moves it to dead-letter", "entry", e.ID, "attempts", j.attempts, "max_age", f.dest.MaxAge)
 			continue
 		}
+		if f.gone(j) {
+			f.sched.drop(j)
+			continue
+		}
 		start := time.Now()
 		o := f.c.attempt(ctx, e)
 		r := f.sched.done(j, o, time.Since(start), f.dest.MaxAttempts)
@@ -192,6 +197,23 @@ func (f *Forwarder) work(ctx context.Context, acks *acker) {
 			f.log.Debug("entry waits for a retry", "entry", e.ID, "attempt", j.attempts, "status", o.Status, "reason", o.Reason, "next", j.notBefore)
 		}
 	}
+}
+
+// heldLong is how long a job may wait after its read before the queue is
+// asked whether it still holds the entry.
+const heldLong = time.Second
+
+// gone reports whether j's entry has left the queue while the forwarder
+// held it (dropped to make room, expired, moved by an operator): sending it
+// would deliver what the operator was told was not. Only entries that
+// waited are checked, so the common path costs no read; if the store
+// cannot say, the entry is sent (at-least-once).
+func (f *Forwarder) gone(j *job) bool {
+	if j.attempts == 0 && time.Since(j.readAt) < heldLong {
+		return false
+	}
+	ok, err := f.queue.Queued(f.dest.Name, j.it.Seq)
+	return err == nil && !ok
 }
 
 // report logs a change of the destination's state at warn, once per

@@ -15,6 +15,7 @@ import (
 // then in flight, waiting for its next attempt, or done.
 type job struct {
 	it        store.Item
+	readAt    time.Time
 	attempts  int
 	strikes   int
 	notBefore time.Time
@@ -153,8 +154,9 @@ func (s *scheduler) add(items []store.Item, backlog bool) {
 	s.mu.lock()
 	defer s.mu.signal()
 	s.backlog = backlog
+	now := s.now()
 	for _, it := range items {
-		j := &job{it: it, index: -1}
+		j := &job{it: it, readAt: now, index: -1}
 		s.fresh = append(s.fresh, j)
 		s.held += j.size()
 	}
@@ -177,7 +179,8 @@ func (s *scheduler) room() (entries, bytes int, changed <-chan struct{}) {
 	return want - len(s.fresh), s.maxHeld - s.held, changed
 }
 
-// drop forgets a job that will not be sent (it outlived max_age).
+// drop forgets a job that will not be sent: it outlived max_age, or it
+// left the queue.
 func (s *scheduler) drop(j *job) {
 	s.mu.lock()
 	defer s.mu.signal()

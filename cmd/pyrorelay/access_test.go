@@ -754,10 +754,16 @@ destinations:
 			answers = append(answers, err.Error())
 		}
 	}
-	// Two ingest and two pushes were authenticated: each echo destination
-	// dead-letters all four (401 is permanent); good takes them.
+	// Two ingest and two pushes were authenticated. Each echo destination
+	// answers 401, which says it is misconfigured: it goes down, with the
+	// echoed credentials in the reason it logs, and keeps all four queued
+	// (tried at least twice over); good takes them.
 	for _, d := range []string{"echo-basic", "echo-token", "echo-token-file"} {
-		waitMetric(t, relay.URL, `pyrorelay_dead_lettered_total{destination="`+d+`",reason="permanent"}`, 4)
+		waitMetric(t, relay.URL, `pyrorelay_destination_up{destination="`+d+`"}`, 0)
+		waitFor(t, deliverDeadline, d+" tried every entry", func() (bool, string) {
+			n := metric(scrape(t, relay.URL), `pyrorelay_forward_attempts_total{destination="`+d+`",result="retry"}`)
+			return n >= 8, fmt.Sprintf("%g attempts", n)
+		})
 	}
 	waitFor(t, deliverDeadline, "four requests at good", func() (bool, string) {
 		n := len(good.accepted()) + len(good.acceptedPushes())
@@ -848,7 +854,7 @@ destinations:
 	}
 	// The failures were logged, with the masks where the echo was.
 	stderr := relay.Stderr.String()
-	for _, want := range []string{"entry moved to dead-letter", "<redacted>", "auth files do not load", "refused requests without valid credentials"} {
+	for _, want := range []string{"destination down", "misconfigured: 401", "<redacted>", "auth files do not load", "refused requests without valid credentials"} {
 		if !strings.Contains(stderr, want) {
 			t.Errorf("stderr lacks %q", want)
 		}
