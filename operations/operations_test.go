@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"os"
+	"reflect"
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"text/template"
@@ -191,6 +193,9 @@ func TestAlertRulesCoverTheIssue(t *testing.T) {
 		{"PyrorelayQueueOldestEntryTooOld", []string{"pyrorelay_queue_oldest_age_seconds", "> 2700"}, 0},
 		{"PyrorelayDeadLettersGrowing", []string{"increase(pyrorelay_dead_lettered_total[15m])", "> 0"}, 0},
 		{"PyrorelayDiskBudgetNearlyFull", []string{"pyrorelay_stored_bytes", "pyrorelay_disk_budget_bytes", "> 0.8"}, 0},
+		{"PyrorelayDown", []string{`up{job=~"pyrorelay.*"} == 0`}, 5 * time.Minute},
+		{"PyrorelayRefusingProfiles", []string{"rate(pyrorelay_requests_received_total", `code=~"429|503|507"`, "by (instance, receiver, code)", "> 0"}, 5 * time.Minute},
+		{"PyrorelayTLSCertificateExpiresSoon", []string{"pyrorelay_tls_certificate_not_after_timestamp_seconds - time() < 14 * 86400"}, 0},
 	}
 	for _, tc := range tests {
 		t.Run(tc.alert, func(t *testing.T) {
@@ -211,6 +216,39 @@ func TestAlertRulesCoverTheIssue(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestPrometheusRuleMatchesAlerts checks that prometheusrule.yaml, for the
+// Prometheus Operator, holds exactly the rules of alerts.yaml.
+func TestPrometheusRuleMatchesAlerts(t *testing.T) {
+	b, err := os.ReadFile("prometheusrule.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	var pr struct {
+		APIVersion string `yaml:"apiVersion"`
+		Kind       string `yaml:"kind"`
+		Metadata   struct {
+			Name      string            `yaml:"name"`
+			Namespace string            `yaml:"namespace"`
+			Labels    map[string]string `yaml:"labels"`
+		} `yaml:"metadata"`
+		Spec ruleFile `yaml:"spec"`
+	}
+	if err := dec.Decode(&pr); err != nil {
+		t.Fatalf("prometheusrule.yaml: %v", err)
+	}
+	if pr.APIVersion != "monitoring.coreos.com/v1" || pr.Kind != "PrometheusRule" || pr.Metadata.Name == "" {
+		t.Errorf("apiVersion %q, kind %q, name %q: want a named monitoring.coreos.com/v1 PrometheusRule", pr.APIVersion, pr.Kind, pr.Metadata.Name)
+	}
+	want := loadRules(t)
+	if !reflect.DeepEqual(pr.Spec, want) {
+		got, _ := yaml.Marshal(pr.Spec)
+		wantText, _ := yaml.Marshal(want)
+		t.Errorf("prometheusrule.yaml's spec differs from alerts.yaml: copy alerts.yaml's groups into spec\n--- prometheusrule.yaml spec:\n%s\n--- alerts.yaml:\n%s", got, wantText)
 	}
 }
 
@@ -370,9 +408,9 @@ func TestDashboardCoversTheIssue(t *testing.T) {
 	for _, want := range []string{
 		"rate(pyrorelay_requests_received_total",
 		"pyrorelay_request_duration_seconds_bucket",
-		"by (destination) (pyrorelay_queue_entries",
-		"by (destination) (pyrorelay_queue_oldest_age_seconds",
-		"by (destination, result) (rate(pyrorelay_forward_attempts_total",
+		"by (instance, destination) (pyrorelay_queue_entries",
+		"by (instance, destination) (pyrorelay_queue_oldest_age_seconds",
+		"by (instance, destination, result) (rate(pyrorelay_forward_attempts_total",
 		"pyrorelay_dead_lettered_total",
 		"pyrorelay_dead_letter_entries",
 		"pyrorelay_store_size_bytes",
@@ -383,10 +421,42 @@ func TestDashboardCoversTheIssue(t *testing.T) {
 	}
 }
 
+// TestDashboardKeepsTheInstance checks that every per-destination panel
+// keeps the instance: a sum over the fleet hides which relay is stuck.
+func TestDashboardKeepsTheInstance(t *testing.T) {
+	groupRE := regexp.MustCompile(`\b(by|without)\s*\(([^)]*)\)`)
+	for where, q := range dashboardQueries(t, loadDashboard(t)) {
+		for _, m := range groupRE.FindAllStringSubmatch(q, -1) {
+			if m[1] != "by" {
+				continue
+			}
+			labels := strings.Split(m[2], ",")
+			for i := range labels {
+				labels[i] = strings.TrimSpace(labels[i])
+			}
+			if slices.Contains(labels, "destination") && !slices.Contains(labels, "instance") {
+				t.Errorf("%s: %q groups by destination without instance: two relays' queues for one destination add up, and a stuck relay cannot be found", where, q)
+			}
+		}
+	}
+}
+
 // optionalMetrics may be missing from a relay's scrape because the code
 // that exports them has not landed yet; the alert and panel using them
 // stay silent until it does. Keep this list empty when it can be.
 var optionalMetrics = map[string]string{}
+
+// scrapeMetrics are series Prometheus makes itself for each target it
+// scrapes; no exporter has them.
+var scrapeMetrics = map[string]bool{"up": true, "scrape_duration_seconds": true, "scrape_samples_scraped": true}
+
+// openLabelValues are labels whose values come from what happened, not
+// from a fixed set: a query may name a value the test relay never saw, as
+// long as the relay can take it.
+var openLabelValues = map[string]func(string) bool{
+	// code is the HTTP status the relay answered (gRPC codes mapped to one).
+	"code": func(v string) bool { n, err := strconv.Atoi(v); return err == nil && n >= 100 && n <= 599 },
+}
 
 // TestQueriedMetricsAreExported runs the relay, makes it export every
 // labelled series once, and checks that each metric and label the alert
@@ -422,6 +492,14 @@ func TestQueriedMetricsAreExported(t *testing.T) {
 			if s.Metric == "" {
 				continue
 			}
+			if scrapeMetrics[s.Metric] {
+				for _, m := range s.Matchers {
+					if !slices.Contains(external, m.Label) {
+						t.Errorf("%s: %s has only the target's labels, not %q", u.where, s.Metric, m.Label)
+					}
+				}
+				continue
+			}
 			fam, ok := fams.lookup(s.Metric)
 			if !ok {
 				if why, opt := optionalMetrics[s.Metric]; opt {
@@ -444,6 +522,12 @@ func TestQueriedMetricsAreExported(t *testing.T) {
 					continue
 				}
 				for _, v := range literalAlternatives(m) {
+					if valid, open := openLabelValues[m.Label]; open {
+						if !valid(v) {
+							t.Errorf("%s: %s{%s} cannot take the value %q", u.where, s.Metric, m.Label, v)
+						}
+						continue
+					}
 					if !values[v] {
 						t.Errorf("%s: %s{%s} never takes the value %q (seen: %v)", u.where, s.Metric, m.Label, v, keys(values))
 					}

@@ -3,8 +3,17 @@ package operations
 import (
 	"bufio"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"io"
+	"math/big"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -115,12 +124,56 @@ func goTool(t *testing.T) string {
 	return p
 }
 
+// selfSignedCert writes a certificate for 127.0.0.1 and its key into dir
+// and returns their paths and a pool that trusts the certificate.
+func selfSignedCert(t *testing.T, dir string) (certFile, keyFile string, pool *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "pyrorelay-operations-test"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	return certFile, keyFile, pool
+}
+
 // scrapeRunningRelay builds and starts pyrorelay with one destination,
-// sends it one profile so every labelled series exists, and returns its
-// parsed /metrics.
+// serving TLS (so the certificate metrics exist), sends it one profile so
+// every labelled series exists, and returns its parsed /metrics.
 func scrapeRunningRelay(t *testing.T) families {
 	t.Helper()
 	dir := t.TempDir()
+	certFile, keyFile, pool := selfSignedCert(t, dir)
+	client := &http.Client{Timeout: waitDeadline, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	t.Cleanup(client.CloseIdleConnections)
 	bin := filepath.Join(dir, "pyrorelay")
 	ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
 	defer cancel()
@@ -137,7 +190,8 @@ func scrapeRunningRelay(t *testing.T) families {
 	t.Cleanup(dest.Close)
 
 	cmd := exec.Command(bin, "serve", "--listen", "127.0.0.1:0", "--data-dir", filepath.Join(dir, "data"),
-		"--log-format", "json", "--forward-to", "ok="+dest.URL, "--max-disk-usage", "1GiB")
+		"--log-format", "json", "--forward-to", "ok="+dest.URL, "--max-disk-usage", "1GiB",
+		"--tls-cert-file", certFile, "--tls-key-file", keyFile)
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "PYRORELAY_") { // the host must not change the test
 			cmd.Env = append(cmd.Env, kv)
@@ -193,7 +247,7 @@ func scrapeRunningRelay(t *testing.T) families {
 	var base string
 	select {
 	case addr := <-addrCh:
-		base = "http://" + addr
+		base = "https://" + addr
 	case <-logDone:
 		t.Fatalf("relay exited before serving")
 	case <-time.After(waitDeadline):
@@ -201,7 +255,7 @@ func scrapeRunningRelay(t *testing.T) families {
 	}
 
 	q := url.Values{"name": {"app.cpu{env=ops}"}, "format": {"folded"}}
-	resp, err := http.Post(base+"/ingest?"+q.Encode(), "text/plain", strings.NewReader("main;work 10\n"))
+	resp, err := client.Post(base+"/ingest?"+q.Encode(), "text/plain", strings.NewReader("main;work 10\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,7 +272,7 @@ func scrapeRunningRelay(t *testing.T) families {
 		time.Sleep(20 * time.Millisecond)
 	}
 
-	resp, err = http.Get(base + "/metrics")
+	resp, err = client.Get(base + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -276,7 +276,8 @@ func unitDirectives(t *testing.T, path string) map[string][]string {
 func TestSystemdUnit(t *testing.T) {
 	d := unitDirectives(t, "systemd/pyrorelay.service")
 	for k, want := range map[string]string{
-		"DynamicUser":             "yes",
+		"User":                    "pyrorelay",
+		"Group":                   "pyrorelay",
 		"StateDirectory":          "pyrorelay",
 		"NoNewPrivileges":         "yes",
 		"CapabilityBoundingSet":   "",
@@ -306,29 +307,78 @@ func TestSystemdUnit(t *testing.T) {
 		t.Errorf("TimeoutStopSec=%v: want more than the relay's %s shutdown timeout", d["TimeoutStopSec"], shutdownTimeout)
 	}
 
-	// ExecStart and ExecStartPre run flags the relay accepts.
+	// The relay reads the config file itself, at start and at every
+	// reload. A credential (LoadCredential=) is a copy made at start that
+	// `systemctl reload` does not refresh: a reload would re-read the old
+	// copy.
+	for _, k := range []string{"LoadCredential", "LoadCredentialEncrypted", "SetCredential", "DynamicUser"} {
+		if len(d[k]) > 0 {
+			t.Errorf("%s=%v: the relay must read the file operators edit, as its own user", k, d[k])
+		}
+	}
+	const configPath = "/etc/pyrorelay/pyrorelay.yaml"
+
+	// ExecStart, ExecStartPre and the check of ExecReload run flags the
+	// relay accepts, on the same config file.
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "pyrorelay.yaml"), []byte("destinations:\n  - {name: prod, url: http://p:4040}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	vars := strings.NewReplacer("${CREDENTIALS_DIRECTORY}", dir, "${STATE_DIRECTORY}", filepath.Join(dir, "state"))
-	for _, key := range []string{"ExecStart", "ExecStartPre"} {
-		if len(d[key]) != 1 {
-			t.Fatalf("%s: want one, got %v", key, d[key])
+	vars := strings.NewReplacer("/etc/pyrorelay/", dir+"/", "${STATE_DIRECTORY}", filepath.Join(dir, "state"))
+	for _, key := range []string{"ExecStart", "ExecStartPre", "ExecReload"} {
+		want := 1
+		if key == "ExecReload" {
+			want = 2 // config check, then SIGHUP
 		}
-		fields := strings.Fields(vars.Replace(d[key][0]))
+		if len(d[key]) != want {
+			t.Fatalf("%s: want %d, got %v", key, want, d[key])
+		}
+		line := d[key][0]
+		if !strings.Contains(line, "--config "+configPath+" ") {
+			t.Errorf("%s %q: want --config %s, the file a reload re-reads", key, line, configPath)
+		}
+		fields := strings.Fields(vars.Replace(line))
 		if fields[0] != "/usr/local/bin/pyrorelay" {
 			t.Errorf("%s runs %s", key, fields[0])
 		}
 		args := fields[1:]
-		if key == "ExecStartPre" {
+		if key != "ExecStart" {
 			if strings.Join(args[:2], " ") != "config check" {
-				t.Fatalf("ExecStartPre %q: want a config check", d[key][0])
+				t.Fatalf("%s %q: want a config check", key, line)
 			}
 			args = append([]string{"serve"}, args[2:]...)
 		}
 		configCheck(t, "systemd "+key, args, nil)
 	}
+	// The reload ends with SIGHUP to the relay, which re-reads its config
+	// (cmd/pyrorelay/reload.go).
+	if last := d["ExecReload"][len(d["ExecReload"])-1]; last != "/bin/kill -HUP $MAINPID" {
+		t.Errorf("ExecReload=%q: want the last step to be /bin/kill -HUP $MAINPID", last)
+	}
+
+	// The user the unit runs as is one the sysusers file creates.
+	users := unitSysusers(t, "systemd/pyrorelay.sysusers.conf")
+	if home, ok := users[d["User"][0]]; !ok || home != "/var/lib/pyrorelay" {
+		t.Errorf("systemd/pyrorelay.sysusers.conf: user %s (home %q): want it, with home /var/lib/pyrorelay", d["User"][0], home)
+	}
+}
+
+// unitSysusers reads a sysusers.d file's "u" lines into name -> home.
+func unitSysusers(t *testing.T, path string) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	fieldRE := regexp.MustCompile(`"[^"]*"|\S+`)
+	for _, line := range strings.Split(string(b), "\n") {
+		f := fieldRE.FindAllString(strings.TrimSpace(line), -1)
+		if len(f) >= 5 && f[0] == "u" {
+			out[f[1]] = f[4]
+		}
+	}
+	return out
 }
 
 func TestDockerfile(t *testing.T) {

@@ -46,7 +46,7 @@ func scrapeFamilies(t *testing.T, base string) map[string]*dto.MetricFamily {
 	return fams
 }
 
-// documentedMetric is one row of README.md's metrics table.
+// documentedMetric is one row of the metrics table in docs/operations.md.
 type documentedMetric struct {
 	name, typ string
 	labels    []string
@@ -54,12 +54,16 @@ type documentedMetric struct {
 
 var backticked = regexp.MustCompile("`([^`]+)`")
 
-// readmeMetrics parses the table under README.md's "### Metrics" heading:
+// metricsDoc is the document whose "Metrics" table TestMetricsExported
+// checks against the relay's /metrics.
+var metricsDoc = filepath.Join("..", "..", "docs", "operations.md")
+
+// documentedMetrics parses the table under metricsDoc's "Metrics" heading:
 // first column the metric names, second the type, third the labels (the
 // backticked words).
-func readmeMetrics(t *testing.T) []documentedMetric {
+func documentedMetrics(t *testing.T) []documentedMetric {
 	t.Helper()
-	f, err := os.Open(filepath.Join("..", "..", "README.md"))
+	f, err := os.Open(metricsDoc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,7 +106,7 @@ func readmeMetrics(t *testing.T) []documentedMetric {
 		t.Fatal(err)
 	}
 	if len(out) == 0 {
-		t.Fatal(`README.md: no metrics table under "### Metrics"`)
+		t.Fatalf(`%s: no metrics table under a "Metrics" heading`, metricsDoc)
 	}
 	return out
 }
@@ -118,7 +122,7 @@ func labelNames(mf *dto.MetricFamily) map[string]bool {
 }
 
 // TestMetricsExported runs the relay, sends one profile through it and
-// checks its /metrics: every metric README.md documents, with the
+// checks its /metrics: every metric docs/operations.md documents, with the
 // documented type and labels; the operational metrics of issue 7; and the
 // naming conventions of every pyrorelay_ metric.
 func TestMetricsExported(t *testing.T) {
@@ -131,20 +135,20 @@ func TestMetricsExported(t *testing.T) {
 	})
 	fams := scrapeFamilies(t, p.URL)
 
-	t.Run("documented in README", func(t *testing.T) {
-		for _, d := range readmeMetrics(t) {
+	t.Run("documented in docs/operations.md", func(t *testing.T) {
+		for _, d := range documentedMetrics(t) {
 			mf, ok := fams[d.name]
 			if !ok {
-				t.Errorf("%s is in README.md but not exported", d.name)
+				t.Errorf("%s is in %s but not exported", d.name, metricsDoc)
 				continue
 			}
 			if got := strings.ToLower(mf.GetType().String()); got != d.typ {
-				t.Errorf("%s: type %s, README.md says %s", d.name, got, d.typ)
+				t.Errorf("%s: type %s, %s says %s", d.name, got, metricsDoc, d.typ)
 			}
 			have := labelNames(mf)
 			for _, l := range d.labels {
 				if !have[l] {
-					t.Errorf("%s: no label %q, which README.md documents", d.name, l)
+					t.Errorf("%s: no label %q, which %s documents", d.name, l, metricsDoc)
 				}
 			}
 		}
