@@ -189,7 +189,7 @@ func TestAlertRulesCoverTheIssue(t *testing.T) {
 		contains []string
 		minFor   time.Duration
 	}{
-		{"PyrorelayDestinationFailing", []string{"pyrorelay_forward_attempts_total", `result=~"retry|permanent"`, `result="delivered"`, "unless"}, 10 * time.Minute},
+		{"PyrorelayDestinationDown", []string{"pyrorelay_destination_up", "== 0"}, 5 * time.Minute},
 		{"PyrorelayQueueOldestEntryTooOld", []string{"pyrorelay_queue_oldest_age_seconds", "> 2700"}, 0},
 		{"PyrorelayDeadLettersGrowing", []string{"increase(pyrorelay_dead_lettered_total[15m])", "> 0"}, 0},
 		{"PyrorelayDiskBudgetNearlyFull", []string{"pyrorelay_stored_bytes", "pyrorelay_disk_budget_bytes", "> 0.8"}, 0},

@@ -33,7 +33,7 @@ type Destination struct {
 	TenantID string        `yaml:"tenant_id,omitempty"`
 	Timeout  time.Duration `yaml:"timeout,omitempty"`
 	// MinBackoff and MaxBackoff bound the exponential backoff between
-	// retries of one entry.
+	// attempts of one entry; MaxBackoff also caps a Retry-After pause.
 	MinBackoff time.Duration `yaml:"min_backoff,omitempty"`
 	MaxBackoff time.Duration `yaml:"max_backoff,omitempty"`
 	// ProbeInterval caps the wait between probes of a down destination

@@ -63,13 +63,21 @@ const (
 	// strikeWindow: an entry-level failure counts against the entry only if
 	// the destination delivered another entry this recently.
 	strikeWindow = 30 * time.Second
-	// poisonOdds: an entry is poison once a good entry would fail as often
-	// in a row, by chance, at the destination's failure share for other
-	// entries, less than once in a million. A destination that fails 30% of
-	// everything at random thus needs 12 strikes, one that fails nothing
-	// else needs max_attempts.
-	poisonOdds = 1e-6
+	// poisonOdds: an entry is poison once a good entry would get as many
+	// entry-level failures in a row, by chance, at the share of them the
+	// other entries get, less than once in a billion. A destination that
+	// answers 30% of everything with a generic 500 thus needs 18 strikes;
+	// one that fails nothing else, max_attempts.
+	poisonOdds = 1e-9
 )
+
+// attemptRecord is one attempt in the recent window: whose, and whether it
+// failed.
+type attemptRecord struct {
+	seq    uint64
+	failed bool
+	strike bool // a failure that may point at the entry (Outcome.Strike)
+}
 
 // transition is a change of state, for the log line and the metrics.
 type transition struct {
@@ -86,7 +94,7 @@ type health struct {
 	since  time.Time // when state began
 	reason string    // the failure that made it down
 
-	recent      [healthWindow]bool // true: a failure
+	recent      [healthWindow]attemptRecord
 	n, next     int
 	fails       int
 	norm        float64 // long-run failure share
@@ -133,24 +141,34 @@ func (h *health) strikable(now time.Time) bool {
 	return h.state != StateDown && now.Sub(h.lastDelivery) <= strikeWindow
 }
 
-// byChance is how likely a good entry is to fail strikes times in a row at
-// the recent failure share of the other entries (the entry's own strikes,
-// which are in the window too, taken out).
-func (h *health) byChance(strikes int) float64 {
-	own := min(strikes, h.fails)
-	others := float64(h.fails-own) / float64(max(h.n-own, 1))
-	return math.Pow(others, float64(strikes))
+// byChance is how likely a good entry is to get strikes entry-level
+// failures in a row at the share of them among the recent attempts of the
+// entries other than the one at seq.
+func (h *health) byChance(seq uint64, strikes int) float64 {
+	n, fails := 0, 0
+	for _, r := range h.recent[:h.n] {
+		if r.seq != seq {
+			n++
+			if r.strike {
+				fails++
+			}
+		}
+	}
+	if n == 0 {
+		return 1 // nothing else was sent: nothing to compare with
+	}
+	return math.Pow(float64(fails)/float64(n), float64(strikes))
 }
 
-func (h *health) record(failed bool) {
+func (h *health) record(seq uint64, failed, strike bool) {
 	if h.n == healthWindow {
-		if h.recent[h.next] {
+		if h.recent[h.next].failed {
 			h.fails--
 		}
 	} else {
 		h.n++
 	}
-	h.recent[h.next] = failed
+	h.recent[h.next] = attemptRecord{seq, failed, strike}
 	h.next = (h.next + 1) % healthWindow
 	if failed {
 		h.fails++
@@ -169,17 +187,17 @@ func (h *health) set(now time.Time, s State, reason string) *transition {
 	return tr
 }
 
-// delivered records a delivery.
-func (h *health) delivered(now time.Time) *transition {
+// delivered records the delivery of the entry at seq.
+func (h *health) delivered(now time.Time, seq uint64) *transition {
 	h.consecutive = 0
 	h.lastDelivery = now
 	if h.state == StateDown {
 		// A fresh start: the failures that made it down say nothing now.
-		h.recent, h.n, h.next, h.fails, h.norm = [healthWindow]bool{}, 0, 0, 0, 0
+		h.recent, h.n, h.next, h.fails, h.norm = [healthWindow]attemptRecord{}, 0, 0, 0, 0
 		h.probe = nil
 		return h.set(now, StateUp, "")
 	}
-	h.record(false)
+	h.record(seq, false, false)
 	return h.settle(now)
 }
 
@@ -194,10 +212,10 @@ func (h *health) answered(now time.Time) *transition {
 	return nil
 }
 
-// failed records a failed attempt whose outcome is o.
-func (h *health) failed(now time.Time, o Outcome) *transition {
+// failed records a failed attempt of the entry at seq, whose outcome is o.
+func (h *health) failed(now time.Time, seq uint64, o Outcome) *transition {
 	h.consecutive++
-	h.record(true)
+	h.record(seq, true, o.Strike)
 	if h.state == StateDown {
 		h.reason = o.Reason
 		h.scheduleProbe(now)

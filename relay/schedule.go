@@ -208,7 +208,7 @@ func (s *scheduler) done(j *job, o Outcome, latency time.Duration, maxStrikes in
 	switch {
 	case o.Verdict == Delivered:
 		wasDown := s.health.state == StateDown
-		r.transition = s.health.delivered(now)
+		r.transition = s.health.delivered(now, j.it.Seq)
 		s.throttle = nil
 		if wasDown {
 			s.resumeLocked(now)
@@ -222,7 +222,7 @@ func (s *scheduler) done(j *job, o Outcome, latency time.Duration, maxStrikes in
 		r.reason = o.Reason
 	default:
 		strikable := s.health.strikable(now)
-		r.transition = s.health.failed(now, o)
+		r.transition = s.health.failed(now, j.it.Seq, o)
 		s.pauseLocked(now, o)
 		s.lim.failed(o.Throttled || s.health.surge())
 		if r.transition != nil && r.transition.to == StateDown {
@@ -230,7 +230,7 @@ func (s *scheduler) done(j *job, o Outcome, latency time.Duration, maxStrikes in
 		}
 		if o.Strike && strikable {
 			j.strikes++
-			if j.strikes >= maxStrikes && s.health.byChance(j.strikes) <= poisonOdds {
+			if j.strikes >= maxStrikes && s.health.byChance(j.it.Seq, j.strikes) <= poisonOdds {
 				r.decision = decidePoison
 				r.reason = o.Reason
 				break

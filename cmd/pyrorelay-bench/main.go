@@ -50,6 +50,10 @@ type config struct {
 	downFor       time.Duration
 	downSinks     int
 	slowDelay     time.Duration
+	failPercent   float64
+	flapDown      time.Duration
+	flapPeriod    time.Duration
+	faultSinks    int
 	restart       bool
 	crash         bool
 	dropCaches    bool
@@ -108,6 +112,10 @@ Flags:
 	fs.DurationVar(&c.downFor, "down-for", 0, "down-then-up: how long after the load starts the sinks come back; 0 = once the load has stopped (and the relay restarted, with --restart)")
 	fs.IntVar(&c.downSinks, "down-sinks", 0, "down-then-up: how many sinks are down (the first ones); 0 = all")
 	fs.DurationVar(&c.slowDelay, "slow-delay", 100*time.Millisecond, "one-slow: delay of the slow sink per request")
+	fs.Float64Var(&c.failPercent, "fail-percent", 0, "sinks answer 503 to this `PERCENT` of requests at random, as a flaky proxy does (any mode)")
+	fs.DurationVar(&c.flapDown, "flap-down", 0, "with --flap-period: sinks answer 503 for this long at the start of every period (any mode)")
+	fs.DurationVar(&c.flapPeriod, "flap-period", 0, "sinks flap: down --flap-down of every `PERIOD`")
+	fs.IntVar(&c.faultSinks, "fault-sinks", 0, "how many sinks (the first ones) --fail-percent and --flap-* apply to; 0 = all")
 	fs.BoolVar(&c.restart, "restart", false, "down-then-up with --relay-bin: restart the relay on its data dir before the sinks come back, and time it to ready")
 	fs.BoolVar(&c.crash, "crash", false, "with --restart: kill the relay (SIGKILL) instead of stopping it, as a crash or a power cut would")
 	fs.BoolVar(&c.dropCaches, "drop-caches", false, "with --restart: drop the kernel's page cache before the relay starts again, so that it reads its file from the disk (Linux, as root)")
@@ -155,6 +163,12 @@ func (c *config) check() error {
 		return errors.New("--restart needs --relay-bin, --mode down-then-up and --down-for 0")
 	case (c.crash || c.dropCaches) && !c.restart:
 		return errors.New("--crash and --drop-caches go with --restart")
+	case c.failPercent < 0 || c.failPercent > 100:
+		return errors.New("--fail-percent must be from 0 to 100")
+	case (c.flapDown > 0) != (c.flapPeriod > 0) || c.flapDown >= c.flapPeriod && c.flapPeriod > 0:
+		return errors.New("--flap-down and --flap-period go together, with the down time shorter than the period")
+	case c.faultSinks < 0:
+		return errors.New("--fault-sinks must not be negative")
 	case c.downSinks < 0:
 		return errors.New("--down-sinks must not be negative")
 	case c.compare && c.relayBin == "":

@@ -63,6 +63,20 @@ func (r *result) print(w io.Writer) {
 		fmt.Fprintf(w, "CPU in catch-up   machine %.0f%% busy; relay %.2f cores (%.2f ms per backlog entry)\n",
 			100*b.DrainCPU.MachineBusy, b.DrainCPU.Relay, b.DrainCPU.RelayMsPerReq)
 	}
+	if len(r.Delivered) > 0 && !r.Reference {
+		fmt.Fprintf(w, "delivered in load")
+		for _, d := range r.Delivered {
+			fmt.Fprintf(w, "  %s %.0f/s (%.2fx acked, %.0f queued at the end)", d.Name, d.PerS, d.VsAcked, d.QueuedAtEnd)
+			if d.Faults != "" {
+				fmt.Fprintf(w, " [%s]", d.Faults)
+			}
+		}
+		fmt.Fprintf(w, "\ndead letters      %.0f after the drain\n", r.DeadLettered)
+	}
+	if o := r.Outage; o != nil {
+		fmt.Fprintf(w, "outage            %.2f requests/s per down sink after its first minute; first delivery %s after the sinks came back\n",
+			o.RequestsPerS, o.ResumeAfter.Round(time.Millisecond))
+	}
 	if r.StartReady > 0 {
 		fmt.Fprintf(w, "relay start       ready in %s\n", r.StartReady.Round(time.Millisecond))
 	}

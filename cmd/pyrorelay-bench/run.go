@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 )
@@ -61,6 +60,13 @@ type result struct {
 	// RSSAfterRestart is the restarted relay's, which opened the full
 	// backlog and drained it.
 	RSSAfterRestart *rss `json:"rss_after_restart,omitempty"`
+
+	// Delivered is each sink's delivery while the load ran.
+	Delivered []sinkDelivery `json:"delivered_in_load,omitempty"`
+	// DeadLettered is the entries in dead-letter after the drain.
+	DeadLettered float64 `json:"dead_lettered"`
+	// Outage is a long outage's figures (down-then-up, --down-for).
+	Outage *outageFigures `json:"outage,omitempty"`
 
 	Delivery *deliveryCheck `json:"delivery,omitempty"`
 	Sink     []sinkStats    `json:"sinks_seen,omitempty"`
@@ -154,6 +160,7 @@ func runOnce(ctx context.Context, cfg config, progress io.Writer) (*result, erro
 			sinks[0].delay.Store(int64(cfg.slowDelay))
 		}
 	}
+	applyFaults(cfg, sinks, time.Now())
 
 	// Relay.
 	target := cfg.url
@@ -251,6 +258,12 @@ func runOnce(ctx context.Context, cfg config, progress io.Writer) (*result, erro
 			}
 		}
 	}()
+	var mark *minuteMark
+	outageOver := make(chan struct{})
+	endOutage := sync.OnceFunc(func() { close(outageOver) })
+	if cfg.mode == "down-then-up" && cfg.downFor > time.Minute {
+		samplers.Go(func() { mark = markMinute(outageOver, sinks, time.Minute) })
+	}
 	if cfg.mode == "down-then-up" && cfg.downFor > 0 {
 		samplers.Add(1)
 		go func() {
@@ -262,11 +275,13 @@ func runOnce(ctx context.Context, cfg config, progress io.Writer) (*result, erro
 				if err == nil {
 					up = u
 				}
+				endOutage()
 			}
 		}()
 	}
 
 	logf("%s: %d clients, %s %s bodies of %d bytes, mode %s", res.Label, cfg.clients, cfg.endpoint, cfg.body, bodyBytes, cfg.mode)
+	delivered0 := deliveredCounts(sinks)
 	cpu0 := takeCPU()
 	loadStart := time.Now()
 	res.Load = runLoad(ctx, loadSpec{
@@ -276,6 +291,7 @@ func runOnce(ctx context.Context, cfg config, progress io.Writer) (*result, erro
 	loadEnd := time.Now()
 	cpu1 := takeCPU()
 	stopSampling()
+	endOutage() // a minute mark not taken by the end of the load is not taken
 	samplers.Wait()
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
@@ -299,6 +315,7 @@ func runOnce(ctx context.Context, cfg config, progress io.Writer) (*result, erro
 		res.WritesPerCommit = res.Writes / res.Commits
 	}
 	res.CommitMs = meanMs(before, after, "pyrorelay_store_commit_duration_seconds")
+	res.Delivered = loadDelivery(sinks, delivered0, res.Load.Acked, res.Load.Elapsed, after.queues("pyrorelay_queue_entries"))
 	res.CPU = measureCPU(cpu0, cpu1, after["process_cpu_seconds_total"]-before["process_cpu_seconds_total"], res.Load.Acked)
 	logf("%s: %d acked in %s (%.0f/s), p99 %.1f ms; draining", res.Label, res.Load.Acked, res.Load.Elapsed.Round(time.Millisecond), res.AckedPerS, res.P99)
 
@@ -367,6 +384,10 @@ func runOnce(ctx context.Context, cfg config, progress io.Writer) (*result, erro
 	drained := time.Now()
 	drainCPU1 := takeCPU()
 	res.DrainTime = drained.Sub(loadEnd)
+	res.DeadLettered = drainEnd.sum("pyrorelay_dead_letter_entries")
+	if up != nil && cfg.downFor > 0 {
+		res.Outage = outage(mark, up, sinks)
+	}
 	if up != nil {
 		b := res.Backlog
 		if b == nil {
@@ -414,68 +435,6 @@ func runOnce(ctx context.Context, cfg config, progress io.Writer) (*result, erro
 		}
 	}
 	return res, nil
-}
-
-// sinksUp is the state when the sinks came back.
-type sinksUp struct {
-	at          time.Time
-	ackedBefore int64
-	down        int     // destinations that were down
-	entries     float64 // per down destination, averaged
-	bytes       float64
-	fileBytes   int64
-}
-
-// bringUp ends the sinks' outage and notes the backlog at that moment.
-func bringUp(ctx context.Context, mc *http.Client, target string, sinks []*sink, acks *ackCounter, dataDir string) (*sinksUp, error) {
-	m, err := scrapeMetrics(ctx, mc, target)
-	if err != nil {
-		return nil, err
-	}
-	u := &sinksUp{ackedBefore: acks.n.Load()}
-	// The backlog is that of the destinations that were down; a relay the
-	// tool did not configure may name them otherwise: then all count.
-	entries, bytes := m.queues("pyrorelay_queue_entries"), m.queues("pyrorelay_queue_bytes")
-	var n float64
-	for _, s := range sinks {
-		if v, ok := entries[s.name]; ok && s.down.Load() {
-			u.entries += v
-			u.bytes += bytes[s.name]
-			n++
-		}
-	}
-	if n == 0 {
-		u.entries, u.bytes, n = m.sum("pyrorelay_queue_entries"), m.sum("pyrorelay_queue_bytes"), float64(len(entries))
-	}
-	if n > 0 {
-		u.entries /= n
-		u.bytes /= n
-	}
-	u.down = int(n)
-	if dataDir != "" {
-		if fi, err := os.Stat(filepath.Join(dataDir, "pyrorelay.db")); err == nil {
-			u.fileBytes = fi.Size()
-		}
-	}
-	u.at = time.Now()
-	for _, s := range sinks {
-		s.down.Store(false)
-	}
-	return u, nil
-}
-
-// writeRelayConfig writes the relay's YAML: one destination per sink, with
-// short backoffs so that a sink coming back is noticed within --max-backoff.
-func writeRelayConfig(path string, cfg config, sinks []*sink) error {
-	var b strings.Builder
-	b.WriteString("destinations:\n")
-	for _, s := range sinks {
-		fmt.Fprintf(&b, "  - name: %s\n    url: %s\n    min_backoff: %s\n    max_backoff: %s\n", s.name, s.URL(), cfg.minBackoff, cfg.maxBackoff)
-	}
-	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
-		return fmt.Errorf("relay config: %w", err)
-	}
-	return nil
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -20,22 +20,27 @@ import (
 
 // sink is a stand-in Pyroscope destination on loopback: it takes /ingest
 // and Push requests, records each request id it is given, and answers 200,
-// or 503 while it is down, after its delay.
+// or 503 while it is down (see faults), after its delay.
 type sink struct {
 	name string
 	srv  *http.Server
 	addr string
 
-	down  atomic.Bool
-	delay atomic.Int64 // nanoseconds to sleep before answering
+	down   atomic.Bool
+	delay  atomic.Int64 // nanoseconds to sleep before answering
+	faults sinkFaults   // set before the load starts
+	upAt   atomic.Int64 // unix nanos when an outage (down) ended
+	// firstOK is the first 200 after upAt, unix nanos.
+	firstOK atomic.Int64
 
 	mu   sync.Mutex
 	seen map[uint64]uint32 // request id -> times delivered (answered 200)
 
-	requests atomic.Uint64 // all requests, refused ones included
-	refused  atomic.Uint64
-	noID     atomic.Uint64 // 200s whose request carried no id
-	bytes    atomic.Uint64
+	requests  atomic.Uint64 // all requests, refused ones included
+	refused   atomic.Uint64
+	delivered atomic.Uint64 // answered 200
+	noID      atomic.Uint64 // 200s whose request carried no id
+	bytes     atomic.Uint64
 }
 
 // startSink listens on addr ("127.0.0.1:0" for any port).
@@ -76,7 +81,7 @@ func (s *sink) admit(ctx context.Context) bool {
 			return false
 		}
 	}
-	if s.down.Load() {
+	if s.down.Load() || s.faults.refuse(time.Now()) {
 		s.refused.Add(1)
 		return false
 	}
@@ -84,6 +89,10 @@ func (s *sink) admit(ctx context.Context) bool {
 }
 
 func (s *sink) record(idText string) {
+	s.delivered.Add(1)
+	if up := s.upAt.Load(); up != 0 && s.firstOK.Load() == 0 {
+		s.firstOK.CompareAndSwap(0, time.Now().UnixNano())
+	}
 	id, err := strconv.ParseUint(idText, 10, 64)
 	if err != nil {
 		s.noID.Add(1)
