@@ -25,6 +25,7 @@ type loadSpec struct {
 	duration time.Duration // used when count is 0
 	count    int
 	timeout  time.Duration // per request
+	rate     float64       // requests per second over all clients; 0: as fast as they can
 	payload  *payload
 	// firstID numbers this run's requests; ids are unique within a run.
 	firstID uint64
@@ -80,6 +81,13 @@ func runLoad(ctx context.Context, spec loadSpec, acks *ackCounter) loadResult {
 	}
 	results := make([]clientResult, spec.clients)
 	var wg sync.WaitGroup
+	// With a rate, a client sends only when the pacer lets it.
+	var pace <-chan time.Time
+	if spec.rate > 0 {
+		t := time.NewTicker(time.Duration(float64(time.Second) / spec.rate))
+		defer t.Stop()
+		pace = t.C
+	}
 	for c := range spec.clients {
 		wg.Add(1)
 		go func() {
@@ -89,6 +97,19 @@ func runLoad(ctx context.Context, spec loadSpec, acks *ackCounter) loadResult {
 			for ctx.Err() == nil {
 				if spec.count == 0 && !time.Now().Before(deadline) {
 					return
+				}
+				if pace != nil {
+					var end <-chan time.Time
+					if spec.count == 0 {
+						end = time.After(time.Until(deadline))
+					}
+					select {
+					case <-pace:
+					case <-ctx.Done():
+						return
+					case <-end:
+						return
+					}
 				}
 				id := next.Add(1)
 				if spec.count > 0 && id > last {

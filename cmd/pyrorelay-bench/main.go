@@ -43,6 +43,7 @@ type config struct {
 	clients       int
 	duration      time.Duration
 	count         int
+	rate          float64
 	body          string
 	bodySize      int
 	endpoint      string
@@ -105,6 +106,7 @@ Flags:
 	fs.IntVar(&c.clients, "clients", 32, "concurrent clients, each with its own connection")
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "how long to send (ignored with --count)")
 	fs.IntVar(&c.count, "count", 0, "send this many requests instead of running for --duration")
+	fs.Float64Var(&c.rate, "rate", 0, "send at most this many requests per second over all clients (0: as fast as they can), for long runs such as a five-minute outage")
 	fs.StringVar(&c.body, "body", "pprof", "body: pprof (pyroscope-go multipart, padded to --body-size), jfr or folded (from testdata/, as they are)")
 	fs.IntVar(&c.bodySize, "body-size", 16<<10, "size of a pprof body (and of a Push profile), bytes")
 	fs.StringVar(&c.endpoint, "endpoint", "ingest", "ingest or push (push sends the pprof as a Push raw_profile)")
@@ -149,6 +151,8 @@ func (c *config) check() error {
 		return errors.New("give one of --relay-bin or --url")
 	case c.clients <= 0:
 		return errors.New("--clients must be positive")
+	case c.rate < 0:
+		return errors.New("--rate must not be negative")
 	case c.count < 0:
 		return errors.New("--count must not be negative")
 	case c.count == 0 && c.duration <= 0:

@@ -142,6 +142,13 @@ func TestParseFlags(t *testing.T) {
 		{"reference keeps no backlog", []string{"--relay-bin", "x", "--compare-reference", "--mode", "down-then-up"}, "no backlog"},
 		{"one comparison at a time", []string{"--relay-bin", "x", "--compare-reference", "--compare-no-group-commit"}, "leave out"},
 		{"reference write buffer", []string{"--relay-bin", "x", "--compare-reference", "--reference-write-buffer", "0"}, "must be positive"},
+		{"random failures", []string{"--relay-bin", "x", "--fail-percent", "20", "--fault-sinks", "1"}, ""},
+		{"failure share over 100", []string{"--relay-bin", "x", "--fail-percent", "101"}, "--fail-percent"},
+		{"flap", []string{"--relay-bin", "x", "--flap-down", "3s", "--flap-period", "10s"}, ""},
+		{"flap without period", []string{"--relay-bin", "x", "--flap-down", "3s"}, "--flap-period"},
+		{"flap down all the period", []string{"--relay-bin", "x", "--flap-down", "10s", "--flap-period", "10s"}, "shorter than the period"},
+		{"paced", []string{"--relay-bin", "x", "--rate", "50"}, ""},
+		{"negative rate", []string{"--relay-bin", "x", "--rate", "-1"}, "--rate"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -159,6 +166,35 @@ func TestParseFlags(t *testing.T) {
 				t.Errorf("url %q: the trailing slash should go", c.url)
 			}
 		})
+	}
+}
+
+func TestSinkFaults(t *testing.T) {
+	start := time.Now()
+	flap := sinkFaults{flapDown: 3 * time.Second, flapPeriod: 10 * time.Second, start: start}
+	for _, tc := range []struct {
+		at   time.Duration
+		want bool
+	}{{0, true}, {2 * time.Second, true}, {3 * time.Second, false}, {9 * time.Second, false}, {10 * time.Second, true}, {14 * time.Second, false}} {
+		if got := flap.refuse(start.Add(tc.at)); got != tc.want {
+			t.Errorf("flapping 3s of 10s, at %v: refuse = %v, want %v", tc.at, got, tc.want)
+		}
+	}
+	never, always := sinkFaults{}, sinkFaults{failPercent: 100}
+	for range 100 {
+		if never.refuse(start) || !always.refuse(start) {
+			t.Fatal("0% refused a request, or 100% took one")
+		}
+	}
+	half := sinkFaults{failPercent: 50}
+	refused := 0
+	for range 10000 {
+		if half.refuse(start) {
+			refused++
+		}
+	}
+	if refused < 4000 || refused > 6000 {
+		t.Errorf("50%% refused %d of 10000", refused)
 	}
 }
 

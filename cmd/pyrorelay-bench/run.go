@@ -286,7 +286,7 @@ func runOnce(ctx context.Context, cfg config, progress io.Writer) (*result, erro
 	loadStart := time.Now()
 	res.Load = runLoad(ctx, loadSpec{
 		url: target, endpoint: cfg.endpoint, clients: cfg.clients, duration: cfg.duration, count: cfg.count,
-		timeout: cfg.timeout, payload: p,
+		timeout: cfg.timeout, rate: cfg.rate, payload: p,
 	}, &acks)
 	loadEnd := time.Now()
 	cpu1 := takeCPU()
