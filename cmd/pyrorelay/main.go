@@ -18,7 +18,7 @@ var version = "dev"
 
 func main() {
 	relay.UserAgent = "pyrorelay/" + version
-	if err := newApp().Run(os.Args); err != nil {
+	if err := newApp().Run(completionArgs(os.Args)); err != nil {
 		fmt.Fprintln(os.Stderr, "pyrorelay:", err)
 		os.Exit(1)
 	}
@@ -31,7 +31,8 @@ func newApp() *cli.App {
 		Version:              version,
 		EnableBashCompletion: true,
 		Commands: []*cli.Command{serveCommand(), versionCommand(), configCommand(),
-			queueCommand(), drainCommand(), exportCommand(), importCommand(), replayCommand(), deadLetterCommand(), compactCommand()},
+			queueCommand(), drainCommand(), exportCommand(), importCommand(), replayCommand(), deadLetterCommand(), compactCommand(),
+			completionCommand()},
 	}
 }
 
