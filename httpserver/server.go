@@ -139,6 +139,8 @@ type Options struct {
 	// nil means this server's Queues are all there is. It is called per
 	// request, so a config reload shows at once.
 	Feeds func() map[string][]string
+	// Reload, if set, serves POST /-/reload (admin.go).
+	Reload func(context.Context) error
 }
 
 // New returns a server for cfg.
@@ -178,6 +180,9 @@ func New(cfg Config, o Options) *Server {
 	mux.Handle("/metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
 	if o.Status != nil {
 		mux.Handle(StatusPath, s.statusHandler(o.Status))
+	}
+	if o.Reload != nil {
+		mux.Handle(ReloadPath, s.reloadHandler(o.Reload))
 	}
 	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, "OK\n")

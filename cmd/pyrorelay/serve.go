@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/urfave/cli/v2"
 
+	"github.com/pyrorelay/pyrorelay/httpserver"
 	"github.com/pyrorelay/pyrorelay/relay"
 	"github.com/pyrorelay/pyrorelay/store"
 )
@@ -314,12 +315,13 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, load func() (Confi
 
 	// Signals are caught before the first "serving" line: a SIGHUP sent
 	// once the relay says it serves must reload, never kill it.
-	stopAccess := acc.start(ctx) // SIGHUP reloads auth and TLS files, TLS file watch
+	stopAccess := acc.start(ctx) // TLS file watch
 	defer stopAccess()
-	stopReload := func() {}
-	if load != nil {
-		stopReload = rt.watchReload(ctx, load) // SIGHUP reloads receivers and destinations
-	}
+	// SIGHUP and POST /-/reload reload the auth and TLS files, receivers
+	// and destinations.
+	reloader := newConfigReloader(acc, rt, load, log, reg)
+	rt.reloadAPI = func(ctx context.Context) error { return reloader.Reload(ctx, "POST "+httpserver.ReloadPath) }
+	stopReload := reloader.watch(ctx)
 	defer stopReload()
 	ready.Store(true)
 	if err := rt.startReceivers(); err != nil {
