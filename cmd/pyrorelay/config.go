@@ -1,12 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -96,16 +95,27 @@ func defaultConfig() Config {
 }
 
 // loadConfigFile reads a YAML config over the defaults. Unknown keys are
-// errors, so a typo never silently falls back to a default.
+// errors, so a typo never silently falls back to a default; ${NAME} in a
+// value is the environment variable NAME (configenv.go).
 func loadConfigFile(path string, cfg *Config) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("read config: %w", err)
 	}
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	// An empty file decodes to io.EOF: it means "all defaults", not an error.
-	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(b, &root); err != nil {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	if root.Kind == 0 {
+		return nil // an empty file means "all defaults"
+	}
+	if err := checkKeys(&root, reflect.TypeFor[Config](), ""); err != nil {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	if err := expandEnv(&root, osLookup); err != nil {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	if err := root.Decode(cfg); err != nil {
 		return fmt.Errorf("config %s: %w", path, withKeyPaths(err, b))
 	}
 	return nil
