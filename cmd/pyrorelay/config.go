@@ -130,6 +130,20 @@ func parseForwardTo(v string) (relay.Destination, error) {
 	return relay.Destination{Name: name, URL: url}, nil
 }
 
+// overrideDestination adds d, a --forward-to destination, to ds, or puts
+// it in place of the file's destination of the same name: the flag says
+// everything about it, so nothing of the file's (credentials included,
+// which must not go to a new URL) is kept.
+func overrideDestination(ds []relay.Destination, d relay.Destination) []relay.Destination {
+	for i := range ds {
+		if ds[i].Name == d.Name {
+			ds[i] = d
+			return ds
+		}
+	}
+	return append(ds, d)
+}
+
 // finish applies the global destination defaults and checks everything,
 // naming the field that is wrong.
 func (c *Config) finish() error {

@@ -223,9 +223,10 @@ func TestEnvVarsLikeFlags(t *testing.T) {
 }
 
 // TestFlagsOverrideConfigFile: a flag wins over the same key in the file,
-// and --forward-to adds to the file's destinations.
+// --forward-to adds to the file's destinations, and replaces the one of
+// the same name (its credentials too).
 func TestFlagsOverrideConfigFile(t *testing.T) {
-	a, b := newRecorder(t, nil), newRecorder(t, nil)
+	a, b, c := newRecorder(t, nil), newRecorder(t, nil), newRecorder(t, nil)
 	dir := t.TempDir()
 	cfg := writeConfig(t, dir, fmt.Sprintf(`listen: 127.0.0.1:1
 log_format: text
@@ -233,18 +234,25 @@ max_body_size: 1KiB
 destinations:
   - name: a
     url: %s
-`, a.URL()))
+  - name: c
+    url: %s
+    bearer_token: for-the-old-url
+`, a.URL(), closedURL(t)))
 	// Started only if --listen and --log-format override the file: the
 	// harness reads the address from the JSON "serving" line.
-	relay := startRelay(t, filepath.Join(dir, "data"), "--config", cfg, "--max-body-size", "4KiB", "--forward-to", "b="+b.URL())
+	relay := startRelay(t, filepath.Join(dir, "data"), "--config", cfg, "--max-body-size", "4KiB", "--forward-to", "b="+b.URL(),
+		"--forward-to", "c="+c.URL())
 	status, err := post(context.Background(), ingestURL(relay.URL, "mid"), "", append(foldedBody("mid"), make([]byte, 2048)...))
 	if err != nil || status != http.StatusOK {
 		t.Fatalf("2 KiB body with --max-body-size 4KiB over a file's 1KiB: status %d, err %v", status, err)
 	}
-	for _, d := range []*recorder{a, b} {
+	for _, d := range []*recorder{a, b, c} {
 		waitFor(t, deliverDeadline, "the profile at "+d.URL(), func() (bool, string) {
 			return d.ingestIDs()["mid"] == 1, "not yet"
 		})
+	}
+	if h := c.requests()[0].Header.Get("Authorization"); h != "" {
+		t.Errorf("the replaced destination c sent the file's credentials: %q", h)
 	}
 	relay.stop()
 }

@@ -136,7 +136,7 @@ func loadConfig(c *cli.Context) (Config, error) {
 		if err != nil {
 			return cfg, err
 		}
-		cfg.Destinations = append(cfg.Destinations, d)
+		cfg.Destinations = overrideDestination(cfg.Destinations, d)
 	}
 	applyAccessFlags(c, &cfg)
 	if err := applyArchiveFlags(c, &cfg); err != nil {
