@@ -37,7 +37,7 @@ func accessFlags() []cli.Flag {
 		&cli.StringFlag{Name: "tls-cert-file", EnvVars: env("TLS_CERT_FILE"), Usage: "serve TLS with this PEM certificate (chain); reloaded on SIGHUP and when it changes"},
 		&cli.StringFlag{Name: "tls-key-file", EnvVars: env("TLS_KEY_FILE"), Usage: "PEM private key of --tls-cert-file"},
 		&cli.StringFlag{Name: "tls-client-ca-file", EnvVars: env("TLS_CLIENT_CA_FILE"), Usage: "require client certificates signed by these PEM CAs (mTLS)"},
-		&cli.DurationFlag{Name: "tls-reload-interval", EnvVars: env("TLS_RELOAD_INTERVAL"), Value: defaultTLSReloadInterval, Usage: "how often to check the TLS files for a change; 0 reloads on SIGHUP only"},
+		durationFlag("tls-reload-interval", env("TLS_RELOAD_INTERVAL"), defaultTLSReloadInterval, "check the TLS files for a change every `DURATION`; 0 reloads on SIGHUP only"),
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"reflect"
 	"strconv"
@@ -104,15 +105,15 @@ func loadConfigFile(path string, cfg *Config) error {
 	}
 	var root yaml.Node
 	if err := yaml.Unmarshal(b, &root); err != nil {
-		return fmt.Errorf("config %s: %w", path, err)
+		return fmt.Errorf("config %s: %w", path, withSyntaxLine(err, b))
 	}
 	if root.Kind == 0 {
 		return nil // an empty file means "all defaults"
 	}
-	if err := checkKeys(&root, reflect.TypeFor[Config](), ""); err != nil {
+	if err := expandEnv(&root, osLookup); err != nil {
 		return fmt.Errorf("config %s: %w", path, err)
 	}
-	if err := expandEnv(&root, osLookup); err != nil {
+	if err := checkKeys(&root, reflect.TypeFor[Config](), ""); err != nil {
 		return fmt.Errorf("config %s: %w", path, err)
 	}
 	if err := root.Decode(cfg); err != nil {
@@ -128,6 +129,28 @@ func parseForwardTo(v string) (relay.Destination, error) {
 		return relay.Destination{}, fmt.Errorf("--forward-to %q: want NAME=URL, for example prod=https://profiles.example.com", relay.RedactURL(v))
 	}
 	return relay.Destination{Name: name, URL: url}, nil
+}
+
+// endpointSuffixes are the paths the relay adds to a destination's URL.
+var endpointSuffixes = []string{"/ingest", "/push.v1.PusherService/Push", "/push.v1.PusherService"}
+
+// checkBaseURL refuses a destination URL that names an endpoint: the relay
+// adds /ingest and the Push path to the base URL itself, so
+// http://x/ingest would be sent http://x/ingest/ingest.
+func checkBaseURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil // Validate says what is wrong with it
+	}
+	p := strings.TrimRight(u.Path, "/")
+	for _, suffix := range endpointSuffixes {
+		if strings.HasSuffix(p, suffix) {
+			u.Path = strings.TrimSuffix(p, suffix)
+			return fmt.Errorf("url %s ends in %s: give the server's base URL, %s; the relay adds /ingest and the Push path itself",
+				relay.RedactURL(raw), suffix, relay.RedactURL(u.String()))
+		}
+	}
+	return nil
 }
 
 // overrideDestination adds d, a --forward-to destination, to ds, or puts
@@ -209,6 +232,9 @@ func (c *Config) finish() error {
 		}
 		if err := d.Validate(); err != nil {
 			return fmt.Errorf("destinations[%d]: %w", i, err)
+		}
+		if err := checkBaseURL(d.URL); err != nil {
+			return fmt.Errorf("destinations[%d] %q: %w", i, d.Name, err)
 		}
 		if seen[d.Name] {
 			return fmt.Errorf("destinations[%d]: name %q is used twice", i, d.Name)

@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -16,12 +17,17 @@ var misplacedKeys = map[string]string{
 	"forward-to": `the YAML form of --forward-to NAME=URL is "destinations:" with "- name: NAME" and "url: URL"`,
 }
 
-var unmarshalerType = reflect.TypeFor[yaml.Unmarshaler]()
+var (
+	unmarshalerType = reflect.TypeFor[yaml.Unmarshaler]()
+	durationType    = reflect.TypeFor[time.Duration]()
+)
 
 // checkKeys refuses a key the configuration has no field for, naming its
 // line and path, the closest valid key and, for the usual mistakes, where
 // it belongs. yaml.v3's own check names Go types ("not found in type
-// main.Config"), which says nothing to an operator.
+// main.Config"), which says nothing to an operator. On the way it rewrites
+// every duration in Go's form, so that durations take days and weeks
+// ("7d") as the flags do.
 func checkKeys(n *yaml.Node, t reflect.Type, path string) error {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
@@ -39,6 +45,12 @@ func checkKeys(n *yaml.Node, t reflect.Type, path string) error {
 	}
 	if reflect.PointerTo(t).Implements(unmarshalerType) {
 		return nil // it checks its own keys
+	}
+	if t == durationType {
+		if d, err := parseDuration(n.Value); n.Kind == yaml.ScalarNode && err == nil {
+			n.Value, n.Tag = d.String(), "!!str"
+		}
+		return nil // a value that does not parse is yaml.v3's to report
 	}
 	switch {
 	case t.Kind() == reflect.Struct && n.Kind == yaml.MappingNode:

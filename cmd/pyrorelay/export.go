@@ -484,6 +484,9 @@ func runImport(c *cli.Context) error {
 		return err
 	}
 	defer st.Close()
+	if err := checkImportQueue(st, cfg, c.String("config") != "", queue); err != nil {
+		return err
+	}
 	var batch []*store.Entry
 	batchBytes, n, skipped := 0, 0, 0
 	var bytes int64

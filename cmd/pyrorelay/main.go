@@ -7,6 +7,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"runtime"
 
 	"github.com/urfave/cli/v2"
 
@@ -25,25 +26,32 @@ func main() {
 }
 
 func newApp() *cli.App {
-	return &cli.App{
+	// --version prints what `version` does.
+	cli.VersionPrinter = func(c *cli.Context) { printVersion(c) }
+	app := &cli.App{
 		Name:                 "pyrorelay",
 		Usage:                "durable store-and-forward relay for Pyroscope profiles",
 		Version:              version,
 		EnableBashCompletion: true,
+		Suggest:              true,
 		Commands: []*cli.Command{serveCommand(), versionCommand(), configCommand(),
 			queueCommand(), drainCommand(), exportCommand(), importCommand(), replayCommand(), deadLetterCommand(), compactCommand(),
 			completionCommand()},
 	}
+	app.OnUsageError = usageError(app.Name, []cli.Flag{cli.HelpFlag, cli.VersionFlag})
+	setUsageErrors(app.Name, app.Commands)
+	return app
 }
 
 func versionCommand() *cli.Command {
 	return &cli.Command{
-		Name:  "version",
-		Usage: "print version, commit and Go version",
-		Action: func(c *cli.Context) error {
-			ver, commit, goVersion := versionInfo()
-			fmt.Fprintf(c.App.Writer, "pyrorelay %s (commit %s, %s)\n", ver, commit, goVersion)
-			return nil
-		},
+		Name:   "version",
+		Usage:  "print version, revision, Go version and platform (as --version does)",
+		Action: func(c *cli.Context) error { printVersion(c); return nil },
 	}
+}
+
+func printVersion(c *cli.Context) {
+	ver, rev, goVersion := versionInfo()
+	fmt.Fprintf(c.App.Writer, "pyrorelay %s (revision %s, %s, %s/%s)\n", ver, rev, goVersion, runtime.GOOS, runtime.GOARCH)
 }
