@@ -66,6 +66,10 @@ type Config struct {
 	// SelfProfile sends the relay's own CPU, heap and goroutine profiles
 	// through its queues to its destinations (selfprofile.go).
 	SelfProfile bool `yaml:"self_profile"`
+	// KeepHeld leaves what a store-only relay kept in the hold queue when
+	// destinations are configured (held.go); otherwise it is queued for
+	// every destination at start.
+	KeepHeld bool `yaml:"keep_held"`
 	// SelfProfileInterval is the profile period; a hidden flag for tests,
 	// 0 means the default of 10s.
 	SelfProfileInterval time.Duration `yaml:"-"`

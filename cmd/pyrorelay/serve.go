@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -53,6 +54,7 @@ func serveFlags() []cli.Flag {
 		// Hidden: one fsync'd transaction per write, to measure what group
 		// commit buys against it in the same benchmark run.
 		&cli.BoolFlag{Name: "no-group-commit", EnvVars: env("NO_GROUP_COMMIT"), Hidden: true, Usage: "benchmarking only: one fsync per write"},
+		keepHeldFlag(),
 	}, append(accessFlags(), archiveFlags()...)...)
 }
 
@@ -115,6 +117,7 @@ func loadConfig(c *cli.Context) (Config, error) {
 	set("self-profile-interval", func() { cfg.SelfProfileInterval = c.Duration("self-profile-interval") })
 	set("when-full", func() { cfg.WhenFull = c.String("when-full") })
 	set("max-age", func() { cfg.MaxAge = c.Duration("max-age") })
+	set("keep-held", func() { cfg.KeepHeld = c.Bool("keep-held") })
 	for flag, dst := range map[string]*ByteSize{"max-queue-size": &cfg.MaxQueueSize, "max-disk-usage": &cfg.MaxDiskUsage} {
 		if c.IsSet(flag) {
 			n, err := parseByteSize(c.String(flag))
@@ -293,7 +296,13 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, load func() (Confi
 	// it below.
 	shutdown := sync.OnceFunc(func() { rt.shutdown(cfg.ShutdownTimeout) })
 	defer shutdown()
-	reportOrphans(st, names, log)
+	known := names
+	if len(names) > 0 && !cfg.KeepHeld {
+		known = append(slices.Clone(names), store.HoldQueue) // released below
+	}
+	reportOrphans(st, known, log)
+	// Deferred after st.Close, so it runs before it.
+	defer startReleaseHeld(st, cfg, log)()
 	// Deferred after st.Close, so it runs before it.
 	defer startArchiveSweeper(st, cfg, log)()
 	if len(names) == 0 {
