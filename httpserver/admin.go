@@ -182,6 +182,24 @@ func (s *Server) statusHandler(src StatusSource) http.Handler {
 	})
 }
 
+// ExportPath streams stored entries of the running relay as ndjson
+// (`pyrorelay export --url`, `pyrorelay dead-letter list --url`); the
+// handler is the caller's (Options.Export).
+const ExportPath = "/api/v1/export"
+
+// routeAdmin adds the admin API's routes o asks for to mux.
+func (s *Server) routeAdmin(mux *http.ServeMux, o Options) {
+	if o.Status != nil {
+		mux.Handle(StatusPath, s.statusHandler(o.Status))
+	}
+	if o.Export != nil {
+		mux.Handle(ExportPath, o.Export)
+	}
+	if o.Reload != nil {
+		mux.Handle(ReloadPath, s.reloadHandler(o.Reload))
+	}
+}
+
 // ReloadPath reloads the relay's configuration, as SIGHUP does (and as
 // Prometheus's /-/reload). It needs the same credentials as the rest of
 // the admin API.

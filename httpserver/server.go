@@ -141,6 +141,8 @@ type Options struct {
 	Feeds func() map[string][]string
 	// Reload, if set, serves POST /-/reload (admin.go).
 	Reload func(context.Context) error
+	// Export, if set, serves GET /api/v1/export (admin.go).
+	Export http.Handler
 }
 
 // New returns a server for cfg.
@@ -178,12 +180,7 @@ func New(cfg Config, o Options) *Server {
 		connect.WithCompressMinBytes(1024))
 	mux.Handle(path, s.instrument(endpointPush, push))
 	mux.Handle("/metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
-	if o.Status != nil {
-		mux.Handle(StatusPath, s.statusHandler(o.Status))
-	}
-	if o.Reload != nil {
-		mux.Handle(ReloadPath, s.reloadHandler(o.Reload))
-	}
+	s.routeAdmin(mux, o)
 	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, "OK\n")
 	})

@@ -87,6 +87,10 @@ func openAdminStore(dir string, mode openMode, next string) (*store.Store, error
 // stopRelayFirst is the usual next step when the store is locked.
 const stopRelayFirst = "stop the relay first (for example `systemctl stop pyrorelay`), run this again, then start it"
 
+// askWithURL is the next step for a reading command when the store is
+// locked: the running relay answers it over its admin API.
+const askWithURL = "ask the running relay instead: add --url http://HOST:PORT (its --listen address), with --bearer-token-file or credentials in the URL if it requires them"
+
 // humanBytes formats a byte count for people: 1536 is "1.5 KiB".
 func humanBytes(n int64) string {
 	const unit = 1024

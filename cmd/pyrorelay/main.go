@@ -31,6 +31,12 @@ func newApp() *cli.App {
 	app := &cli.App{
 		Name:                 "pyrorelay",
 		Usage:                "durable store-and-forward relay for Pyroscope profiles",
+		Description: `A running relay holds its data dir locked: one process writes a bbolt file.
+The reading commands ask a running relay over its admin API with --url
+(queue status, dead-letter list, export) or read a stopped relay's data dir.
+The commands that change the data dir need the relay stopped: queue move,
+import, dead-letter requeue and purge, drain, compact, and replay --queue
+(which removes what it delivered unless --keep).`,
 		Version:              version,
 		EnableBashCompletion: true,
 		Suggest:              true,

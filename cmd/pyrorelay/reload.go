@@ -55,6 +55,8 @@ type runningRelay struct {
 	// reloadAPI serves POST /-/reload on every receiver; set before the
 	// receivers start.
 	reloadAPI func(context.Context) error
+	// exportAPI serves GET /api/v1/export on every receiver.
+	exportAPI http.Handler
 }
 
 // receiverRun is one serving receiver.
@@ -264,7 +266,7 @@ func (rt *runningRelay) startReceiver(spec Receiver, ln net.Listener) {
 		ProtectMetrics:    rt.cfg.AuthProtectMetrics,
 		TLS:               rt.acc.tlsConfig(),
 	}, httpserver.Options{Store: rt.st, Logger: rt.log, Registry: rr.metrics, Gatherer: rt.reg,
-		Ready: rt.ready.Load, Status: rt.st, Feeds: rt.feeds, Reload: rt.reloadAPI})
+		Ready: rt.ready.Load, Status: rt.st, Feeds: rt.feeds, Reload: rt.reloadAPI, Export: rt.exportAPI})
 	go func() {
 		defer close(rr.done)
 		if err := rr.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {

@@ -286,6 +286,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, load func() (Confi
 	// Receivers and forwarders live in rt, which a SIGHUP reload changes
 	// (reload.go).
 	rt := newRunningRelay(cfg, st, reg, log, relay.NewMetrics(reg), dropped, acc, &ready)
+	rt.exportAPI = exportHandler(st, log)
 	if err := rt.startForwarders(); err != nil {
 		return err
 	}
