@@ -29,8 +29,8 @@ func newApp() *cli.App {
 	// --version prints what `version` does.
 	cli.VersionPrinter = func(c *cli.Context) { printVersion(c) }
 	app := &cli.App{
-		Name:                 "pyrorelay",
-		Usage:                "durable store-and-forward relay for Pyroscope profiles",
+		Name:  "pyrorelay",
+		Usage: "durable store-and-forward relay for Pyroscope profiles",
 		Description: `A running relay holds its data dir locked: one process writes a bbolt file.
 The reading commands ask a running relay over its admin API with --url
 (queue status, dead-letter list, export) or read a stopped relay's data dir.
