@@ -25,9 +25,11 @@ func main() {
 	}
 }
 
+// --version prints what `version` does. Set once here: VersionPrinter is
+// urfave/cli's global.
+func init() { cli.VersionPrinter = printVersion }
+
 func newApp() *cli.App {
-	// --version prints what `version` does.
-	cli.VersionPrinter = func(c *cli.Context) { printVersion(c) }
 	app := &cli.App{
 		Name:  "pyrorelay",
 		Usage: "durable store-and-forward relay for Pyroscope profiles",
