@@ -1,10 +1,13 @@
 package httpserver
 
 import (
+	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pyrorelay/pyrorelay/store"
@@ -176,6 +179,69 @@ func (s *Server) statusHandler(src StatusSource) http.Handler {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(st)
+	})
+}
+
+// ExportPath streams stored entries of the running relay as ndjson
+// (`pyrorelay export --url`, `pyrorelay dead-letter list --url`); the
+// handler is the caller's (Options.Export).
+const ExportPath = "/api/v1/export"
+
+// routeAdmin adds the admin API's routes o asks for to mux.
+func (s *Server) routeAdmin(mux *http.ServeMux, o Options) {
+	if o.Status != nil {
+		mux.Handle(StatusPath, s.statusHandler(o.Status))
+	}
+	if o.Export != nil {
+		mux.Handle(ExportPath, o.Export)
+	}
+	if o.Reload != nil {
+		mux.Handle(ReloadPath, s.reloadHandler(o.Reload))
+	}
+}
+
+// ReloadPath reloads the relay's configuration, as SIGHUP does (and as
+// Prometheus's /-/reload). It needs the same credentials as the rest of
+// the admin API.
+const ReloadPath = "/-/reload"
+
+// reloadHandler serves POST (or PUT) /-/reload: 200 once the configuration
+// is reloaded, 500 with the reason when some of it did not load (the
+// version in force stays). A reload may restart the very receiver that
+// asked for it, which waits for this request to finish: then the answer is
+// 202 without waiting for the outcome (the log and the metric
+// pyrorelay_config_last_reload_successful have it).
+func (s *Server) reloadHandler(reload func(context.Context) error) http.Handler {
+	var once sync.Once
+	stopping := make(chan struct{})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost && r.Method != http.MethodPut {
+			w.Header().Set("Allow", "POST, PUT")
+			writeError(w, &InputError{Status: http.StatusMethodNotAllowed, Reason: r.Method + " is not allowed: POST to reload the configuration"})
+			return
+		}
+		once.Do(func() {
+			if srv, ok := r.Context().Value(http.ServerContextKey).(*http.Server); ok {
+				srv.RegisterOnShutdown(func() { close(stopping) })
+			}
+		})
+		// The reload is not the request's: a client that hangs up does
+		// not stop it half-way.
+		done := make(chan error, 1)
+		go func() { done <- reload(context.WithoutCancel(r.Context())) }()
+		w.Header().Set("Cache-Control", "no-store")
+		select {
+		case err := <-done:
+			if err != nil {
+				s.log.Error("reload requested over HTTP failed", "err", err)
+				writeError(w, &InputError{Status: http.StatusInternalServerError, Reason: "reload failed, the configuration in force stays: " + err.Error()})
+				return
+			}
+			_, _ = io.WriteString(w, "configuration reloaded\n")
+		case <-stopping:
+			w.WriteHeader(http.StatusAccepted)
+			_, _ = io.WriteString(w, "reloading: this receiver restarts with the new configuration; pyrorelay_config_last_reload_successful and the log say how it ended\n")
+		}
 	})
 }
 

@@ -139,6 +139,10 @@ type Options struct {
 	// nil means this server's Queues are all there is. It is called per
 	// request, so a config reload shows at once.
 	Feeds func() map[string][]string
+	// Reload, if set, serves POST /-/reload (admin.go).
+	Reload func(context.Context) error
+	// Export, if set, serves GET /api/v1/export (admin.go).
+	Export http.Handler
 }
 
 // New returns a server for cfg.
@@ -176,9 +180,7 @@ func New(cfg Config, o Options) *Server {
 		connect.WithCompressMinBytes(1024))
 	mux.Handle(path, s.instrument(endpointPush, push))
 	mux.Handle("/metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
-	if o.Status != nil {
-		mux.Handle(StatusPath, s.statusHandler(o.Status))
-	}
+	s.routeAdmin(mux, o)
 	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, "OK\n")
 	})

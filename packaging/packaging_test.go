@@ -445,14 +445,24 @@ func TestDockerfile(t *testing.T) {
 	configCheck(t, "Dockerfile CMD", args, nil)
 }
 
+// TestCompletionScripts installs the scripts the way packaging/completion
+// says (from the binary) and completes with the bash one.
 func TestCompletionScripts(t *testing.T) {
+	bin := relay(t)
+	scripts := map[string]string{}
+	for _, shell := range []string{"bash", "zsh", "fish"} {
+		out, err := exec.Command(bin, "completion", shell).Output()
+		if err != nil || !strings.Contains(string(out), "pyrorelay") {
+			t.Fatalf("pyrorelay completion %s: %v\n%s", shell, err, out)
+		}
+		scripts[shell] = string(out)
+	}
 	bash, err := exec.LookPath("bash")
 	if err != nil {
 		t.Skip("no bash")
 	}
-	bin := relay(t)
 	// Complete "pyrorelay con" and "pyrorelay config " with the real binary.
-	script := `source completion/pyrorelay.bash
+	script := scripts["bash"] + `
 COMP_WORDS=(pyrorelay con); COMP_CWORD=1; _pyrorelay_complete; echo "${COMPREPLY[*]}"
 COMP_WORDS=(pyrorelay config ""); COMP_CWORD=2; _pyrorelay_complete; echo "${COMPREPLY[*]}"`
 	cmd := exec.Command(bash, "--norc", "--noprofile", "-c", script)

@@ -59,6 +59,22 @@ type Destination struct {
 type BasicAuth struct {
 	Username string `yaml:"username"`
 	Password string `yaml:"password"`
+	// PasswordFile holds the password instead of Password; it is read
+	// per request, so a rotated password is picked up.
+	PasswordFile string `yaml:"password_file,omitempty"`
+}
+
+// password is the password to send: Password, or PasswordFile's content
+// without surrounding white space.
+func (b *BasicAuth) password() (string, error) {
+	if b.PasswordFile == "" {
+		return b.Password, nil
+	}
+	pw, err := os.ReadFile(b.PasswordFile)
+	if err != nil {
+		return "", fmt.Errorf("read basic_auth.password_file: %w", err)
+	}
+	return strings.TrimSpace(string(pw)), nil
 }
 
 // TLSConfig configures how a destination's certificate is checked and which
@@ -145,6 +161,14 @@ func (d Destination) Validate() error {
 	if d.BasicAuth != nil && (d.BearerToken != "" || d.BearerTokenFile != "") {
 		return bad("basic_auth", "set basic auth or a bearer token, not both")
 	}
+	if b := d.BasicAuth; b != nil && b.PasswordFile != "" {
+		if b.Password != "" {
+			return bad("basic_auth.password_file", "set password or password_file, not both")
+		}
+		if _, err := os.Stat(b.PasswordFile); err != nil {
+			return bad("basic_auth.password_file", "%v", err)
+		}
+	}
 	if d.MinBackoff > 0 && d.MaxBackoff > 0 && d.MinBackoff > d.MaxBackoff {
 		return bad("min_backoff", "%s is above max_backoff %s", d.MinBackoff, d.MaxBackoff)
 	}
@@ -230,8 +254,12 @@ func (d Destination) authorize(h http.Header, tenant string) error {
 	}
 	switch {
 	case d.BasicAuth != nil:
+		pw, err := d.BasicAuth.password()
+		if err != nil {
+			return err
+		}
 		r := http.Request{Header: h}
-		r.SetBasicAuth(d.BasicAuth.Username, d.BasicAuth.Password)
+		r.SetBasicAuth(d.BasicAuth.Username, pw)
 	case d.BearerToken != "":
 		h.Set("Authorization", "Bearer "+d.BearerToken)
 	case d.BearerTokenFile != "":

@@ -86,8 +86,10 @@ func (b *BasicAuth) UnmarshalYAML(n *yaml.Node) error {
 			out.Username = v.Value
 		case "password":
 			out.Password = v.Value
+		case "password_file":
+			out.PasswordFile = v.Value
 		default:
-			return fmt.Errorf("line %d: basic_auth: unknown field %q: want username and password", k.Line, k.Value)
+			return fmt.Errorf("line %d: basic_auth: unknown field %q: want username and password (or password_file)", k.Line, k.Value)
 		}
 	}
 	*b = out

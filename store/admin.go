@@ -722,6 +722,10 @@ func Compact(dir string, lockTimeout time.Duration) (CompactResult, error) {
 			_ = os.Remove(tmpPath)
 		}
 	}()
+	// The new file replaces the old one: it gets its owner and mode.
+	if err := keepOwnerAndMode(tmpPath, fi); err != nil {
+		return res, fmt.Errorf("compact: %w", err)
+	}
 	// NoSync while copying: the file is synced once, before the rename.
 	dst, err := bolt.Open(tmpPath, 0o600, &bolt.Options{NoSync: true, FreelistType: bolt.FreelistMapType})
 	if err != nil {

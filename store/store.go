@@ -224,6 +224,8 @@ func openBolt(path string, opts Options) (db *bolt.DB, err error) {
 	switch {
 	case errors.Is(err, berrors.ErrTimeout):
 		return nil, fmt.Errorf("open %s: %w (stop the relay that uses it, or ask it over its admin API)", path, ErrLocked)
+	case errors.Is(err, os.ErrPermission):
+		return nil, fmt.Errorf("open %s: %w: %s", path, err, permissionHint(path))
 	case err != nil:
 		return nil, fmt.Errorf("open %s: %w: %s", path, err, recoverHint(path))
 	}

@@ -9,12 +9,11 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
-	"os/signal"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -38,7 +37,7 @@ func accessFlags() []cli.Flag {
 		&cli.StringFlag{Name: "tls-cert-file", EnvVars: env("TLS_CERT_FILE"), Usage: "serve TLS with this PEM certificate (chain); reloaded on SIGHUP and when it changes"},
 		&cli.StringFlag{Name: "tls-key-file", EnvVars: env("TLS_KEY_FILE"), Usage: "PEM private key of --tls-cert-file"},
 		&cli.StringFlag{Name: "tls-client-ca-file", EnvVars: env("TLS_CLIENT_CA_FILE"), Usage: "require client certificates signed by these PEM CAs (mTLS)"},
-		&cli.DurationFlag{Name: "tls-reload-interval", EnvVars: env("TLS_RELOAD_INTERVAL"), Value: defaultTLSReloadInterval, Usage: "how often to check the TLS files for a change; 0 reloads on SIGHUP only"},
+		durationFlag("tls-reload-interval", env("TLS_RELOAD_INTERVAL"), defaultTLSReloadInterval, "check the TLS files for a change every `DURATION`; 0 reloads on SIGHUP only"),
 	}
 }
 
@@ -144,28 +143,11 @@ func (a *access) tlsConfig() *tls.Config {
 	return a.tls.Config()
 }
 
-// start catches SIGHUP (reload the auth and TLS files) and watches the TLS
-// files, until ctx ends or stop is called; stop also waits for the
-// goroutines. SIGHUP is caught from here on even when there is nothing to
-// reload, because its default action would kill the relay.
+// start watches the TLS files until ctx ends or stop is called; stop also
+// waits for the goroutine. SIGHUP is the configReloader's (reloader.go).
 func (a *access) start(ctx context.Context) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		defer signal.Stop(hup)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-hup:
-				a.reload()
-			}
-		}
-	}()
 	if a.tls != nil && a.interval > 0 {
 		wg.Add(1)
 		go func() {
@@ -179,30 +161,35 @@ func (a *access) start(ctx context.Context) (stop func()) {
 	}
 }
 
-// reload re-reads every access file; what fails keeps its previous version.
-func (a *access) reload() {
+// reload re-reads every access file; what fails keeps its previous version
+// and is returned.
+func (a *access) reload() error {
 	if a.auth == nil && a.tls == nil {
-		a.log.Info("SIGHUP: no auth or TLS files to reload")
-		return
+		a.log.Info("reload: no auth or TLS files to reload")
+		return nil
 	}
+	var errs []error
 	if a.auth != nil {
 		err := a.auth.Reload()
 		a.reloads.WithLabelValues("auth", result(err)).Inc()
 		if err != nil {
-			a.log.Error("SIGHUP: auth files do not load: the previous users and tokens stay in force", "err", err)
+			a.log.Error("reload: auth files do not load: the previous users and tokens stay in force", "err", err)
+			errs = append(errs, fmt.Errorf("auth files: %w", err))
 		} else {
-			a.log.Info("SIGHUP: auth files reloaded", "accepts", a.auth.String())
+			a.log.Info("reload: auth files reloaded", "accepts", a.auth.String())
 		}
 	}
 	if a.tls != nil {
 		err := a.tls.Reload()
 		a.reloads.WithLabelValues("tls", result(err)).Inc()
 		if err != nil {
-			a.log.Error("SIGHUP: TLS files do not load: still serving the previous certificate", "err", err)
+			a.log.Error("reload: TLS files do not load: still serving the previous certificate", "err", err)
+			errs = append(errs, fmt.Errorf("TLS files: %w", err))
 		} else {
-			a.tls.LogLoaded("SIGHUP: TLS files reloaded")
+			a.tls.LogLoaded("reload: TLS files reloaded")
 		}
 	}
+	return errors.Join(errs...)
 }
 
 func result(err error) string {

@@ -20,7 +20,7 @@ const archiveSweepInterval = time.Minute
 // archiveFlags are serve's archive settings.
 func archiveFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.DurationFlag{Name: "archive-retention", EnvVars: env("ARCHIVE_RETENTION"), Usage: "keep delivered profiles this long (by receive time) for `pyrorelay replay --archive`; 0 keeps none"},
+		durationFlag("archive-retention", env("ARCHIVE_RETENTION"), 0, "keep delivered profiles for `DURATION` (by receive time, e.g. 7d) for pyrorelay replay --archive; 0 keeps none"),
 		&cli.StringFlag{Name: "archive-max-size", EnvVars: env("ARCHIVE_MAX_SIZE"), Value: "0", Usage: "bound on the archive, e.g. 1GiB; oldest dropped first; 0 is none"},
 	}
 }

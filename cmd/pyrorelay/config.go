@@ -1,12 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"net"
+	"net/url"
 	"os"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -66,6 +66,10 @@ type Config struct {
 	// SelfProfile sends the relay's own CPU, heap and goroutine profiles
 	// through its queues to its destinations (selfprofile.go).
 	SelfProfile bool `yaml:"self_profile"`
+	// KeepHeld leaves what a store-only relay kept in the hold queue when
+	// destinations are configured (held.go); otherwise it is queued for
+	// every destination at start.
+	KeepHeld bool `yaml:"keep_held"`
 	// SelfProfileInterval is the profile period; a hidden flag for tests,
 	// 0 means the default of 10s.
 	SelfProfileInterval time.Duration `yaml:"-"`
@@ -96,16 +100,27 @@ func defaultConfig() Config {
 }
 
 // loadConfigFile reads a YAML config over the defaults. Unknown keys are
-// errors, so a typo never silently falls back to a default.
+// errors, so a typo never silently falls back to a default; ${NAME} in a
+// value is the environment variable NAME (configenv.go).
 func loadConfigFile(path string, cfg *Config) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("read config: %w", err)
 	}
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	// An empty file decodes to io.EOF: it means "all defaults", not an error.
-	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(b, &root); err != nil {
+		return fmt.Errorf("config %s: %w", path, withSyntaxLine(err, b))
+	}
+	if root.Kind == 0 {
+		return nil // an empty file means "all defaults"
+	}
+	if err := expandEnv(&root, osLookup); err != nil {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	if err := checkKeys(&root, reflect.TypeFor[Config](), ""); err != nil {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	if err := root.Decode(cfg); err != nil {
 		return fmt.Errorf("config %s: %w", path, withKeyPaths(err, b))
 	}
 	return nil
@@ -118,6 +133,42 @@ func parseForwardTo(v string) (relay.Destination, error) {
 		return relay.Destination{}, fmt.Errorf("--forward-to %q: want NAME=URL, for example prod=https://profiles.example.com", relay.RedactURL(v))
 	}
 	return relay.Destination{Name: name, URL: url}, nil
+}
+
+// endpointSuffixes are the paths the relay adds to a destination's URL.
+var endpointSuffixes = []string{"/ingest", "/push.v1.PusherService/Push", "/push.v1.PusherService"}
+
+// checkBaseURL refuses a destination URL that names an endpoint: the relay
+// adds /ingest and the Push path to the base URL itself, so
+// http://x/ingest would be sent http://x/ingest/ingest.
+func checkBaseURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil // Validate says what is wrong with it
+	}
+	p := strings.TrimRight(u.Path, "/")
+	for _, suffix := range endpointSuffixes {
+		if strings.HasSuffix(p, suffix) {
+			u.Path = strings.TrimSuffix(p, suffix)
+			return fmt.Errorf("url %s ends in %s: give the server's base URL, %s; the relay adds /ingest and the Push path itself",
+				relay.RedactURL(raw), suffix, relay.RedactURL(u.String()))
+		}
+	}
+	return nil
+}
+
+// overrideDestination adds d, a --forward-to destination, to ds, or puts
+// it in place of the file's destination of the same name: the flag says
+// everything about it, so nothing of the file's (credentials included,
+// which must not go to a new URL) is kept.
+func overrideDestination(ds []relay.Destination, d relay.Destination) []relay.Destination {
+	for i := range ds {
+		if ds[i].Name == d.Name {
+			ds[i] = d
+			return ds
+		}
+	}
+	return append(ds, d)
 }
 
 // finish applies the global destination defaults and checks everything,
@@ -185,6 +236,9 @@ func (c *Config) finish() error {
 		}
 		if err := d.Validate(); err != nil {
 			return fmt.Errorf("destinations[%d]: %w", i, err)
+		}
+		if err := checkBaseURL(d.URL); err != nil {
+			return fmt.Errorf("destinations[%d] %q: %w", i, d.Name, err)
 		}
 		if seen[d.Name] {
 			return fmt.Errorf("destinations[%d]: name %q is used twice", i, d.Name)

@@ -123,7 +123,7 @@ func TestBadConfigFailsFast(t *testing.T) {
 		args []string
 		want string // in stderr
 	}{
-		{name: "unknown key", yaml: "destinatons: []\n", want: "field destinatons not found"},
+		{name: "unknown key", yaml: "destinatons: []\n", want: `unknown key "destinatons" at the top level: did you mean "destinations"?`},
 		{name: "unknown destination key", yaml: "destinations:\n  - name: a\n    ulr: http://x\n", want: "destinations[0].ulr"},
 		{name: "destination without url", yaml: "destinations:\n  - name: a\n", want: "url"},
 		{name: "bad url", yaml: "destinations:\n  - name: a\n    url: ftp://x\n", want: `url: "ftp://x"`},
@@ -144,6 +144,11 @@ func TestBadConfigFailsFast(t *testing.T) {
 		{name: "bad listen", args: []string{"--listen", "nohost"}, want: "listen"},
 		{name: "missing config file", args: []string{"--config", "/nonexistent/pyrorelay.yaml"}, want: "read config"},
 		{name: "unknown flag", args: []string{"--forward", "a=http://x"}, want: "forward"},
+		{name: "top-level forward_to", yaml: "forward_to:\n  - a=http://x\n", want: `line 1: forward_to: unknown key "forward_to" at the top level: forward_to is a receiver's list of destination names; the YAML form of --forward-to NAME=URL is "destinations:"`},
+		{name: "unknown basic_auth key", yaml: dest("    basic_auth: {username: u, pasword: p}\n"), want: `basic_auth: unknown field "pasword"`},
+		{name: "password and password_file", yaml: dest("    basic_auth: {username: u, password: p, password_file: /etc/hostname}\n"), want: "set password or password_file, not both"},
+		{name: "missing password_file", yaml: dest("    basic_auth: {username: u, password_file: /nonexistent/pw}\n"), want: "basic_auth.password_file: stat /nonexistent/pw"},
+		{name: "unset variable", yaml: dest("    bearer_token: ${PYRORELAY_TEST_UNSET_TOKEN}\n"), want: "line 4: environment variable PYRORELAY_TEST_UNSET_TOKEN is not set"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -160,6 +165,9 @@ func TestBadConfigFailsFast(t *testing.T) {
 			}
 			if !strings.Contains(out, tc.want) {
 				t.Errorf("output does not name %q:\n%s", tc.want, out)
+			}
+			if strings.Contains(out, "main.") || strings.Contains(out, "not found in type") {
+				t.Errorf("the error names a Go type:\n%s", out)
 			}
 			if strings.Contains(out, `"msg":"serving"`) {
 				t.Errorf("the relay started serving before failing:\n%s", out)
@@ -215,9 +223,10 @@ func TestEnvVarsLikeFlags(t *testing.T) {
 }
 
 // TestFlagsOverrideConfigFile: a flag wins over the same key in the file,
-// and --forward-to adds to the file's destinations.
+// --forward-to adds to the file's destinations, and replaces the one of
+// the same name (its credentials too).
 func TestFlagsOverrideConfigFile(t *testing.T) {
-	a, b := newRecorder(t, nil), newRecorder(t, nil)
+	a, b, c := newRecorder(t, nil), newRecorder(t, nil), newRecorder(t, nil)
 	dir := t.TempDir()
 	cfg := writeConfig(t, dir, fmt.Sprintf(`listen: 127.0.0.1:1
 log_format: text
@@ -225,18 +234,25 @@ max_body_size: 1KiB
 destinations:
   - name: a
     url: %s
-`, a.URL()))
+  - name: c
+    url: %s
+    bearer_token: for-the-old-url
+`, a.URL(), closedURL(t)))
 	// Started only if --listen and --log-format override the file: the
 	// harness reads the address from the JSON "serving" line.
-	relay := startRelay(t, filepath.Join(dir, "data"), "--config", cfg, "--max-body-size", "4KiB", "--forward-to", "b="+b.URL())
+	relay := startRelay(t, filepath.Join(dir, "data"), "--config", cfg, "--max-body-size", "4KiB", "--forward-to", "b="+b.URL(),
+		"--forward-to", "c="+c.URL())
 	status, err := post(context.Background(), ingestURL(relay.URL, "mid"), "", append(foldedBody("mid"), make([]byte, 2048)...))
 	if err != nil || status != http.StatusOK {
 		t.Fatalf("2 KiB body with --max-body-size 4KiB over a file's 1KiB: status %d, err %v", status, err)
 	}
-	for _, d := range []*recorder{a, b} {
+	for _, d := range []*recorder{a, b, c} {
 		waitFor(t, deliverDeadline, "the profile at "+d.URL(), func() (bool, string) {
 			return d.ingestIDs()["mid"] == 1, "not yet"
 		})
+	}
+	if h := c.requests()[0].Header.Get("Authorization"); h != "" {
+		t.Errorf("the replaced destination c sent the file's credentials: %q", h)
 	}
 	relay.stop()
 }

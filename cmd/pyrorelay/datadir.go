@@ -7,6 +7,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -85,6 +86,10 @@ func openAdminStore(dir string, mode openMode, next string) (*store.Store, error
 
 // stopRelayFirst is the usual next step when the store is locked.
 const stopRelayFirst = "stop the relay first (for example `systemctl stop pyrorelay`), run this again, then start it"
+
+// askWithURL is the next step for a reading command when the store is
+// locked: the running relay answers it over its admin API.
+const askWithURL = "ask the running relay instead: add --url http://HOST:PORT (its --listen address), with --bearer-token-file or credentials in the URL if it requires them"
 
 // humanBytes formats a byte count for people: 1536 is "1.5 KiB".
 func humanBytes(n int64) string {
@@ -171,4 +176,33 @@ func commandFlag(c *cli.Context, name string) cli.Flag {
 		}
 	}
 	return nil
+}
+
+// checkImportQueue refuses to import into a queue nothing would send: the
+// destination must be in the config, or already a queue of the store. A
+// data dir with no queue yet (a new node) takes any name when no config is
+// given, as moving a backlog to a new node does.
+func checkImportQueue(st *store.Store, cfg Config, configGiven bool, queue string) error {
+	stats, err := st.Stats()
+	if err != nil {
+		return fmt.Errorf("read queues: %w", err)
+	}
+	if _, ok := stats[queue]; ok {
+		return nil
+	}
+	configured := destinationNames(cfg)
+	if slices.Contains(configured, queue) || (!configGiven && len(stats) == 0) {
+		return nil
+	}
+	queues := slices.Sorted(maps.Keys(stats))
+	return fmt.Errorf("--destination %q is not a destination of the config (%s) nor a queue of %s (%s): "+
+		"its entries would sit in a queue nothing sends; check the name, or add the destination to the config and pass --config",
+		queue, listOrNone(configured), cfg.DataDir, listOrNone(queues))
+}
+
+func listOrNone(names []string) string {
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, ", ")
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -25,8 +24,10 @@ func deadLetterCommand() *cli.Command {
 		Description: `An entry becomes a dead letter when its destination refuses it for good (a 4xx,
 an undecodable Push), keeps failing on it while taking others (poison), or
 when it waited longer than max_age. Dead letters are kept until requeued or
-purged. Run these with the relay stopped. The filters (--since, --until,
---app) select which ones. A destination with max_age expires requeued
+purged. list reads a stopped relay's data dir, or asks a running relay with
+--url. requeue and purge need the relay stopped: they change the data dir,
+which a running relay holds locked (one process writes a bbolt file). The
+filters (--since, --until, --app) select which ones. A destination with max_age expires requeued
 entries older than it again.
 
 Examples:
@@ -39,8 +40,9 @@ Examples:
 				Usage: "show dead letters: when, why, how many attempts",
 				Description: `Examples:
    pyrorelay dead-letter list --destination prod
+   pyrorelay dead-letter list --destination prod --url http://127.0.0.1:4040   # a running relay
    pyrorelay dead-letter list --destination prod --since -24h --json`,
-				Flags:  flags(&cli.BoolFlag{Name: "json", Usage: "one JSON object per line (the export sidecar format, without bodies)"}),
+				Flags:  flags(append([]cli.Flag{&cli.BoolFlag{Name: "json", Usage: "one JSON object per line (the export sidecar format, without bodies)"}}, adminURLFlags()...)...),
 				Action: runDeadLetterList,
 			},
 			{
@@ -48,7 +50,7 @@ Examples:
 				Usage: "move dead letters back to the end of the destination's queue, to be sent again",
 				Description: `After fixing what made the destination refuse them (a tenant, a size limit,
 a server's reject-older-than window), put them back; the relay sends them
-when it starts.
+when it starts. Needs the relay stopped: it changes the data dir.
 
 Examples:
    pyrorelay dead-letter requeue --destination prod
@@ -59,7 +61,9 @@ Examples:
 			{
 				Name:  "purge",
 				Usage: "delete dead letters for good (asks first, unless --yes)",
-				Description: `Examples:
+				Description: `Needs the relay stopped: it changes the data dir.
+
+Examples:
    pyrorelay dead-letter purge --destination prod --until -7d
    pyrorelay dead-letter purge --destination prod --yes   # no question: for scripts`,
 				Flags:  flags(&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "do not ask for confirmation"}),
@@ -80,7 +84,11 @@ func deadLetterStore(c *cli.Context, mode openMode) (*store.Store, string, selec
 	if err != nil {
 		return nil, "", selection{}, err
 	}
-	st, err := openAdminStore(cfg.DataDir, mode, stopRelayFirst)
+	next := stopRelayFirst
+	if mode == openRead {
+		next = askWithURL
+	}
+	st, err := openAdminStore(cfg.DataDir, mode, next)
 	if err != nil {
 		return nil, "", selection{}, err
 	}
@@ -98,19 +106,21 @@ func deadLetterStore(c *cli.Context, mode openMode) (*store.Store, string, selec
 }
 
 func runDeadLetterList(c *cli.Context) error {
+	if c.String("url") != "" {
+		return remoteDeadLetterList(c)
+	}
 	st, name, sel, err := deadLetterStore(c, openRead)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
 	src := store.DeadLetterSource(name)
-	var tw *tabwriter.Writer
+	var list *deadLetterTable
 	var enc *json.Encoder
 	if c.Bool("json") {
 		enc = json.NewEncoder(c.App.Writer)
 	} else {
-		tw = tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tRECEIVED\tDEAD-LETTERED\tSTATUS\tATTEMPTS\tSIZE\tAPP\tREASON")
+		list = newDeadLetterTable(c.App.Writer)
 	}
 	res, err := st.Scan(c.Context, src, sel.filter, func(r store.Record) error {
 		if enc != nil {
@@ -118,20 +128,11 @@ func runDeadLetterList(c *cli.Context) error {
 			x.Request = nil
 			return enc.Encode(x)
 		}
-		status := "-"
-		if r.Dead.Status != 0 {
-			status = fmt.Sprint(r.Dead.Status)
-		}
-		reason := r.Dead.Reason
-		if len(reason) > 120 {
-			reason = reason[:120] + "..."
-		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", r.Entry.ID, r.Entry.ReceivedAt.UTC().Format(time.RFC3339),
-			r.Dead.At.UTC().Format(time.RFC3339), status, r.Dead.Attempts, humanBytes(int64(r.Size)), entryApp(r.Entry), reason)
+		list.row(r.Entry.ID, r.Entry.ReceivedAt, r.Dead.At, r.Dead.Status, r.Dead.Attempts, int64(r.Size), entryApp(r.Entry), r.Dead.Reason)
 		return nil
 	})
-	if tw != nil {
-		_ = tw.Flush()
+	if list != nil {
+		list.flush()
 	}
 	if err != nil {
 		return err

@@ -33,7 +33,7 @@ func drainCommand() *cli.Command {
 			flags = append(flags, f)
 		}
 	}
-	flags = append(flags, &cli.DurationFlag{Name: "timeout", Value: 10 * time.Minute, Usage: "give up after this long; what is not delivered stays queued"})
+	flags = append(flags, durationFlag("timeout", nil, 10*time.Minute, "give up after `DURATION`; what is not delivered stays queued"))
 	return &cli.Command{
 		Name:      "drain",
 		Usage:     "forward everything queued, without serving, and exit 0 once every queue is empty",

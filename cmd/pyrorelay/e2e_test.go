@@ -289,7 +289,8 @@ func TestGracefulShutdown(t *testing.T) {
 }
 
 // TestStoreOnly: with no destination the relay keeps every profile in the
-// hold queue, and says so; a later destination does not drain it.
+// hold queue, and says so; with --keep-held a later destination does not
+// drain it (TestHeldEntriesReleasedAtStart covers the default).
 func TestStoreOnly(t *testing.T) {
 	const posts = 7
 	dir := t.TempDir()
@@ -304,7 +305,7 @@ func TestStoreOnly(t *testing.T) {
 	relay.stop()
 
 	a := newRecorder(t, nil)
-	relay = startRelay(t, dir, "--forward-to", "a="+a.URL())
+	relay = startRelay(t, dir, "--forward-to", "a="+a.URL(), "--keep-held")
 	if !hasLogLine(relay.Stderr.String(), "WARN", "queue has no configured destination", `"queue":"_hold"`) {
 		t.Errorf("no warning about the orphaned hold queue after the restart:\n%s", relay.Stderr.String())
 	}

@@ -44,6 +44,9 @@ type exported struct {
 	Status         int        `json:"status,omitempty"`
 	Attempts       int        `json:"attempts,omitempty"`
 	DeadLetteredAt *time.Time `json:"dead_lettered_at,omitempty"`
+	// App names the entry's application where the body is left out
+	// (the admin API's listing of dead letters).
+	App string `json:"app,omitempty"`
 	// Request says how to send the body to a Pyroscope server by hand.
 	Request *resendHint `json:"request,omitempty"`
 	// Body is the request body, in an ndjson export only.
@@ -187,7 +190,8 @@ received_at, query, content_type, content_encoding, tenant, body checksum,
 dead-letter reason/status/attempts, and how to re-send it). With --out -, it
 writes one JSON object per line to stdout instead, the body base64-encoded.
 The store is read in bounded pages, so exports of any size run in bounded
-memory. Run it on a stopped relay's data dir; the entries stay where they are.
+memory. It reads a stopped relay's data dir, or asks a running relay with
+--url (its admin API streams the same ndjson); the entries stay where they are.
 
 Re-send one exported /ingest request by hand:
    curl --data-binary @00000000000000000042.body \
@@ -196,16 +200,20 @@ Re-send one exported /ingest request by hand:
 
 Examples:
    pyrorelay export --data-dir /var/lib/pyrorelay --destination prod --out /tmp/prod-backlog
+   pyrorelay export --url http://127.0.0.1:4040 --dead-letter prod --out /tmp/dead   # a running relay
    pyrorelay export --dead-letter prod --since -24h --app 'checkout{env=prod}' --out /tmp/dead
    pyrorelay export --archive --since 2026-03-01T00:00:00Z --until 2026-03-02T00:00:00Z --out - | gzip > day.ndjson.gz`,
-		Flags: append(append(append(dataDirFlags(), sourceFlags("the queue of destination `NAME`")...), selectFlags()...),
+		Flags: append(append(append(append(dataDirFlags(), sourceFlags("the queue of destination `NAME`")...), selectFlags()...),
 			&cli.StringFlag{Name: "out", Required: true, Usage: "a new or empty directory `DIR`, or - for ndjson on stdout"},
-		),
+		), adminURLFlags()...),
 		Action: runExport,
 	}
 }
 
 func runExport(c *cli.Context) error {
+	if c.String("url") != "" {
+		return remoteExport(c)
+	}
 	cfg, err := adminConfig(c)
 	if err != nil {
 		return err
@@ -215,7 +223,7 @@ func runExport(c *cli.Context) error {
 		return err
 	}
 	out := c.String("out")
-	st, err := openAdminStore(cfg.DataDir, openRead, stopRelayFirst)
+	st, err := openAdminStore(cfg.DataDir, openRead, askWithURL)
 	if err != nil {
 		return err
 	}
@@ -484,6 +492,9 @@ func runImport(c *cli.Context) error {
 		return err
 	}
 	defer st.Close()
+	if err := checkImportQueue(st, cfg, c.String("config") != "", queue); err != nil {
+		return err
+	}
 	var batch []*store.Entry
 	batchBytes, n, skipped := 0, 0, 0
 	var bytes int64

@@ -33,13 +33,19 @@ type selection struct {
 
 // selectionFromFlags reads --since, --until and --app.
 func selectionFromFlags(c *cli.Context, now time.Time) (selection, error) {
+	return selectionOf(c.String("since"), c.String("until"), c.String("app"), now)
+}
+
+// selectionOf reads the values of --since, --until and --app, from flags
+// or from the admin API's query.
+func selectionOf(since, until, app string, now time.Time) (selection, error) {
 	var sel selection
 	var parts []string
 	var err error
-	if sel.filter.Since, err = parseWhen("--since", c.String("since"), now); err != nil {
+	if sel.filter.Since, err = parseWhen("--since", since, now); err != nil {
 		return sel, err
 	}
-	if sel.filter.Until, err = parseWhen("--until", c.String("until"), now); err != nil {
+	if sel.filter.Until, err = parseWhen("--until", until, now); err != nil {
 		return sel, err
 	}
 	if s, u := sel.filter.Since, sel.filter.Until; !s.IsZero() && !u.IsZero() && !s.Before(u) {
@@ -51,7 +57,7 @@ func selectionFromFlags(c *cli.Context, now time.Time) (selection, error) {
 	if !sel.filter.Until.IsZero() {
 		parts = append(parts, "until "+sel.filter.Until.Format(time.RFC3339))
 	}
-	if app := c.String("app"); app != "" {
+	if app != "" {
 		m, err := parseAppSelector(app)
 		if err != nil {
 			return sel, err

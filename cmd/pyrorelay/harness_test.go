@@ -118,6 +118,8 @@ type relayOpts struct {
 	// rawArgs replaces the default "serve --listen ... --data-dir ..."
 	// prefix; args follow it.
 	rawArgs bool
+	// credential, if set, runs the process as another user.
+	credential *syscall.Credential
 }
 
 // baseArgs are the arguments every relay in these tests starts with.
@@ -151,6 +153,9 @@ func launch(t *testing.T, o relayOpts, args ...string) *relayProc {
 	t.Helper()
 	cmd := exec.Command(relayBin, args...)
 	cmd.Env = append(cleanEnv(), o.env...)
+	if o.credential != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: o.credential}
+	}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

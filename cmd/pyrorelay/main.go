@@ -7,6 +7,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"runtime"
 
 	"github.com/urfave/cli/v2"
 
@@ -18,31 +19,47 @@ var version = "dev"
 
 func main() {
 	relay.UserAgent = "pyrorelay/" + version
-	if err := newApp().Run(os.Args); err != nil {
+	if err := newApp().Run(completionArgs(os.Args)); err != nil {
 		fmt.Fprintln(os.Stderr, "pyrorelay:", err)
 		os.Exit(1)
 	}
 }
 
+// --version prints what `version` does. Set once here: VersionPrinter is
+// urfave/cli's global.
+func init() { cli.VersionPrinter = printVersion }
+
 func newApp() *cli.App {
-	return &cli.App{
-		Name:                 "pyrorelay",
-		Usage:                "durable store-and-forward relay for Pyroscope profiles",
+	app := &cli.App{
+		Name:  "pyrorelay",
+		Usage: "durable store-and-forward relay for Pyroscope profiles",
+		Description: `A running relay holds its data dir locked: one process writes a bbolt file.
+The reading commands ask a running relay over its admin API with --url
+(queue status, dead-letter list, export) or read a stopped relay's data dir.
+The commands that change the data dir need the relay stopped: queue move,
+import, dead-letter requeue and purge, drain, compact, and replay --queue
+(which removes what it delivered unless --keep).`,
 		Version:              version,
 		EnableBashCompletion: true,
+		Suggest:              true,
 		Commands: []*cli.Command{serveCommand(), versionCommand(), configCommand(),
-			queueCommand(), drainCommand(), exportCommand(), importCommand(), replayCommand(), deadLetterCommand(), compactCommand()},
+			queueCommand(), drainCommand(), exportCommand(), importCommand(), replayCommand(), deadLetterCommand(), compactCommand(),
+			completionCommand()},
 	}
+	app.OnUsageError = usageError(app.Name, []cli.Flag{cli.HelpFlag, cli.VersionFlag})
+	setUsageErrors(app.Name, app.Commands)
+	return app
 }
 
 func versionCommand() *cli.Command {
 	return &cli.Command{
-		Name:  "version",
-		Usage: "print version, commit and Go version",
-		Action: func(c *cli.Context) error {
-			ver, commit, goVersion := versionInfo()
-			fmt.Fprintf(c.App.Writer, "pyrorelay %s (commit %s, %s)\n", ver, commit, goVersion)
-			return nil
-		},
+		Name:   "version",
+		Usage:  "print version, revision, Go version and platform (as --version does)",
+		Action: func(c *cli.Context) error { printVersion(c); return nil },
 	}
+}
+
+func printVersion(c *cli.Context) {
+	ver, rev, goVersion := versionInfo()
+	fmt.Fprintf(c.App.Writer, "pyrorelay %s (revision %s, %s, %s/%s)\n", ver, rev, goVersion, runtime.GOOS, runtime.GOARCH)
 }

@@ -287,9 +287,13 @@ func TestVersionCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := regexp.MustCompile(`^pyrorelay \S+ \(commit \S+, ` + regexp.QuoteMeta(runtime.Version()) + `\)\n$`)
+	platform := runtime.GOOS + "/" + runtime.GOARCH
+	want := regexp.MustCompile(`^pyrorelay \S+ \(revision \S+, ` + regexp.QuoteMeta(runtime.Version()+", "+platform) + `\)\n$`)
 	if !want.MatchString(out) {
 		t.Errorf("version printed %q, want it to match %s", out, want)
+	}
+	if flag, err := runCLI(t, "--version"); err != nil || flag != out {
+		t.Errorf("--version printed %q (%v), version %q: want the same", flag, err, out)
 	}
 
 	if testing.Short() {
@@ -310,7 +314,7 @@ func TestVersionCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if w := "pyrorelay v9.8.7 (commit abc1234, " + runtime.Version() + ")\n"; string(got) != w {
+	if w := "pyrorelay v9.8.7 (revision abc1234, " + runtime.Version() + ", " + platform + ")\n"; string(got) != w {
 		t.Errorf("version printed %q, want %q", got, w)
 	}
 }

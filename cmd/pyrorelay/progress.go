@@ -34,6 +34,10 @@ type progress struct {
 	totalBytes int64
 	start      time.Time
 
+	// status, if set, adds to each line what is going on (the last
+	// error of a destination being retried).
+	status func() string
+
 	mu     sync.Mutex
 	n      int
 	bytes  int64
@@ -47,8 +51,13 @@ type progress struct {
 // newProgress starts showing progress on w. total and totalBytes are what
 // is expected (total -1 when unknown: no ETA then).
 func newProgress(w io.Writer, verb string, total int, totalBytes int64) *progress {
+	return newProgressStatus(w, verb, total, totalBytes, nil)
+}
+
+// newProgressStatus is newProgress with a status added to each line.
+func newProgressStatus(w io.Writer, verb string, total int, totalBytes int64, status func() string) *progress {
 	p := &progress{
-		w: w, tty: isTerminal(w), verb: verb, total: total, totalBytes: totalBytes,
+		w: w, tty: isTerminal(w), verb: verb, total: total, totalBytes: totalBytes, status: status,
 		start: time.Now(), stop: make(chan struct{}), done: make(chan struct{}),
 	}
 	go p.loop()
@@ -101,10 +110,17 @@ func (p *progress) draw(final bool) {
 	p.mu.Lock()
 	n, bytes, failed := p.n, p.bytes, p.failed
 	p.mu.Unlock()
-	if !final && !p.tty && n == 0 && failed == 0 {
+	status := ""
+	if p.status != nil {
+		status = p.status()
+	}
+	if !final && !p.tty && n == 0 && failed == 0 && status == "" {
 		return
 	}
 	line := p.line(n, bytes, failed, time.Since(p.start))
+	if status != "" && !final {
+		line += ", " + status
+	}
 	switch {
 	case p.tty && final:
 		fmt.Fprintf(p.w, "\r\x1b[K%s\n", line)

@@ -47,12 +47,9 @@ Examples:
    pyrorelay queue status --url http://user:secret@relay:4040 --json
    pyrorelay queue status --data-dir /var/lib/pyrorelay
    pyrorelay queue status --config /etc/pyrorelay.yaml   # marks orphan queues`,
-		Flags: append(dataDirFlags(),
-			&cli.BoolFlag{Name: "json", Usage: "print the status as JSON (the admin API's document)"},
-			&cli.StringFlag{Name: "url", EnvVars: env("URL"), Usage: "ask the relay serving at `URL` (its --listen address); credentials may go in the URL"},
-			&cli.StringFlag{Name: "bearer-token-file", Usage: "send the token in `FILE` to the relay at --url"},
-			&cli.StringFlag{Name: "ca-file", Usage: "trust the CA certificates in `FILE` for an https --url"},
-		),
+		Flags: append(append(dataDirFlags(),
+			&cli.BoolFlag{Name: "json", Usage: "print the status as JSON (the admin API's document)"}),
+			adminURLFlags()...),
 		Action: runQueueStatus,
 	}
 }
@@ -130,41 +127,79 @@ func listenURL(listen string) string {
 // fetchStatus asks a running relay.
 func fetchStatus(ctx context.Context, base, tokenFile, caFile string) (httpserver.QueuesStatus, error) {
 	var st httpserver.QueuesStatus
-	client, err := adminClient(caFile)
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	resp, err := adminGet(ctx, adminTarget{base: base, tokenFile: tokenFile, caFile: caFile}, httpserver.StatusPath)
 	if err != nil {
 		return st, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(base, "/")+httpserver.StatusPath, nil)
-	if err != nil {
-		return st, fmt.Errorf("--url %q: %w", base, err)
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err := json.Unmarshal(body, &st); err != nil {
+		return st, fmt.Errorf("the relay at %s sent a status that does not decode: %w", redactURL(base), err)
 	}
-	if tokenFile != "" {
-		tok, err := os.ReadFile(tokenFile)
+	return st, nil
+}
+
+// adminTarget is a running relay's admin API and how to authenticate.
+type adminTarget struct {
+	base, tokenFile, caFile string
+}
+
+// adminTargetOf reads --url, --bearer-token-file and --ca-file.
+func adminTargetOf(c *cli.Context) adminTarget {
+	return adminTarget{base: c.String("url"), tokenFile: c.String("bearer-token-file"), caFile: c.String("ca-file")}
+}
+
+// adminURLFlags ask a running relay instead of reading its data dir.
+func adminURLFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "url", EnvVars: env("URL"), Usage: "ask the relay serving at `URL` (its --listen address) instead of reading a stopped relay's data dir; credentials may go in the URL"},
+		&cli.StringFlag{Name: "bearer-token-file", Usage: "send the token in `FILE` to the relay at --url"},
+		&cli.StringFlag{Name: "ca-file", Usage: "trust the CA certificates in `FILE` for an https --url"},
+	}
+}
+
+// adminGet GETs path (with its query) from a running relay and returns the
+// answer if it is a 200; any other answer becomes an error saying what to
+// do about it. The caller closes the body.
+func adminGet(ctx context.Context, t adminTarget, path string) (*http.Response, error) {
+	client, err := adminClient(t.caFile)
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(t.base, "/")+path, nil)
+	if err != nil {
+		return nil, fmt.Errorf("--url %q: %w", redactURL(t.base), err)
+	}
+	if t.tokenFile != "" {
+		tok, err := os.ReadFile(t.tokenFile)
 		if err != nil {
-			return st, fmt.Errorf("--bearer-token-file: %w", err)
+			return nil, fmt.Errorf("--bearer-token-file: %w", err)
 		}
 		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return st, fmt.Errorf("ask the relay at %s: %w (is it running, and is --url its --listen address? For a stopped relay use --data-dir)", redactURL(base), err)
+		return nil, fmt.Errorf("ask the relay at %s: %w (is it running, and is --url its --listen address? For a stopped relay use --data-dir)", redactURL(t.base), err)
+	}
+	if resp.StatusCode == http.StatusOK {
+		return resp, nil
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	switch {
-	case resp.StatusCode == http.StatusUnauthorized:
-		return st, fmt.Errorf("the relay at %s wants credentials: put them in the URL (http://user:password@host:port) or use --bearer-token-file", redactURL(base))
-	case resp.StatusCode == http.StatusNotFound:
-		return st, fmt.Errorf("the server at %s has no %s: is it a pyrorelay with the admin API (this version or later)?", redactURL(base), httpserver.StatusPath)
-	case resp.StatusCode != http.StatusOK:
-		return st, fmt.Errorf("the relay at %s answered %d: %s", redactURL(base), resp.StatusCode, strings.TrimSpace(string(body)))
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	endpoint, _, _ := strings.Cut(path, "?")
+	switch resp.StatusCode {
+	case http.StatusUnauthorized:
+		return nil, fmt.Errorf("the relay at %s wants credentials: put them in the URL (http://user:password@host:port) or use --bearer-token-file", redactURL(t.base))
+	case http.StatusNotFound:
+		if len(body) > 0 && strings.Contains(string(body), "no queue") {
+			return nil, fmt.Errorf("the relay at %s: %s", redactURL(t.base), strings.TrimSpace(string(body)))
+		}
+		return nil, fmt.Errorf("the server at %s has no %s: is it a pyrorelay with the admin API (this version or later)?", redactURL(t.base), endpoint)
+	default:
+		return nil, fmt.Errorf("the relay at %s answered %d: %s", redactURL(t.base), resp.StatusCode, strings.TrimSpace(string(body)))
 	}
-	if err := json.Unmarshal(body, &st); err != nil {
-		return st, fmt.Errorf("the relay at %s sent a status that does not decode: %w", redactURL(base), err)
-	}
-	return st, nil
 }
 
 func adminClient(caFile string) (*http.Client, error) {

@@ -14,14 +14,11 @@ import (
 	"maps"
 	"net"
 	"net/http"
-	"os"
-	"os/signal"
 	"reflect"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -55,6 +52,11 @@ type runningRelay struct {
 	feedsNow atomic.Pointer[map[string][]string]
 	// dests is every configured destination, for the self-profiler.
 	dests atomic.Pointer[[]string]
+	// reloadAPI serves POST /-/reload on every receiver; set before the
+	// receivers start.
+	reloadAPI func(context.Context) error
+	// exportAPI serves GET /api/v1/export on every receiver.
+	exportAPI http.Handler
 }
 
 // receiverRun is one serving receiver.
@@ -264,7 +266,7 @@ func (rt *runningRelay) startReceiver(spec Receiver, ln net.Listener) {
 		ProtectMetrics:    rt.cfg.AuthProtectMetrics,
 		TLS:               rt.acc.tlsConfig(),
 	}, httpserver.Options{Store: rt.st, Logger: rt.log, Registry: rr.metrics, Gatherer: rt.reg,
-		Ready: rt.ready.Load, Status: rt.st, Feeds: rt.feeds})
+		Ready: rt.ready.Load, Status: rt.st, Feeds: rt.feeds, Reload: rt.reloadAPI, Export: rt.exportAPI})
 	go func() {
 		defer close(rr.done)
 		if err := rr.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
@@ -324,49 +326,20 @@ func (rt *runningRelay) stopForwarders(names []string) {
 	wg.Wait()
 }
 
-// watchReload reloads on SIGHUP with load until ctx ends or stop is
-// called; stop waits for a reload in progress.
-func (rt *runningRelay) watchReload(ctx context.Context, load func() (Config, error)) (stop func()) {
-	ctx, cancel := context.WithCancel(ctx)
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		defer signal.Stop(hup)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-hup:
-				cfg, err := load()
-				if err != nil {
-					rt.log.Error("SIGHUP: the configuration does not load: keeping the one in force", "err", err)
-					continue
-				}
-				rt.reload(cfg)
-			}
-		}
-	}()
-	return func() {
-		cancel()
-		<-done
-	}
-}
-
 // reload moves the relay from the configuration in force to next:
 // destinations added get forwarders, removed ones have them stopped (their
 // queues stay, as orphans), changed ones are restarted; receivers added
 // are started, removed ones stopped gracefully, those with a new address or
 // new limits restarted, those with new forward_to or routes re-routed in
 // place. Anything that fails before the switch (a forwarder that cannot be
-// built, an address that cannot be bound) keeps the old configuration.
-func (rt *runningRelay) reload(next Config) {
+// built, an address that cannot be bound) keeps the old configuration and
+// is returned; so is a receiver that could not be restarted after it.
+func (rt *runningRelay) reload(next Config) error {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	old := rt.cfg
 	if fields := restartOnlyChanges(old, next); len(fields) > 0 {
-		rt.log.Warn("SIGHUP: these settings take effect only at a restart: keeping the running values", "settings", strings.Join(fields, ","))
+		rt.log.Warn("reload: these settings take effect only at a restart: keeping the running values", "settings", strings.Join(fields, ","))
 		next = keepStatic(old, next)
 	}
 
@@ -384,8 +357,8 @@ func (rt *runningRelay) reload(next Config) {
 		}
 		f, err := relay.NewForwarder(d, rt.st, rt.metrics, rt.log)
 		if err != nil {
-			rt.log.Error("SIGHUP: new configuration not applied: keeping the one in force", "err", err)
-			return
+			rt.log.Error("reload: new configuration not applied: keeping the one in force", "err", err)
+			return fmt.Errorf("new configuration not applied: %w", err)
 		}
 		newFwd[d.Name] = f
 		if had {
@@ -444,8 +417,8 @@ func (rt *runningRelay) reload(next Config) {
 	})
 	lns, err := listenAll(bind)
 	if err != nil {
-		rt.log.Error("SIGHUP: new configuration not applied: keeping the one in force", "err", err)
-		return
+		rt.log.Error("reload: new configuration not applied: keeping the one in force", "err", err)
+		return fmt.Errorf("new configuration not applied: %w", err)
 	}
 
 	// Switch. Destinations first, so that every queue a receiver may
@@ -478,13 +451,15 @@ func (rt *runningRelay) reload(next Config) {
 	for _, n := range removed {
 		rt.log.Info("receiver stopped", "receiver", n)
 	}
+	var notRestarted []error
 	for _, n := range append(slices.Clone(added), restarted...) {
 		r := nextRecv[n]
 		ln := lns[n]
 		if ln == nil {
 			// An address a stopped receiver held, free only now.
 			if ln, err = net.Listen("tcp", r.Listen); err != nil {
-				rt.log.Error("SIGHUP: receiver not restarted: its address cannot be bound; fix it and reload", "receiver", n, "err", err)
+				rt.log.Error("reload: receiver not restarted: its address cannot be bound; fix it and reload", "receiver", n, "err", err)
+				notRestarted = append(notRestarted, fmt.Errorf("receiver %q not restarted: %w", n, err))
 				continue
 			}
 		}
@@ -515,10 +490,11 @@ func (rt *runningRelay) reload(next Config) {
 		}
 	}
 	if len(attrs) == 0 {
-		rt.log.Info("SIGHUP: configuration reloaded: no receiver or destination changed")
-		return
+		rt.log.Info("reload: configuration reloaded: no receiver or destination changed")
+	} else {
+		rt.log.Info("reload: configuration reloaded", attrs...)
 	}
-	rt.log.Info("SIGHUP: configuration reloaded", attrs...)
+	return errors.Join(notRestarted...)
 }
 
 func destByName(cfg Config, name string) relay.Destination {

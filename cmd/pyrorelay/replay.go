@@ -55,8 +55,8 @@ Examples:
 			&cli.StringSliceFlag{Name: "header", Usage: "extra request header `K=V`, repeatable (for example X-Scope-OrgID=tenant-a)"},
 			&cli.StringFlag{Name: "bearer-token-file", Usage: "send the token in `FILE` as Authorization: Bearer"},
 			&cli.StringFlag{Name: "tenant", Usage: "send X-Scope-OrgID `ID`, replacing the stored tenant"},
-			&cli.DurationFlag{Name: "timeout", Value: relay.DefaultTimeout, Usage: "time for one request"},
-			&cli.DurationFlag{Name: "max-backoff", Value: 30 * time.Second, Usage: "longest wait between retries of one entry"},
+			durationFlag("timeout", nil, relay.DefaultTimeout, "allow `DURATION` for one request"),
+			durationFlag("max-backoff", nil, 30*time.Second, "wait at most `DURATION` between retries of one entry"),
 		),
 		Action: runReplay,
 	}
@@ -93,6 +93,9 @@ func replayDestination(c *cli.Context, cfg Config) (relay.Destination, error) {
 	} else {
 		if u, err := url.Parse(to); err != nil || u.Host == "" {
 			return d, fmt.Errorf("--to %q: not a URL: want http://host:port or https://host", to)
+		}
+		if err := checkBaseURL(to); err != nil {
+			return d, fmt.Errorf("--to: %w", err)
 		}
 		d = relay.Destination{Name: "replay", URL: to}
 	}
@@ -228,12 +231,13 @@ func runReplay(c *cli.Context) error {
 	if dry {
 		return dryRun(c, each, what, dest.URL, sel)
 	}
-	sender, err := relay.NewSender(dest, slog.New(slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: slog.LevelWarn})))
+	retries := newRetryWatch(c.App.ErrWriter, slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	sender, err := relay.NewSender(dest, slog.New(retries))
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(c.App.ErrWriter, "replaying %s to %s%s\n", what, redactURL(dest.URL), describeSelection(sel))
-	prog := newProgress(c.App.Writer, "sent", total, totalBytes)
+	prog := newProgressStatus(c.App.Writer, "sent", total, totalBytes, retries.last)
 	pace := newPacer(rate)
 	work := make(chan replayItem, dest.Concurrency)
 	var wg sync.WaitGroup
@@ -295,7 +299,11 @@ func runReplay(c *cli.Context) error {
 	fmt.Fprintln(c.App.Writer)
 	switch {
 	case ctx.Err() != nil:
-		return fmt.Errorf("replay interrupted after %d entries: nothing was lost; run it again (with --since, or from the queue, which only holds what was not delivered)", sent)
+		last := ""
+		if l := retries.last(); l != "" {
+			last = " (" + l + ")"
+		}
+		return fmt.Errorf("replay interrupted after %d entries%s: nothing was lost; run it again (with --since, or from the queue, which only holds what was not delivered)", sent, last)
 	case feedErr != nil:
 		return fmt.Errorf("replay stopped after %d entries: %w", sent, feedErr)
 	case failed > 0:

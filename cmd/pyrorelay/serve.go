@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -17,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/urfave/cli/v2"
 
+	"github.com/pyrorelay/pyrorelay/httpserver"
 	"github.com/pyrorelay/pyrorelay/relay"
 	"github.com/pyrorelay/pyrorelay/store"
 )
@@ -32,26 +34,27 @@ func serveFlags() []cli.Flag {
 		&cli.StringSliceFlag{Name: "forward-to", EnvVars: env("FORWARD_TO"), Usage: "destination NAME=URL, repeatable (env: comma-separated); none means store-only"},
 		&cli.StringFlag{Name: "max-body-size", EnvVars: env("MAX_BODY_SIZE"), Value: "64MiB", Usage: "largest request body accepted (413 above)"},
 		&cli.IntFlag{Name: "max-connections", EnvVars: env("MAX_CONNECTIONS"), Value: d.MaxConnections, Usage: "most client connections served at once"},
-		&cli.DurationFlag{Name: "read-timeout", EnvVars: env("READ_TIMEOUT"), Value: d.ReadTimeout, Usage: "time to read a whole request"},
-		&cli.DurationFlag{Name: "write-timeout", EnvVars: env("WRITE_TIMEOUT"), Value: d.WriteTimeout, Usage: "time to answer a request"},
-		&cli.DurationFlag{Name: "idle-timeout", EnvVars: env("IDLE_TIMEOUT"), Value: d.IdleTimeout, Usage: "how long an idle keep-alive connection stays open"},
+		durationFlag("read-timeout", env("READ_TIMEOUT"), d.ReadTimeout, "read a whole request within `DURATION`"),
+		durationFlag("write-timeout", env("WRITE_TIMEOUT"), d.WriteTimeout, "answer a request within `DURATION`"),
+		durationFlag("idle-timeout", env("IDLE_TIMEOUT"), d.IdleTimeout, "close an idle keep-alive connection after `DURATION`"),
 		&cli.IntFlag{Name: "forward-concurrency", EnvVars: env("FORWARD_CONCURRENCY"), Value: d.ForwardConcurrency, Usage: "requests in flight per destination while its queue keeps up"},
 		&cli.IntFlag{Name: "forward-max-concurrency", EnvVars: env("FORWARD_MAX_CONCURRENCY"), Value: d.ForwardMaxConcurrency, Usage: "most requests in flight per destination while a backlog drains and it keeps answering (never below --forward-concurrency; equal to it keeps the number fixed)"},
 		&cli.IntFlag{Name: "max-attempts", EnvVars: env("MAX_ATTEMPTS"), Value: d.MaxAttempts, Usage: "poison cap: failures singling an entry out before it is dead-lettered"},
 		&cli.BoolFlag{Name: "tenant-passthrough", EnvVars: env("TENANT_PASSTHROUGH"), Usage: "forward the client's X-Scope-OrgID (a destination's tenant_id still wins)"},
-		&cli.DurationFlag{Name: "shutdown-timeout", EnvVars: env("SHUTDOWN_TIMEOUT"), Value: d.ShutdownTimeout, Usage: "on SIGTERM, how long to wait for requests and forwards in flight"},
+		durationFlag("shutdown-timeout", env("SHUTDOWN_TIMEOUT"), d.ShutdownTimeout, "on SIGTERM, wait up to `DURATION` for requests and forwards in flight"),
 		&cli.StringFlag{Name: "max-queue-size", EnvVars: env("MAX_QUEUE_SIZE"), Value: "0", Usage: "bound on each destination's queue, e.g. 2GiB; 0 is none"},
 		&cli.StringFlag{Name: "max-disk-usage", EnvVars: env("MAX_DISK_USAGE"), Value: "0", Usage: "bound on all stored profiles together, e.g. 10GiB; 0 is none"},
 		&cli.StringFlag{Name: "when-full", EnvVars: env("WHEN_FULL"), Value: d.WhenFull, Usage: "at a size bound: reject (answer 429 with Retry-After) or drop-oldest"},
-		&cli.DurationFlag{Name: "max-age", EnvVars: env("MAX_AGE"), Usage: "move entries queued longer than this to dead-letter (reason expired); 0 keeps them forever"},
+		durationFlag("max-age", env("MAX_AGE"), 0, "move entries queued longer than `DURATION` (e.g. 7d) to dead-letter (reason expired); 0 keeps them forever"),
 		&cli.StringFlag{Name: "log-level", EnvVars: env("LOG_LEVEL"), Value: d.LogLevel, Usage: "debug, info, warn or error"},
 		&cli.StringFlag{Name: "log-format", EnvVars: env("LOG_FORMAT"), Value: d.LogFormat, Usage: "text or json"},
 		&cli.BoolFlag{Name: "self-profile", EnvVars: env("SELF_PROFILE"), Usage: "profile the relay itself (CPU, heap, goroutines) and send the profiles through its own queues to every destination, as service_name=pyrorelay"},
 		// Hidden: short profile periods let tests see self-profiles quickly.
-		&cli.DurationFlag{Name: "self-profile-interval", EnvVars: env("SELF_PROFILE_INTERVAL"), Hidden: true, Usage: "period of the self-profiles (default 10s)"},
+		hidden(durationFlag("self-profile-interval", env("SELF_PROFILE_INTERVAL"), 0, "period of the self-profiles, a `DURATION` (default 10s)")),
 		// Hidden: one fsync'd transaction per write, to measure what group
 		// commit buys against it in the same benchmark run.
 		&cli.BoolFlag{Name: "no-group-commit", EnvVars: env("NO_GROUP_COMMIT"), Hidden: true, Usage: "benchmarking only: one fsync per write"},
+		keepHeldFlag(),
 	}, append(accessFlags(), archiveFlags()...)...)
 }
 
@@ -114,6 +117,7 @@ func loadConfig(c *cli.Context) (Config, error) {
 	set("self-profile-interval", func() { cfg.SelfProfileInterval = c.Duration("self-profile-interval") })
 	set("when-full", func() { cfg.WhenFull = c.String("when-full") })
 	set("max-age", func() { cfg.MaxAge = c.Duration("max-age") })
+	set("keep-held", func() { cfg.KeepHeld = c.Bool("keep-held") })
 	for flag, dst := range map[string]*ByteSize{"max-queue-size": &cfg.MaxQueueSize, "max-disk-usage": &cfg.MaxDiskUsage} {
 		if c.IsSet(flag) {
 			n, err := parseByteSize(c.String(flag))
@@ -135,7 +139,7 @@ func loadConfig(c *cli.Context) (Config, error) {
 		if err != nil {
 			return cfg, err
 		}
-		cfg.Destinations = append(cfg.Destinations, d)
+		cfg.Destinations = overrideDestination(cfg.Destinations, d)
 	}
 	applyAccessFlags(c, &cfg)
 	if err := applyArchiveFlags(c, &cfg); err != nil {
@@ -282,6 +286,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, load func() (Confi
 	// Receivers and forwarders live in rt, which a SIGHUP reload changes
 	// (reload.go).
 	rt := newRunningRelay(cfg, st, reg, log, relay.NewMetrics(reg), dropped, acc, &ready)
+	rt.exportAPI = exportHandler(st, log)
 	if err := rt.startForwarders(); err != nil {
 		return err
 	}
@@ -292,7 +297,13 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, load func() (Confi
 	// it below.
 	shutdown := sync.OnceFunc(func() { rt.shutdown(cfg.ShutdownTimeout) })
 	defer shutdown()
-	reportOrphans(st, names, log)
+	known := names
+	if len(names) > 0 && !cfg.KeepHeld {
+		known = append(slices.Clone(names), store.HoldQueue) // released below
+	}
+	reportOrphans(st, known, log)
+	// Deferred after st.Close, so it runs before it.
+	defer startReleaseHeld(st, cfg, log)()
 	// Deferred after st.Close, so it runs before it.
 	defer startArchiveSweeper(st, cfg, log)()
 	if len(names) == 0 {
@@ -314,12 +325,13 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, load func() (Confi
 
 	// Signals are caught before the first "serving" line: a SIGHUP sent
 	// once the relay says it serves must reload, never kill it.
-	stopAccess := acc.start(ctx) // SIGHUP reloads auth and TLS files, TLS file watch
+	stopAccess := acc.start(ctx) // TLS file watch
 	defer stopAccess()
-	stopReload := func() {}
-	if load != nil {
-		stopReload = rt.watchReload(ctx, load) // SIGHUP reloads receivers and destinations
-	}
+	// SIGHUP and POST /-/reload reload the auth and TLS files, receivers
+	// and destinations.
+	reloader := newConfigReloader(acc, rt, load, log, reg)
+	rt.reloadAPI = func(ctx context.Context) error { return reloader.Reload(ctx, "POST "+httpserver.ReloadPath) }
+	stopReload := reloader.watch(ctx)
 	defer stopReload()
 	ready.Store(true)
 	if err := rt.startReceivers(); err != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -78,4 +79,36 @@ func yamlKeyPaths(src []byte) map[int]string {
 	}
 	walk(&root, "")
 	return paths
+}
+
+// withSyntaxLine corrects the line of a YAML syntax error. yaml.v3 reports
+// the line where the enclosing block starts, not the line at fault: a
+// mis-indented key on line 4 of a list begun on line 2 is "line 2: did not
+// find expected '-' indicator". The line at fault is the first one at or
+// after the reported line whose document, cut after it, no longer parses.
+func withSyntaxLine(err error, src []byte) error {
+	m := yamlLineRE.FindStringSubmatchIndex(err.Error())
+	if m == nil {
+		return err
+	}
+	msg := err.Error()
+	reported, convErr := strconv.Atoi(msg[m[2]:m[3]])
+	if convErr != nil {
+		return err
+	}
+	lines := bytes.SplitAfter(src, []byte("\n"))
+	for n := reported; n <= len(lines); n++ {
+		var probe yaml.Node
+		if yaml.Unmarshal(bytes.Join(lines[:n], nil), &probe) == nil {
+			continue
+		}
+		if n == reported {
+			return err
+		}
+		return &keyPathError{
+			msg: fmt.Sprintf("%sline %d: %s (in the block that starts on line %d; check the indentation)", msg[:m[0]], n, msg[m[1]:], reported),
+			err: err,
+		}
+	}
+	return err
 }

@@ -1,0 +1,122 @@
+package main
+
+// The admin API's reading of stored entries: what `export --url` and
+// `dead-letter list --url` ask a running relay, whose data dir is locked.
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/pyrorelay/pyrorelay/httpserver"
+	"github.com/pyrorelay/pyrorelay/store"
+)
+
+// exportCompleteTrailer ends an export answer with the number of entries
+// sent: an answer without it was cut short, whatever its last line.
+const exportCompleteTrailer = "X-Pyrorelay-Export-Entries"
+
+// exportWriteGrace bounds each write of an export answer: the server's
+// write timeout is for one request, an export may take much longer.
+const exportWriteGrace = time.Minute
+
+// exportHandler serves GET /api/v1/export on the running relay's store:
+// the entries of ?queue=NAME, ?dead_letter=NAME or ?archive=1, selected by
+// since, until and app as the flags do, as the ndjson `pyrorelay export
+// --out -` writes. bodies=0 leaves the bodies out and names each entry's
+// application instead (for listing).
+func exportHandler(st *store.Store, log *slog.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet {
+			w.Header().Set("Allow", http.MethodGet)
+			http.Error(w, r.Method+" is not allowed: GET an export", http.StatusMethodNotAllowed)
+			return
+		}
+		q := r.URL.Query()
+		src, status, err := exportSource(st, q)
+		if err != nil {
+			http.Error(w, err.Error(), status)
+			return
+		}
+		sel, err := selectionOf(q.Get("since"), q.Get("until"), q.Get("app"), time.Now())
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		bodies := q.Get("bodies") != "0"
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		w.Header().Set("Cache-Control", "no-store")
+		w.Header().Set("Trailer", exportCompleteTrailer)
+		rc := http.NewResponseController(w)
+		sink := newNDJSONSink(w)
+		res, err := st.Scan(r.Context(), src, sel.filter, func(rec store.Record) error {
+			_ = rc.SetWriteDeadline(time.Now().Add(exportWriteGrace))
+			x := toExported(rec, src)
+			if !bodies {
+				x.App = entryApp(rec.Entry)
+				return sink.write(x, nil)
+			}
+			return sink.write(x, rec.Entry.Body)
+		})
+		if err == nil {
+			err = sink.close()
+		}
+		if err != nil {
+			// Without the trailer the client knows the answer is cut
+			// short; aborting makes sure it does not look whole.
+			log.Warn("admin API export cut short", "source", src.String(), "entries", res.Entries, "err", err)
+			panic(http.ErrAbortHandler)
+		}
+		w.Header().Set(exportCompleteTrailer, strconv.Itoa(res.Entries))
+	})
+}
+
+// exportSource is the store source an export query names.
+func exportSource(st *store.Store, q url.Values) (store.Source, int, error) {
+	var picked []store.Source
+	if n := q.Get("queue"); n != "" {
+		picked = append(picked, store.QueueSource(n))
+	}
+	if n := q.Get("dead_letter"); n != "" {
+		picked = append(picked, store.DeadLetterSource(n))
+	}
+	if q.Get("archive") == "1" {
+		picked = append(picked, store.ArchiveSource())
+	}
+	if len(picked) != 1 {
+		return store.Source{}, http.StatusBadRequest, errors.New("name one of queue=NAME, dead_letter=NAME or archive=1")
+	}
+	src := picked[0]
+	if src.Kind == store.SourceArchive {
+		return src, 0, nil
+	}
+	sum, err := st.Summary()
+	if err != nil {
+		return src, http.StatusServiceUnavailable, fmt.Errorf("read the store: %w", err)
+	}
+	if _, ok := sum.Queues[src.Queue]; !ok {
+		return src, http.StatusNotFound, fmt.Errorf("no queue %q; the relay holds %s", src.Queue, describeStore(sum))
+	}
+	return src, 0, nil
+}
+
+// exportQuery is the admin API query for what the export flags select.
+func exportQuery(queue, deadLetter string, archive bool, since, until, app string, bodies bool) string {
+	q := url.Values{}
+	for k, v := range map[string]string{"queue": queue, "dead_letter": deadLetter, "since": since, "until": until, "app": app} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	if archive {
+		q.Set("archive", "1")
+	}
+	if !bodies {
+		q.Set("bodies", "0")
+	}
+	return httpserver.ExportPath + "?" + q.Encode()
+}

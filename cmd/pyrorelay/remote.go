@@ -1,0 +1,171 @@
+package main
+
+// The reading commands run against a running relay (--url): its data dir
+// is locked while it runs, so they ask its admin API instead.
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/pyrorelay/pyrorelay/store"
+)
+
+// remoteExport is `export --url`: the relay streams the entries, written
+// as an export of its data dir would be.
+func remoteExport(c *cli.Context) error {
+	src := c.String("destination")
+	if src == "" && c.String("dead-letter") == "" && !c.Bool("archive") {
+		return errors.New("choose one of --destination NAME, --dead-letter NAME or --archive")
+	}
+	sel, err := selectionFromFlags(c, time.Now()) // checked here, applied by the relay
+	if err != nil {
+		return err
+	}
+	out := c.String("out")
+	var sink exportSink
+	if out == "-" {
+		sink = newNDJSONSink(c.App.Writer)
+	} else if sink, err = newDirSink(out); err != nil {
+		return err
+	}
+	t := adminTargetOf(c)
+	resp, err := adminGet(c.Context, t, exportQuery(c.String("destination"), c.String("dead-letter"), c.Bool("archive"),
+		c.String("since"), c.String("until"), c.String("app"), true))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	prog := newProgress(c.App.ErrWriter, "exported", -1, 0)
+	n, from := 0, ""
+	err = readNDJSON(c.Context, resp.Body, func(x *exported, e *store.Entry) error {
+		from = x.From
+		if err := sink.write(x, e.Body); err != nil {
+			return err
+		}
+		n++
+		prog.add(int64(len(e.Body)))
+		return nil
+	})
+	prog.finish()
+	if cerr := sink.close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = exportComplete(resp, n)
+	}
+	if err != nil {
+		return fmt.Errorf("export from the relay at %s after %d entries: %w", redactURL(t.base), n, err)
+	}
+	where := out
+	if out == "-" {
+		where = "stdout"
+	}
+	prog.mu.Lock()
+	bytes := prog.bytes
+	prog.mu.Unlock()
+	fmt.Fprintf(c.App.ErrWriter, "exported %d entries (%s) from %s of the relay at %s to %s%s\n",
+		n, humanBytes(bytes), from, redactURL(t.base), where, describeSelection(sel))
+	return nil
+}
+
+// exportComplete checks that the relay finished the answer it started:
+// the trailer carries the count of entries it sent.
+func exportComplete(resp *http.Response, n int) error {
+	sent := resp.Trailer.Get(exportCompleteTrailer)
+	if sent == "" {
+		return errors.New("the relay's answer ended early: the export is incomplete; run it again")
+	}
+	if m, err := strconv.Atoi(sent); err != nil || m != n {
+		return fmt.Errorf("the relay sent %s entries, %d arrived: run it again", sent, n)
+	}
+	return nil
+}
+
+// remoteDeadLetterList is `dead-letter list --url`.
+func remoteDeadLetterList(c *cli.Context) error {
+	name := c.String("destination")
+	sel, err := selectionFromFlags(c, time.Now())
+	if err != nil {
+		return err
+	}
+	resp, err := adminGet(c.Context, adminTargetOf(c), exportQuery("", name, false,
+		c.String("since"), c.String("until"), c.String("app"), false))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	var enc *json.Encoder
+	var list *deadLetterTable
+	if c.Bool("json") {
+		enc = json.NewEncoder(c.App.Writer)
+	} else {
+		list = newDeadLetterTable(c.App.Writer)
+	}
+	dec := json.NewDecoder(resp.Body)
+	n, bytes := 0, int64(0)
+	for {
+		var x exported
+		err := dec.Decode(&x)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("dead letter %d from the relay: %w", n+1, err)
+		}
+		n++
+		bytes += int64(x.BodySize)
+		if enc != nil {
+			x.Request = nil
+			if err := enc.Encode(x); err != nil {
+				return err
+			}
+			continue
+		}
+		at := time.Time{}
+		if x.DeadLetteredAt != nil {
+			at = *x.DeadLetteredAt
+		}
+		list.row(x.ID, x.ReceivedAt, at, x.Status, x.Attempts, int64(x.BodySize), x.App, x.Reason)
+	}
+	if list != nil {
+		list.flush()
+	}
+	if err := exportComplete(resp, n); err != nil {
+		return err
+	}
+	if enc == nil {
+		fmt.Fprintf(c.App.Writer, "%d dead letters (%s) of %s%s\n", n, humanBytes(bytes), name, describeSelection(sel))
+	}
+	return nil
+}
+
+// deadLetterTable prints dead letters for people, one a line.
+type deadLetterTable struct{ tw *tabwriter.Writer }
+
+func newDeadLetterTable(w io.Writer) *deadLetterTable {
+	t := &deadLetterTable{tw: tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)}
+	fmt.Fprintln(t.tw, "ID\tRECEIVED\tDEAD-LETTERED\tSTATUS\tATTEMPTS\tSIZE\tAPP\tREASON")
+	return t
+}
+
+func (t *deadLetterTable) row(id uint64, received, dead time.Time, status, attempts int, size int64, app, reason string) {
+	st := "-"
+	if status != 0 {
+		st = strconv.Itoa(status)
+	}
+	if len(reason) > 120 {
+		reason = reason[:120] + "..."
+	}
+	fmt.Fprintf(t.tw, "%d\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", id, received.UTC().Format(time.RFC3339),
+		dead.UTC().Format(time.RFC3339), st, attempts, humanBytes(size), app, reason)
+}
+
+func (t *deadLetterTable) flush() { _ = t.tw.Flush() }
