@@ -41,13 +41,13 @@ type FS struct {
 	backing, mountpoint string
 	server              *fuse.Server
 
-	mu      sync.Mutex
-	files   map[uint64]*pending // file data not yet synced, by the real file's inode number
-	cut     bool
-	armed   int // ops until an armed cut; 0 when none is armed
-	report  CutReport
-	writes  int // data writes since the mount
-	syncs   int // fsyncs since the mount
+	mu     sync.Mutex
+	files  map[uint64]*pending // file data not yet synced, by the real file's inode number
+	cut    bool
+	armed  int // ops until an armed cut; 0 when none is armed
+	report CutReport
+	writes int // data writes since the mount
+	syncs  int // fsyncs since the mount
 }
 
 // CutReport says where a cut landed and what it threw away.
