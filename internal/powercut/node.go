@@ -28,6 +28,7 @@ var (
 	_ fs.NodeUnlinker    = (*node)(nil)
 	_ fs.NodeRenamer     = (*node)(nil)
 	_ fs.NodeMkdirer     = (*node)(nil)
+	_ fs.NodeFsyncer     = (*node)(nil)
 )
 
 // WrapChild makes every node the loopback creates one of ours.
@@ -153,6 +154,15 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 	}
 	out.Attr.Size = n.pc.size(out.Attr.Ino, out.Attr.Size)
 	return ch, h, 0, 0
+}
+
+// Fsync syncs a file's pending data; a directory has none (names are
+// applied at once).
+func (n *node) Fsync(_ context.Context, f fs.FileHandle, _ uint32) syscall.Errno {
+	if h, ok := f.(*handle); ok {
+		return n.pc.sync(h)
+	}
+	return n.pc.admitMeta()
 }
 
 // Mkdir fails after a cut.

@@ -52,9 +52,9 @@ type FS struct {
 
 // CutReport says where a cut landed and what it threw away.
 type CutReport struct {
-	// At is what the cut interrupted: "write" or "fsync" for a cut armed
-	// with CutAfter (that operation was refused, and nothing after it
-	// happened), "now" for Cut.
+	// At is what the cut interrupted: "write", "truncate" or "fsync" for
+	// a cut armed with CutAfter (that operation was refused, and nothing
+	// after it happened), "now" for Cut.
 	At string
 	// Writes and Syncs count the data writes and fsyncs the mount applied
 	// before the cut.
@@ -108,10 +108,10 @@ func (p *FS) Cut() CutReport {
 	return p.report
 }
 
-// CutAfter arms a cut: the n-th data write or fsync from now (n >= 1) is
-// refused with EIO and cuts the power instead, so the cut lands between
-// two operations of whatever the process was doing (between the page
-// writes of a commit and its fsync, say).
+// CutAfter arms a cut: the n-th data write, truncate or fsync from now
+// (n >= 1) is refused with EIO and cuts the power instead, so the cut
+// lands between two operations of whatever the process was doing (between
+// the page writes of a commit and its fsync, say).
 func (p *FS) CutAfter(n int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
