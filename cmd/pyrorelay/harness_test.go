@@ -14,13 +14,13 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -47,6 +47,9 @@ const (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv(orphanHelperEnv) != "" {
+		os.Exit(orphanHelper())
+	}
 	os.Exit(runMain(m))
 }
 
@@ -157,7 +160,7 @@ func launch(t *testing.T, o relayOpts, args ...string) *relayProc {
 	}
 	p := &relayProc{t: t, cmd: cmd, Stderr: &syncBuffer{}, Stdout: &syncBuffer{}, done: make(chan struct{})}
 	cmd.Stdout = p.Stdout
-	if err := cmd.Start(); err != nil {
+	if err := startChild(cmd, p.done); err != nil {
 		t.Fatalf("start %s: %v", relayBin, err)
 	}
 	serving := make(chan string, 1)
@@ -202,6 +205,31 @@ func launch(t *testing.T, o relayOpts, args ...string) *relayProc {
 		}
 	})
 	return p
+}
+
+// startChild starts cmd with the parent-death signal set, so that the
+// kernel kills the child when the test process dies (a `go test` run that
+// times out panics and exits): a relay left running would hold its data
+// dir and port and send its queue on into later runs. Linux sends the
+// signal when the thread that started the child ends, not the process,
+// so the child is started from a goroutine that keeps its thread locked
+// until exited is closed: no other goroutine can end that thread.
+func startChild(cmd *exec.Cmd, exited <-chan struct{}) error {
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	started := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		err := cmd.Start()
+		started <- err
+		if err == nil {
+			<-exited
+		}
+	}()
+	return <-started
 }
 
 // cleanEnv is the test's environment without PYRORELAY_ variables, nor
@@ -462,17 +490,27 @@ func (p pushRecorder) Push(_ context.Context, req *connect.Request[pushv1.PushRe
 	return connect.NewResponse(&pushv1.PushResponse{}), nil
 }
 
-// closedURL is the URL of a port nothing listens on: connections are
-// refused, the way a destination that is down looks.
+// closedURL is the URL of a port that refuses connections, the way a
+// destination that is down looks. The port stays taken until the test
+// ends: a socket is bound to it and never listens, so the kernel refuses
+// every connection and gives the port to no other socket. A port merely
+// closed again could go to the relay's own 127.0.0.1:0 listener, and the
+// "down" destination would be the relay itself.
 func closedURL(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("socket for a refusing port: %v", err)
 	}
-	u := "http://" + ln.Addr().String()
-	_ = ln.Close()
-	return u
+	t.Cleanup(func() { _ = syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatalf("bind a refusing port: %v", err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatalf("refusing port: %v", err)
+	}
+	return fmt.Sprintf("http://127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
 }
 
 // httpClient is the tests' client: bounded, so a hung relay fails a test
