@@ -230,6 +230,9 @@ func TestRecentNoOrphans(t *testing.T) {
 	}
 	putFromWriters(t, s, writers, each, queues, func(w, i int) string { return fmt.Sprint(w, "/", i) }, nil)()
 	readers.Wait()
+	if t.Failed() {
+		return
+	}
 	if n := len(s.recent.byID); n != 0 {
 		t.Fatalf("%d entries left in the cache after every queue read every entry", n)
 	}
