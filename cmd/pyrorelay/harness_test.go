@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -511,6 +512,49 @@ func closedURL(t *testing.T) string {
 		t.Fatalf("refusing port: %v", err)
 	}
 	return fmt.Sprintf("http://127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
+}
+
+// postBigHeaders sends an /ingest request whose headers hold n bytes,
+// over a connection of its own that it reads while it writes, and returns
+// the status code of the answer. The server answers as soon as it has read
+// its limit of headers and stops reading, so a client that reads only
+// once it has written everything (as net/http's may) sees a broken pipe
+// instead of the answer. No answer fails the test.
+func postBigHeaders(t *testing.T, base string, n int) string {
+	t.Helper()
+	u, err := url.Parse(ingestURL(base, "big-headers"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.Dial("tcp", u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.SetDeadline(time.Now().Add(deliverDeadline)); err != nil {
+		t.Fatal(err)
+	}
+	body := foldedBody("big-headers")
+	var writer sync.WaitGroup
+	writer.Go(func() {
+		// Errors are expected: the server closes before it has read all.
+		w := bufio.NewWriter(conn)
+		fmt.Fprintf(w, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\nX-Big: ", u.RequestURI(), u.Host, len(body))
+		_, _ = w.WriteString(strings.Repeat("x", n))
+		_, _ = w.WriteString("\r\n\r\n")
+		_, _ = w.Write(body)
+		_ = w.Flush()
+	})
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	_ = conn.Close()
+	writer.Wait()
+	if err != nil {
+		t.Fatalf("no answer to a request with %d bytes of headers: %v", n, err)
+	}
+	fields := strings.Fields(line)
+	if len(fields) < 2 {
+		t.Fatalf("answer to a request with %d bytes of headers: status line %q", n, line)
+	}
+	return fields[1]
 }
 
 // httpClient is the tests' client: bounded, so a hung relay fails a test
