@@ -342,6 +342,7 @@ type recorder struct {
 	status func(body []byte, n int) int
 
 	mu     sync.Mutex
+	header http.Header // added to every answer other than 200; see refuseWith
 	reqs   []recorded
 	pushes []*pushv1.PushRequest // accepted Push requests, decoded
 	n      int
@@ -392,6 +393,11 @@ func newRecorder(t *testing.T, status func(body []byte, n int) int) *recorder {
 		}
 		r.record(req, body, status)
 		if status != http.StatusOK {
+			r.mu.Lock()
+			for k, v := range r.header {
+				w.Header()[k] = v
+			}
+			r.mu.Unlock()
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(status)
 			_, _ = fmt.Fprintf(w, `{"code":"test","message":"recorder answers %d"}`, status)
@@ -418,6 +424,13 @@ func (r *recorder) record(req *http.Request, body []byte, status int) {
 		Method: req.Method, Path: req.URL.Path, RawQuery: req.URL.RawQuery,
 		Header: req.Header.Clone(), Body: body, Status: status,
 	})
+}
+
+// refuseWith adds h to every answer other than 200 from now on.
+func (r *recorder) refuseWith(h http.Header) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.header = h
 }
 
 // URL is the destination's base URL.
