@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 )
 
 func TestRecentCache(t *testing.T) {
@@ -193,7 +194,9 @@ func TestRecentOnlyCommitted(t *testing.T) {
 // be read from the file first by a reader already running, and then wait
 // in the cache for a reader that never comes.
 func TestRecentNoOrphans(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
+	// A reader still waiting at the deadline fails the test instead of
+	// hanging it.
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	s := openStore(t, t.TempDir(), Options{RecentBytes: 1 << 30})
 	const writers, each = 8, 50
@@ -207,7 +210,7 @@ func TestRecentNoOrphans(t *testing.T) {
 			for got := 0; got < writers*each; {
 				items, _, err := s.ReadBatch(ctx, q, cursor, 4, 1<<20)
 				if err != nil {
-					t.Error(err)
+					t.Errorf("reader of %s after %d of %d entries: %v", q, got, writers*each, err)
 					return
 				}
 				for _, it := range items {
@@ -218,6 +221,7 @@ func TestRecentNoOrphans(t *testing.T) {
 					select {
 					case <-s.Wake(q):
 					case <-ctx.Done():
+						t.Errorf("reader of %s: %d of %d entries when the deadline passed, and no wake", q, got, writers*each)
 						return
 					}
 				}
@@ -226,6 +230,9 @@ func TestRecentNoOrphans(t *testing.T) {
 	}
 	putFromWriters(t, s, writers, each, queues, func(w, i int) string { return fmt.Sprint(w, "/", i) }, nil)()
 	readers.Wait()
+	if t.Failed() {
+		return
+	}
 	if n := len(s.recent.byID); n != 0 {
 		t.Fatalf("%d entries left in the cache after every queue read every entry", n)
 	}

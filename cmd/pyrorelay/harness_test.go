@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -47,6 +48,9 @@ const (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv(orphanHelperEnv) != "" {
+		os.Exit(orphanHelper())
+	}
 	os.Exit(runMain(m))
 }
 
@@ -162,7 +166,7 @@ func launch(t *testing.T, o relayOpts, args ...string) *relayProc {
 	}
 	p := &relayProc{t: t, cmd: cmd, Stderr: &syncBuffer{}, Stdout: &syncBuffer{}, done: make(chan struct{})}
 	cmd.Stdout = p.Stdout
-	if err := cmd.Start(); err != nil {
+	if err := startChild(cmd, p.done); err != nil {
 		t.Fatalf("start %s: %v", relayBin, err)
 	}
 	serving := make(chan string, 1)
@@ -207,6 +211,31 @@ func launch(t *testing.T, o relayOpts, args ...string) *relayProc {
 		}
 	})
 	return p
+}
+
+// startChild starts cmd with the parent-death signal set, so that the
+// kernel kills the child when the test process dies (a `go test` run that
+// times out panics and exits): a relay left running would hold its data
+// dir and port and send its queue on into later runs. Linux sends the
+// signal when the thread that started the child ends, not the process,
+// so the child is started from a goroutine that keeps its thread locked
+// until exited is closed: no other goroutine can end that thread.
+func startChild(cmd *exec.Cmd, exited <-chan struct{}) error {
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	started := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		err := cmd.Start()
+		started <- err
+		if err == nil {
+			<-exited
+		}
+	}()
+	return <-started
 }
 
 // cleanEnv is the test's environment without PYRORELAY_ variables, nor
@@ -318,6 +347,7 @@ type recorder struct {
 	status func(body []byte, n int) int
 
 	mu     sync.Mutex
+	header http.Header // added to every answer other than 200; see refuseWith
 	reqs   []recorded
 	pushes []*pushv1.PushRequest // accepted Push requests, decoded
 	n      int
@@ -368,6 +398,11 @@ func newRecorder(t *testing.T, status func(body []byte, n int) int) *recorder {
 		}
 		r.record(req, body, status)
 		if status != http.StatusOK {
+			r.mu.Lock()
+			for k, v := range r.header {
+				w.Header()[k] = v
+			}
+			r.mu.Unlock()
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(status)
 			_, _ = fmt.Fprintf(w, `{"code":"test","message":"recorder answers %d"}`, status)
@@ -394,6 +429,13 @@ func (r *recorder) record(req *http.Request, body []byte, status int) {
 		Method: req.Method, Path: req.URL.Path, RawQuery: req.URL.RawQuery,
 		Header: req.Header.Clone(), Body: body, Status: status,
 	})
+}
+
+// refuseWith adds h to every answer other than 200 from now on.
+func (r *recorder) refuseWith(h http.Header) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.header = h
 }
 
 // URL is the destination's base URL.
@@ -467,17 +509,70 @@ func (p pushRecorder) Push(_ context.Context, req *connect.Request[pushv1.PushRe
 	return connect.NewResponse(&pushv1.PushResponse{}), nil
 }
 
-// closedURL is the URL of a port nothing listens on: connections are
-// refused, the way a destination that is down looks.
+// closedURL is the URL of a port that refuses connections, the way a
+// destination that is down looks. The port stays taken until the test
+// ends: a socket is bound to it and never listens, so the kernel refuses
+// every connection and gives the port to no other socket. A port merely
+// closed again could go to the relay's own 127.0.0.1:0 listener, and the
+// "down" destination would be the relay itself.
 func closedURL(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatalf("socket for a refusing port: %v", err)
+	}
+	t.Cleanup(func() { _ = syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatalf("bind a refusing port: %v", err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatalf("refusing port: %v", err)
+	}
+	return fmt.Sprintf("http://127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
+}
+
+// postBigHeaders sends an /ingest request whose headers hold n bytes,
+// over a connection of its own that it reads while it writes, and returns
+// the status code of the answer. The server answers as soon as it has read
+// its limit of headers and stops reading, so a client that reads only
+// once it has written everything (as net/http's may) sees a broken pipe
+// instead of the answer. No answer fails the test.
+func postBigHeaders(t *testing.T, base string, n int) string {
+	t.Helper()
+	u, err := url.Parse(ingestURL(base, "big-headers"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	u := "http://" + ln.Addr().String()
-	_ = ln.Close()
-	return u
+	conn, err := net.Dial("tcp", u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.SetDeadline(time.Now().Add(deliverDeadline)); err != nil {
+		t.Fatal(err)
+	}
+	body := foldedBody("big-headers")
+	var writer sync.WaitGroup
+	writer.Go(func() {
+		// Errors are expected: the server closes before it has read all.
+		w := bufio.NewWriter(conn)
+		fmt.Fprintf(w, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\nX-Big: ", u.RequestURI(), u.Host, len(body))
+		_, _ = w.WriteString(strings.Repeat("x", n))
+		_, _ = w.WriteString("\r\n\r\n")
+		_, _ = w.Write(body)
+		_ = w.Flush()
+	})
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	_ = conn.Close()
+	writer.Wait()
+	if err != nil {
+		t.Fatalf("no answer to a request with %d bytes of headers: %v", n, err)
+	}
+	fields := strings.Fields(line)
+	if len(fields) < 2 {
+		t.Fatalf("answer to a request with %d bytes of headers: status line %q", n, line)
+	}
+	return fields[1]
 }
 
 // httpClient is the tests' client: bounded, so a hung relay fails a test
