@@ -879,16 +879,25 @@ func TestForwardPushErrors(t *testing.T) {
 		}
 	})
 
+	// Poison is an entry the destination refuses again and again while it
+	// takes others: here the one sent as tenant "corrupt".
 	t.Run("corrupt raw profile is poison", func(t *testing.T) {
 		st := openStore(t)
-		srv := pushServer(t, func(context.Context, *connect.Request[pushv1.PushRequest]) (*connect.Response[pushv1.PushResponse], error) {
-			// What Pyroscope answers to a raw_profile it cannot parse.
-			return nil, connect.NewError(connect.CodeUnknown, errors.New("failed to parse pprof"))
+		var good atomic.Int64
+		srv := pushServer(t, func(_ context.Context, req *connect.Request[pushv1.PushRequest]) (*connect.Response[pushv1.PushResponse], error) {
+			if req.Header().Get("X-Scope-OrgID") == "corrupt" {
+				// What Pyroscope answers to a raw_profile it cannot parse.
+				return nil, connect.NewError(connect.CodeUnknown, errors.New("failed to parse pprof"))
+			}
+			good.Add(1)
+			return connect.NewResponse(&pushv1.PushResponse{}), nil
 		})
-		put(t, st, []string{"dest"}, pushEntry(t, samplePush(t), ""))
+		put(t, st, []string{"dest"}, pushEntry(t, samplePush(t), "corrupt"),
+			pushEntry(t, samplePush(t), "a"), pushEntry(t, samplePush(t), "b"), pushEntry(t, samplePush(t), "c"))
 		d := testDest("dest", srv.URL)
 		d.MaxAttempts = 3
 		runForwarder(t, d, st, nil)
+		eventually(t, "the good pushes delivered", func() bool { return good.Load() == 3 })
 
 		eventually(t, "push dead-lettered", func() bool { return len(deadLetters(t, st, "dest")) == 1 })
 		if dl := deadLetters(t, st, "dest")[0]; !strings.HasPrefix(dl.Reason, "poison") || dl.Attempts != 3 {
