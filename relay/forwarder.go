@@ -24,7 +24,7 @@ type Queue interface {
 
 // maxHeldBytes bounds the bytes of entries a forwarder holds in memory:
 // read ahead, in flight, and waiting for a retry. Reading stops there.
-const maxHeldBytes = 32 << 20
+const maxHeldBytes = 8 << 20
 
 // pollInterval is a safety net under the wake signal: a queue is re-read
 // this often even when nothing says it changed.
