@@ -295,3 +295,20 @@ func (p *relayProc) kill() {
 	_ = p.cmd.Process.Kill()
 	<-p.exited
 }
+
+// writtenBytes is what the process has sent to the storage device so far
+// (write_bytes of /proc/<pid>/io): page-cache write-back it caused included,
+// rewrites of the same page counted each time, reads not at all. The relay
+// fsyncs every commit, so by the end of a drain it is complete.
+func (p *relayProc) writtenBytes() (int64, error) {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(p.cmd.Process.Pid), "io"))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "write_bytes: "); ok {
+			return strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("no write_bytes in /proc/%d/io", p.cmd.Process.Pid)
+}

@@ -73,6 +73,10 @@ func (r *result) print(w io.Writer) {
 		}
 		fmt.Fprintf(w, "\ndead letters      %.0f after the drain\n", r.DeadLettered)
 	}
+	if r.DiskWritten > 0 {
+		fmt.Fprintf(w, "disk writes       %.1f MiB over load and drain: %.2f bytes per body byte acknowledged\n",
+			float64(r.DiskWritten)/(1<<20), r.WrittenPerByte)
+	}
 	if o := r.Outage; o != nil {
 		fmt.Fprintf(w, "outage            %.2f requests/s per down sink after its first minute; first delivery %s after the sinks came back\n",
 			o.RequestsPerS, o.ResumeAfter.Round(time.Millisecond))

@@ -63,6 +63,11 @@ type result struct {
 
 	// Delivered is each sink's delivery while the load ran.
 	Delivered []sinkDelivery `json:"delivered_in_load,omitempty"`
+	// DiskWritten is what the relay wrote to the disk from the load's
+	// start to the end of the drain, and WrittenPerByte that over the body
+	// bytes acknowledged (1.0 would be each body written once).
+	DiskWritten    int64   `json:"disk_written_bytes,omitempty"`
+	WrittenPerByte float64 `json:"disk_written_per_body_byte,omitempty"`
 	// DeadLettered is the entries in dead-letter after the drain.
 	DeadLettered float64 `json:"dead_lettered"`
 	// Outage is a long outage's figures (down-then-up, --down-for).
@@ -282,6 +287,12 @@ func runOnce(ctx context.Context, cfg config, progress io.Writer) (*result, erro
 
 	logf("%s: %d clients, %s %s bodies of %d bytes, mode %s", res.Label, cfg.clients, cfg.endpoint, cfg.body, bodyBytes, cfg.mode)
 	delivered0 := deliveredCounts(sinks)
+	var written0 int64 = -1
+	if relay != nil && !cfg.reference {
+		if w, err := relay.writtenBytes(); err == nil {
+			written0 = w
+		}
+	}
 	cpu0 := takeCPU()
 	loadStart := time.Now()
 	res.Load = runLoad(ctx, loadSpec{
@@ -385,6 +396,12 @@ func runOnce(ctx context.Context, cfg config, progress io.Writer) (*result, erro
 	drainCPU1 := takeCPU()
 	res.DrainTime = drained.Sub(loadEnd)
 	res.DeadLettered = drainEnd.sum("pyrorelay_dead_letter_entries")
+	if written0 >= 0 && !cfg.restart {
+		if w, err := relay.writtenBytes(); err == nil && res.Load.Acked > 0 {
+			res.DiskWritten = w - written0
+			res.WrittenPerByte = float64(res.DiskWritten) / float64(res.Load.Acked*bodyBytes)
+		}
+	}
 	if up != nil && cfg.downFor > 0 {
 		res.Outage = outage(mark, up, sinks)
 	}
