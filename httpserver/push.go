@@ -69,7 +69,8 @@ func (p pushService) Push(ctx context.Context, req *connect.Request[pushv1.PushR
 	tenant := req.Header().Get(tenantHeader)
 	// One entry per destination set: without routes, or when every
 	// series goes to the same destinations, that is one entry.
-	parts, err := p.s.splitPush(req.Msg, tenant)
+	raw, _ := rawPushFrom(ctx)
+	parts, err := p.s.splitPush(req.Msg, raw, tenant)
 	if err != nil {
 		return nil, connect.NewError(connect.CodeInvalidArgument, err)
 	}
@@ -77,7 +78,7 @@ func (p pushService) Push(ctx context.Context, req *connect.Request[pushv1.PushR
 	entries := make([]*store.Entry, len(parts))
 	queues := make([][]string, len(parts))
 	for i, part := range parts {
-		e := &store.Entry{Kind: store.KindPush, ReceivedAt: now, Body: part.body}
+		e := &store.Entry{Kind: store.KindPush, ReceivedAt: now, Body: part.body, ContentEncoding: part.encoding}
 		if p.s.cfg.TenantPassthrough {
 			e.Tenant = tenant
 		}
