@@ -32,7 +32,7 @@ type bodyReader struct {
 // (408) and one that finds no room in the budget in time (503). A body of
 // declared length ends in a buffer from alloc(length), grown to it as the
 // bytes arrive; alloc may be nil.
-func (br bodyReader) read(w http.ResponseWriter, r *http.Request, h *hold, alloc func(n int) []byte) ([]byte, error) {
+func (br bodyReader) read(w http.ResponseWriter, r *http.Request, h *hold, alloc func(n int) []byte) (_ []byte, err error) {
 	if r.ContentLength > br.limit {
 		return nil, &InputError{Status: http.StatusRequestEntityTooLarge,
 			Reason: fmt.Sprintf("body of %d bytes is over the limit of %d bytes", r.ContentLength, br.limit)}
@@ -50,12 +50,19 @@ func (br bodyReader) read(w http.ResponseWriter, r *http.Request, h *hold, alloc
 		}
 		return d
 	}
-	if br.minRate > 0 {
-		// The server's own read deadline applies again once the body is
-		// in: a deadline that passed while the request is stored would
-		// cancel it.
-		defer func() { _ = rc.SetReadDeadline(end) }()
-	}
+	defer func() {
+		switch {
+		case err != nil:
+			// The request is refused: the server must not wait for the
+			// rest of its body before answering.
+			_ = rc.SetReadDeadline(time.Now())
+		case br.minRate > 0:
+			// The server's own read deadline applies again once the
+			// body is in: a deadline that passed while the request is
+			// stored would cancel it.
+			_ = rc.SetReadDeadline(end)
+		}
+	}()
 	body := http.MaxBytesReader(w, r.Body, br.limit)
 	want := int(r.ContentLength) // -1 when unknown
 	var b []byte
