@@ -73,6 +73,9 @@ type Config struct {
 	// It exists only to measure what group commit buys (pyrorelay-bench);
 	// it is a hidden flag and has no YAML key.
 	NoGroupCommit bool `yaml:"-"`
+	// RequestLimits bound what clients can take while their requests
+	// are read (requestlimits.go).
+	RequestLimits `yaml:",inline"`
 }
 
 func defaultConfig() Config {
@@ -92,6 +95,7 @@ func defaultConfig() Config {
 		LogFormat:             "text",
 		WhenFull:              "reject",
 		TLSReloadInterval:     defaultTLSReloadInterval,
+		RequestLimits:         defaultRequestLimits(),
 	}
 }
 

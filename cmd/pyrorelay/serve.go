@@ -52,7 +52,7 @@ func serveFlags() []cli.Flag {
 		// Hidden: one fsync'd transaction per write, to measure what group
 		// commit buys against it in the same benchmark run.
 		&cli.BoolFlag{Name: "no-group-commit", EnvVars: env("NO_GROUP_COMMIT"), Hidden: true, Usage: "benchmarking only: one fsync per write"},
-	}, append(accessFlags(), archiveFlags()...)...)
+	}, append(append(accessFlags(), archiveFlags()...), requestLimitFlags()...)...)
 }
 
 func serveCommand() *cli.Command {
@@ -139,6 +139,9 @@ func loadConfig(c *cli.Context) (Config, error) {
 	}
 	applyAccessFlags(c, &cfg)
 	if err := applyArchiveFlags(c, &cfg); err != nil {
+		return cfg, err
+	}
+	if err := applyRequestLimitFlags(c, &cfg); err != nil {
 		return cfg, err
 	}
 	return cfg, nil
