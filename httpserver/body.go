@@ -50,9 +50,10 @@ func (br bodyReader) read(w http.ResponseWriter, r *http.Request, h *hold, alloc
 		}
 		return d
 	}
+	complete := false // the whole body is in
 	defer func() {
 		switch {
-		case err != nil:
+		case err != nil && !complete:
 			// The request is refused: the server must not wait for the
 			// rest of its body before answering.
 			_ = rc.SetReadDeadline(time.Now())
@@ -69,6 +70,7 @@ func (br bodyReader) read(w http.ResponseWriter, r *http.Request, h *hold, alloc
 	for {
 		if len(b) == cap(b) {
 			if want >= 0 && len(b) == want {
+				complete = true
 				break
 			}
 			nb, err := br.grow(r, h, b, want, alloc)
@@ -83,6 +85,7 @@ func (br bodyReader) read(w http.ResponseWriter, r *http.Request, h *hold, alloc
 		n, err := body.Read(b[len(b):cap(b)])
 		b = b[:len(b)+n]
 		if errors.Is(err, io.EOF) {
+			complete = true
 			if want > 0 && len(b) < want {
 				return nil, &InputError{Status: http.StatusRequestTimeout,
 					Reason: fmt.Sprintf("reading body: %v after %d of %d bytes", io.ErrUnexpectedEOF, len(b), want)}

@@ -11,6 +11,11 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+
+	pushv1 "github.com/grafana/pyroscope/api/gen/proto/go/push/v1"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/pyrorelay/pyrorelay/store"
 )
 
 // decodedLimit is the most bytes a Push body may decompress to: gzip
@@ -129,8 +134,8 @@ func decodeRPC(r *http.Request, raw []byte, gunzip func(gz []byte, prefix int) (
 }
 
 // gunzipLimited decompresses gz into a buffer with prefix bytes free at its
-// start, growing it as the output comes, with room taken from h, and stops
-// as soon as the output passes limit (413).
+// start, growing it as the output comes, with room taken from h (if not
+// nil), and stops as soon as the output passes limit (413).
 func gunzipLimited(ctx context.Context, h *hold, gz []byte, prefix int, limit int64) ([]byte, error) {
 	zr, err := gzip.NewReader(bytes.NewReader(gz))
 	if err != nil {
@@ -145,12 +150,16 @@ func gunzipLimited(ctx context.Context, h *hold, gz []byte, prefix int, limit in
 				return nil, &InputError{Status: http.StatusRequestEntityTooLarge,
 					Reason: fmt.Sprintf("body decompresses to more than %d bytes", limit)}
 			}
-			if err := h.grow(ctx, int64(size)); err != nil {
-				return nil, budgetError(err)
+			if h != nil {
+				if err := h.grow(ctx, int64(size)); err != nil {
+					return nil, budgetError(err)
+				}
 			}
 			nb := make([]byte, len(b), size)
 			copy(nb, b)
-			h.shrink(int64(reserved))
+			if h != nil {
+				h.shrink(int64(reserved))
+			}
 			b, reserved = nb, size
 		}
 		n, err := zr.Read(b[len(b):cap(b)])
@@ -175,4 +184,35 @@ func asInputError(err error) *InputError {
 		return ie
 	}
 	return &InputError{Status: http.StatusInternalServerError, Reason: err.Error()}
+}
+
+// StoredPushMessage is the protobuf encoding of the Push request stored
+// in e: its body, decompressed (to at most limit bytes) when the request
+// was stored gzipped as it arrived.
+func StoredPushMessage(e *store.Entry, limit int64) ([]byte, error) {
+	switch strings.ToLower(e.ContentEncoding) {
+	case "", "identity":
+		return e.Body, nil
+	case "gzip":
+		return gunzipLimited(context.Background(), nil, e.Body, 0, limit)
+	default:
+		return nil, fmt.Errorf("push body has content encoding %q: want gzip or none", e.ContentEncoding)
+	}
+}
+
+// ValidateStoredPush checks a Push entry as the Push endpoint checks a
+// request: a body that decodes (within limit bytes) to a valid PushRequest.
+func ValidateStoredPush(e *store.Entry, limit int64) error {
+	if len(e.Body) == 0 {
+		return errors.New("empty body")
+	}
+	b, err := StoredPushMessage(e, limit)
+	if err != nil {
+		return err
+	}
+	var req pushv1.PushRequest
+	if err := proto.Unmarshal(b, &req); err != nil {
+		return fmt.Errorf("body is not a PushRequest: %w", err)
+	}
+	return ValidatePush(&req)
 }
