@@ -104,7 +104,6 @@ func toExported(r store.Record, src store.Source) *exported {
 	return x
 }
 
-
 // sourceFlags choose what to read from a data dir.
 func sourceFlags(queueUsage string) []cli.Flag {
 	return []cli.Flag{
