@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -230,4 +232,43 @@ func TestH2StreamsCountAgainstConnections(t *testing.T) {
 	if code := connect.CodeOf(err); code != connect.CodeUnavailable {
 		t.Fatalf("third stream with MaxConnections 2 = %v (code %v), want unavailable", err, code)
 	}
+}
+
+// TestRefusalsDoNotFloodTheLog: a client making every request fail the
+// same way (here the store refusing it) produces one log line per kind per
+// LogRepeatInterval, not one per request.
+func TestRefusalsDoNotFloodTheLog(t *testing.T) {
+	var buf syncLog
+	fs := &fakeStore{}
+	fs.setErr(errors.New("no space left on device"))
+	s := New(Config{}, Options{Store: fs, Registry: prometheus.NewRegistry(), Logger: slog.New(slog.NewTextHandler(&buf, nil))})
+	h := s.Handler()
+	for range 200 {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/ingest?name=app.cpu", strings.NewReader("a;b 1\n")))
+		if rec.Code != http.StatusServiceUnavailable {
+			t.Fatalf("status %d, want 503 from a failing store", rec.Code)
+		}
+	}
+	if n := strings.Count(buf.String(), "store request"); n != 1 {
+		t.Errorf("%d log lines for 200 identical failures, want 1:\n%s", n, buf.String())
+	}
+}
+
+// syncLog is a log sink safe for the server's goroutines.
+type syncLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *syncLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *syncLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -26,6 +26,7 @@ import (
 	berrors "go.etcd.io/bbolt/errors"
 	"golang.org/x/net/netutil"
 
+	"github.com/pyrorelay/pyrorelay/logthrottle"
 	"github.com/pyrorelay/pyrorelay/store"
 )
 
@@ -97,6 +98,9 @@ const (
 	DefaultWriteTimeout      = 30 * time.Second
 	DefaultIdleTimeout       = 120 * time.Second
 	DefaultMaxHeaderBytes    = 1 << 20
+	// LogRepeatInterval is how often a line of one kind is logged at
+	// most; the repeats in between are counted on the next one.
+	LogRepeatInterval = 10 * time.Second
 	// DefaultMinBodyRate is slow enough for any client that can send a
 	// profile within ReadTimeout.
 	DefaultMinBodyRate          = 1 << 10
@@ -184,6 +188,9 @@ func New(cfg Config, o Options) *Server {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
+	// Clients can make every request fail the same way (a full disk, a
+	// broken TLS handshake): one line per kind per interval, counted.
+	s.log = slog.New(logthrottle.New(s.log.Handler(), LogRepeatInterval))
 	if cfg.Name != "" {
 		s.log = s.log.With("receiver", cfg.Name)
 		if o.Registry != nil {
