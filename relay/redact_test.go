@@ -231,7 +231,7 @@ func TestRedactForms(t *testing.T) {
 		"authorization=bearer opaque" + leakMarker,
 	} {
 		got := d.redact(in)
-		if strings.Contains(got, leakMarker) || strings.Contains(got, base64.StdEncoding.EncodeToString([]byte("svc:s/cret"+leakMarker))[:20]) {
+		if strings.Contains(got, leakMarker) || strings.Contains(got, base64.StdEncoding.EncodeToString([]byte("svc:s/cret" + leakMarker))[:20]) {
 			t.Errorf("redact(%q) = %q: secret left", in, got)
 		}
 		if !strings.Contains(got, Redacted) {
