@@ -91,7 +91,9 @@ type Config struct {
 
 // Defaults for Config fields left at zero.
 const (
-	DefaultMaxBodySize       = 64 << 20
+	// DefaultMaxBodySize is the Pyroscope server's default profile size
+	// limit (-validation.max-profile-size-bytes).
+	DefaultMaxBodySize       = 4 << 20
 	DefaultMaxConnections    = 100
 	DefaultReadTimeout       = 30 * time.Second
 	DefaultReadHeaderTimeout = 10 * time.Second
@@ -319,6 +321,12 @@ func (s *Server) handleIngest(w http.ResponseWriter, r *http.Request) {
 	}
 	if s.cfg.TenantPassthrough {
 		e.Tenant = r.Header.Get(tenantHeader)
+		if e.Tenant != "" {
+			if err := ValidateTenant(e.Tenant); err != nil {
+				writeError(w, err)
+				return
+			}
+		}
 	}
 	// The entry is complete but for its body, so the body can be read
 	// straight into the record the store will write.
