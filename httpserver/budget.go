@@ -34,6 +34,10 @@ type Budget struct {
 // ErrBusy is returned when a request found no room in the budget in time.
 var ErrBusy = errors.New("the relay is holding as many request bytes as its --max-request-memory allows: retry later")
 
+// ErrOverBudget is returned when a request needs more than the budget
+// ever gives one request: waiting cannot help.
+var ErrOverBudget = errors.New("the request needs more memory than --max-request-memory gives one request")
+
 // Defaults of a Budget.
 const (
 	DefaultMaxRequestMemory = 256 << 20
@@ -86,21 +90,30 @@ func (b *Budget) Held() int64 {
 // Limit is the budget's size in bytes.
 func (b *Budget) Limit() int64 { return b.limit }
 
+// perRequest is the most one request can ever hold.
+func (b *Budget) perRequest() int64 { return max(b.limit-b.reserve, min(b.limit, smallRequestBytes)) }
+
 // hold is one request's share of a budget. It is used by one goroutine.
 type hold struct {
 	b *Budget
 	n int64
+	// deadline ends the request's waiting for room, over all its grow
+	// calls: set by the first wait.
+	deadline time.Time
 }
 
 func (b *Budget) newHold() *hold { return &hold{b: b} }
 
-// grow takes n more bytes for the request, waiting for room until the
-// budget's wait or ctx ends.
+// grow takes n more bytes for the request, waiting for room until ctx
+// ends or the request has waited the budget's wait in all.
 func (h *hold) grow(ctx context.Context, n int64) error {
 	if n <= 0 {
 		return nil
 	}
 	b := h.b
+	if h.n+n > b.limit-b.reserve && h.n+n > smallRequestBytes {
+		return ErrOverBudget
+	}
 	var timer *time.Timer
 	for {
 		b.mu.Lock()
@@ -120,7 +133,10 @@ func (h *hold) grow(ctx context.Context, n int64) error {
 		wake := b.wake
 		b.mu.Unlock()
 		if timer == nil {
-			timer = time.NewTimer(b.wait)
+			if h.deadline.IsZero() {
+				h.deadline = time.Now().Add(b.wait)
+			}
+			timer = time.NewTimer(time.Until(h.deadline))
 			defer timer.Stop()
 		}
 		select {

@@ -103,8 +103,8 @@ func TestDeclaredLengthNotAllocated(t *testing.T) {
 		stalledBody(t, addr, "/ingest?name=app.cpu", 64<<20, 3)
 	}
 	// Every request is reading its body once it holds its first buffer.
-	waitFor(t, "every request to read its body", func() bool { return budget.Held() >= conns*firstChunk })
-	if got, bound := budget.Held(), int64(conns*firstChunk); got > bound {
+	waitFor(t, "every request to read its body", func() bool { return budget.Held() >= conns*chunkSize })
+	if got, bound := budget.Held(), int64(conns*chunkSize); got > bound {
 		t.Fatalf("%d stalled requests declaring 64 MiB hold %d bytes, want at most %d", conns, got, bound)
 	}
 	resp, err := http.Post(base+"/ingest?name=app.cpu", "text/plain", strings.NewReader("a;b 1\n"))
@@ -117,19 +117,9 @@ func TestDeclaredLengthNotAllocated(t *testing.T) {
 	}
 }
 
-// TestBudgetFullAnswers503: a request that cannot get room waits briefly,
-// then is answered 503 with Retry-After; a small request still gets in
-// beside the large stalled one.
-func TestBudgetFullAnswers503(t *testing.T) {
-	budget := NewBudget(2<<20, 200*time.Millisecond)
-	s := New(Config{MaxBodySize: 16 << 20, MinBodyRate: -1},
-		Options{Store: &fakeStore{}, Registry: prometheus.NewRegistry(), Budget: budget})
-	base := serve(t, s)
-	addr := strings.TrimPrefix(base, "http://")
-
-	// 1.2 MiB in, it needs a 2 MiB buffer, more than a large request may
-	// take of a 2 MiB budget.
-	c := stalledBody(t, addr, "/ingest?name=app.cpu", 8<<20, 1200<<10)
+// readAnswer reads the answer to the request sent on c.
+func readAnswer(t *testing.T, c net.Conn) (*http.Response, string) {
+	t.Helper()
 	if err := c.SetReadDeadline(time.Now().Add(pollDeadline)); err != nil {
 		t.Fatal(err)
 	}
@@ -139,26 +129,53 @@ func TestBudgetFullAnswers503(t *testing.T) {
 	}
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
+	return resp, string(b)
+}
+
+// TestBudgetFullAnswers503: a request that cannot get room waits briefly,
+// then is answered 503 with Retry-After; one that needs more than the
+// budget ever gives a request is answered 413 at once; a small request
+// still gets in beside a large stalled one.
+func TestBudgetFullAnswers503(t *testing.T) {
+	budget := NewBudget(2<<20, 200*time.Millisecond)
+	s := New(Config{MaxBodySize: 16 << 20, MinBodyRate: -1},
+		Options{Store: &fakeStore{}, Registry: prometheus.NewRegistry(), Budget: budget})
+	base := serve(t, s)
+	addr := strings.TrimPrefix(base, "http://")
+
+	// A large request stalls holding 1.2 MiB; a second one's 1 MiB does
+	// not fit beside it in what large requests may take (7/8 of 2 MiB).
+	first := stalledBody(t, addr, "/ingest?name=app.cpu", 8<<20, 1200<<10)
+	waitFor(t, "the first request to hold what it sent", func() bool { return budget.Held() >= 1200<<10 })
+	second := stalledBody(t, addr, "/ingest?name=app.cpu", 8<<20, 1000<<10)
+	resp, b := readAnswer(t, second)
 	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
-		t.Fatalf("request over the budget = %d (Retry-After %q): %s; want 503 with Retry-After",
+		t.Fatalf("request beside a full budget = %d (Retry-After %q): %s; want 503 with Retry-After",
 			resp.StatusCode, resp.Header.Get("Retry-After"), b)
 	}
-	if !strings.Contains(string(b), "--max-request-memory") {
+	if !strings.Contains(b, "--max-request-memory") {
 		t.Errorf("503 reason %s does not name --max-request-memory", b)
 	}
-	waitFor(t, "the refused request's room to be given back", func() bool { return budget.Held() == 0 })
+	first.Close()
+	waitFor(t, "the room to be given back", func() bool { return budget.Held() == 0 })
+
+	// More than one request may ever hold: no use waiting.
+	resp, b = readAnswer(t, stalledBody(t, addr, "/ingest?name=app.cpu", 8<<20, 1900<<10))
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Fatalf("request over what the budget gives one = %d: %s; want 413", resp.StatusCode, b)
+	}
 
 	// A large request stalled at the most it may hold leaves room for a
 	// small one.
-	stalledBody(t, addr, "/ingest?name=app.cpu", 8<<20, 1100<<10)
-	waitFor(t, "the large request to hold its buffer", func() bool { return budget.Held() >= 1<<20 })
-	resp, err = http.Post(base+"/ingest?name=app.cpu", "text/plain", strings.NewReader(strings.Repeat("a;b 1\n", 20000)))
+	stalledBody(t, addr, "/ingest?name=app.cpu", 8<<20, 1700<<10)
+	waitFor(t, "the large request to hold what it sent", func() bool { return budget.Held() >= 1700<<10 })
+	post, err := http.Post(base+"/ingest?name=app.cpu", "text/plain", strings.NewReader(strings.Repeat("a;b 1\n", 10000)))
 	if err != nil {
 		t.Fatalf("small request: %v", err)
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("small request beside a stalled large one = %d, want 200", resp.StatusCode)
+	post.Body.Close()
+	if post.StatusCode != http.StatusOK {
+		t.Fatalf("small request beside a stalled large one = %d, want 200", post.StatusCode)
 	}
 }
 

@@ -20,8 +20,15 @@ import (
 
 // decodedLimit is the most bytes a Push body may decompress to: gzip
 // shrinks a request of uncompressed profiles a few times over, and a body
-// that inflates further is a bomb, not a profile.
+// that inflates further is a bomb, not a profile. Within a budget, it is
+// also at most a quarter of what one request may hold, so that the growing
+// buffer and Connect's copy of it fit.
 func decodedLimit(maxBody int64) int64 { return 4 * maxBody }
+
+// decodedLimitIn is decodedLimit within budget b.
+func decodedLimitIn(maxBody int64, b *Budget) int64 {
+	return min(decodedLimit(maxBody), b.perRequest()/4)
+}
 
 // rawPush is a Push request's protobuf message as it arrived, compressed
 // or not, kept so that it can be stored as it came instead of encoded
@@ -46,7 +53,7 @@ func rawPushFrom(ctx context.Context) (rawPush, bool) {
 // rest, and refuse it as resource_exhausted, which clients retry. The
 // message as it arrived travels in the request's context to the handler.
 func (s *Server) decodePush(next http.Handler) http.Handler {
-	limit := decodedLimit(s.cfg.MaxBodySize)
+	limit := decodedLimitIn(s.cfg.MaxBodySize, s.budget)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := s.budget.newHold()
 		defer h.release()
@@ -145,7 +152,7 @@ func gunzipLimited(ctx context.Context, h *hold, gz []byte, prefix int, limit in
 	reserved := 0 // the prefix-only buffer above is not counted
 	for {
 		if len(b) == cap(b) {
-			size := min(max(2*cap(b), 4*len(gz), firstChunk), int(limit)+prefix+1)
+			size := min(max(2*cap(b), 4*len(gz), chunkSize), int(limit)+prefix+1)
 			if size <= cap(b) {
 				return nil, &InputError{Status: http.StatusRequestEntityTooLarge,
 					Reason: fmt.Sprintf("body decompresses to more than %d bytes", limit)}
