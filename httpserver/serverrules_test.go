@@ -1,11 +1,13 @@
 package httpserver
 
 import (
+	"context"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
 
+	"connectrpc.com/connect"
 	pushv1 "github.com/grafana/pyroscope/api/gen/proto/go/push/v1"
 )
 
@@ -83,6 +85,17 @@ func TestTenantCheckedWhenPassedThrough(t *testing.T) {
 		}
 		if resp.StatusCode != want {
 			t.Errorf("passthrough %v: status %d, want %d: %s", passthrough, resp.StatusCode, want, b)
+		}
+
+		c := pushClient(t, serve(t, newServer(t, Config{TenantPassthrough: passthrough}).Server), false)
+		preq := connect.NewRequest(&pushv1.PushRequest{Series: []*pushv1.RawProfileSeries{cpuSeries([]byte("pprof"))}})
+		preq.Header().Set(tenantHeader, "team/a")
+		_, err := c.Push(context.Background(), preq)
+		if passthrough && connect.CodeOf(err) != connect.CodeInvalidArgument {
+			t.Errorf("push with a bad tenant passed through: %v, want invalid_argument", err)
+		}
+		if !passthrough && err != nil {
+			t.Errorf("push with a bad tenant not passed through: %v, want success", err)
 		}
 	}
 }
