@@ -21,13 +21,13 @@ import (
 // decodedLimit is the most bytes a Push body may decompress to: gzip
 // shrinks a request of uncompressed profiles a few times over, and a body
 // that inflates further is a bomb, not a profile. Within a budget, it is
-// also at most a quarter of what one request may hold, so that the growing
-// buffer and Connect's copy of it fit.
+// also at most a fifth of what one request may hold, so that the growing
+// buffer, Connect's copy and the decoded message fit beside the body.
 func decodedLimit(maxBody int64) int64 { return 4 * maxBody }
 
 // decodedLimitIn is decodedLimit within budget b.
 func decodedLimitIn(maxBody int64, b *Budget) int64 {
-	return min(decodedLimit(maxBody), b.perRequest()/4)
+	return min(decodedLimit(maxBody), b.perRequest()/5)
 }
 
 // rawPush is a Push request's protobuf message as it arrived, compressed
@@ -69,9 +69,9 @@ func (s *Server) decodePush(next http.Handler) http.Handler {
 			s.refuse(w, r, asInputError(err))
 			return
 		}
-		// Connect reads the body into a buffer of its own and decodes it:
-		// room for that too.
-		if err := h.grow(r.Context(), int64(len(body))); err != nil {
+		// Connect reads the body into a buffer of its own and decodes it
+		// into a message that copies its bytes again: room for both.
+		if err := h.grow(r.Context(), 2*int64(len(body))); err != nil {
 			s.refuse(w, r, asInputError(budgetError(err)))
 			return
 		}
@@ -155,7 +155,7 @@ func gunzipLimited(ctx context.Context, h *hold, gz []byte, prefix int, limit in
 			size := min(max(2*cap(b), 4*len(gz), chunkSize), int(limit)+prefix+1)
 			if size <= cap(b) {
 				return nil, &InputError{Status: http.StatusRequestEntityTooLarge,
-					Reason: fmt.Sprintf("body decompresses to more than %d bytes", limit)}
+					Reason: fmt.Sprintf("body decompresses to more than %d bytes (4 x --max-body-size, within --max-request-memory)", limit)}
 			}
 			if h != nil {
 				if err := h.grow(ctx, int64(size)); err != nil {
@@ -173,7 +173,7 @@ func gunzipLimited(ctx context.Context, h *hold, gz []byte, prefix int, limit in
 		b = b[:len(b)+n]
 		if int64(len(b)-prefix) > limit {
 			return nil, &InputError{Status: http.StatusRequestEntityTooLarge,
-				Reason: fmt.Sprintf("body decompresses to more than %d bytes", limit)}
+				Reason: fmt.Sprintf("body decompresses to more than %d bytes (4 x --max-body-size, within --max-request-memory)", limit)}
 		}
 		if errors.Is(err, io.EOF) {
 			return b, nil
