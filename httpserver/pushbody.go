@@ -154,8 +154,7 @@ func gunzipLimited(ctx context.Context, h *hold, gz []byte, prefix int, limit in
 		if len(b) == cap(b) {
 			size := min(max(2*cap(b), 4*len(gz), chunkSize), int(limit)+prefix+1)
 			if size <= cap(b) {
-				return nil, &InputError{Status: http.StatusRequestEntityTooLarge,
-					Reason: fmt.Sprintf("body decompresses to more than %d bytes (4 x --max-body-size, within --max-request-memory)", limit)}
+				return nil, tooInflated(limit)
 			}
 			if h != nil {
 				if err := h.grow(ctx, int64(size)); err != nil {
@@ -172,8 +171,7 @@ func gunzipLimited(ctx context.Context, h *hold, gz []byte, prefix int, limit in
 		n, err := zr.Read(b[len(b):cap(b)])
 		b = b[:len(b)+n]
 		if int64(len(b)-prefix) > limit {
-			return nil, &InputError{Status: http.StatusRequestEntityTooLarge,
-				Reason: fmt.Sprintf("body decompresses to more than %d bytes (4 x --max-body-size, within --max-request-memory)", limit)}
+			return nil, tooInflated(limit)
 		}
 		if errors.Is(err, io.EOF) {
 			return b, nil
@@ -182,6 +180,12 @@ func gunzipLimited(ctx context.Context, h *hold, gz []byte, prefix int, limit in
 			return nil, badRequest("body is not valid gzip: %v", err)
 		}
 	}
+}
+
+// tooInflated refuses a body that decompresses to more than limit bytes.
+func tooInflated(limit int64) *InputError {
+	return &InputError{Status: http.StatusRequestEntityTooLarge,
+		Reason: fmt.Sprintf("body decompresses to more than %d bytes (4 x --max-body-size, within --max-request-memory)", limit)}
 }
 
 // asInputError is err as the refusal to answer with.
