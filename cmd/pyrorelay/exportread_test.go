@@ -108,3 +108,21 @@ func TestReplayNamesExportEntries(t *testing.T) {
 		t.Errorf("dry run names an entry \"entry 0\":\n%s", r.stdout)
 	}
 }
+
+// TestFiltersReadGzippedPush: a Push stored gzipped, as it arrived, is
+// named and matched by --app like a plain one.
+func TestFiltersReadGzippedPush(t *testing.T) {
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	_, _ = zw.Write(validPush(t))
+	_ = zw.Close()
+	in := ndjsonLine(t, "push", "", gz.Bytes(), func(x *exported) { x.ContentEncoding = "gzip" })
+	r := cliOK(t, in, "replay", "--from", "-", "--dry-run", "--app", "shop")
+	if !strings.Contains(r.stdout, "push shop") || !strings.Contains(r.stdout, "would send 1 entries") {
+		t.Errorf("a gzipped Push of app shop was not matched and named:\n%s", r.stdout)
+	}
+	r = cliOK(t, in, "replay", "--from", "-", "--dry-run", "--app", "other")
+	if !strings.Contains(r.stdout, "would send 0 entries") {
+		t.Errorf("a gzipped Push of app shop matched --app other:\n%s", r.stdout)
+	}
+}
