@@ -7,9 +7,11 @@ import (
 	"time"
 )
 
-// verifyCache remembers recently verified username and password pairs by
-// an HMAC under a key that lives only in this process, so the cache holds
-// nothing a memory dump could turn back into a password cheaply.
+// verifyCache remembers recently checked username and password pairs (an
+// Authenticator keeps one for the pairs it accepted and one for those it
+// refused) by an HMAC under a key that lives only in this process, so the
+// cache holds nothing a memory dump could turn back into a password
+// cheaply.
 type verifyCache struct {
 	key [32]byte
 	ttl time.Duration
