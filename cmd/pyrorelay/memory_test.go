@@ -131,3 +131,49 @@ func TestGzipPushBombRefused(t *testing.T) {
 		t.Fatalf("gzipped Push: %v", err)
 	}
 }
+
+// TestGzipPushForwardedAsStored: a gzipped Push goes to the destination as
+// it arrived, gzip and all, and decodes there to what the client sent; the
+// queue holds the compressed bytes, not the inflated request.
+func TestGzipPushForwardedAsStored(t *testing.T) {
+	dest := newRecorder(t, nil)
+	relay := startRelay(t, t.TempDir(), "--forward-to", "a="+dest.URL())
+	// Uncompressed profiles: the request gzips well, as the issue's 58 KB
+	// Push that used to be stored inflated to 60 MB did.
+	msg := &pushv1.PushRequest{Series: []*pushv1.RawProfileSeries{{
+		Labels:  []*typesv1.LabelPair{{Name: "__name__", Value: "process_cpu"}, {Name: "service_name", Value: "gz"}},
+		Samples: []*pushv1.RawSample{{RawProfile: bytes.Repeat([]byte("uncompressed pprof "), 50000)}},
+	}}}
+	c := pushv1connect.NewPusherServiceClient(http.DefaultClient, relay.URL, connect.WithSendGzip())
+	if _, err := c.Push(context.Background(), connect.NewRequest(msg)); err != nil {
+		t.Fatalf("Push: %v", err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for len(dest.acceptedPushes()) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the Push never reached the destination")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := dest.acceptedPushes(); len(got) != 1 || !proto.Equal(got[0], msg) {
+		t.Fatalf("destination got %d pushes, or not the one sent", len(got))
+	}
+	// What the relay stored: the bytes it counts as received for Push.
+	stored := 0.0
+	for k, v := range scrape(t, relay.URL) {
+		if strings.HasPrefix(k, "pyrorelay_received_bytes_total{") && strings.Contains(k, `endpoint="push"`) {
+			stored += v
+		}
+	}
+	if raw := float64(proto.Size(msg)); stored == 0 || stored > raw/10 {
+		t.Errorf("stored %.0f bytes for a %.0f-byte request that arrived gzipped far smaller", stored, raw)
+	}
+	for _, r := range dest.requests() {
+		if enc := r.Header.Get("Content-Encoding"); enc != "gzip" {
+			t.Errorf("Push forwarded with Content-Encoding %q, want gzip", enc)
+		}
+		if raw := proto.Size(msg); len(r.Body) > raw/10 {
+			t.Errorf("forwarded %d bytes for a %d-byte request that gzips far smaller", len(r.Body), raw)
+		}
+	}
+}
