@@ -3,7 +3,7 @@ package httpserver
 import (
 	"bufio"
 	"bytes"
-	"crypto/hmac"
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -57,6 +58,15 @@ type Authenticator struct {
 	cfg   AuthConfig
 	creds atomic.Pointer[credentials]
 	cache verifyCache
+	// failed remembers refused username and password pairs, so that a
+	// client retrying wrong credentials costs no bcrypt either.
+	failed verifyCache
+	// hashing holds a token per bcrypt comparison in progress: wrong
+	// passwords, which no cache helps with when each is new, take at
+	// most these cores, and bearer tokens and cached passwords none.
+	hashing chan struct{}
+	// compare is bcrypt.CompareHashAndPassword, replaced in tests.
+	compare func(hash, password []byte) error
 	// reloadMu serialises Reload so two SIGHUPs cannot interleave.
 	reloadMu sync.Mutex
 }
@@ -92,11 +102,13 @@ func NewAuthenticator(cfg AuthConfig) (*Authenticator, error) {
 	if cfg.CacheTTL <= 0 {
 		cfg.CacheTTL = DefaultAuthCacheTTL
 	}
-	a := &Authenticator{cfg: cfg}
+	a := &Authenticator{cfg: cfg, hashing: make(chan struct{}, maxPasswordChecks()), compare: bcrypt.CompareHashAndPassword}
 	a.cache.ttl = cfg.CacheTTL
+	a.failed.ttl = cfg.CacheTTL
 	if _, err := rand.Read(a.cache.key[:]); err != nil {
 		return nil, fmt.Errorf("auth: cache key: %w", err)
 	}
+	a.failed.key = a.cache.key
 	if err := a.Reload(); err != nil {
 		return nil, err
 	}
@@ -134,6 +146,7 @@ func (a *Authenticator) Reload() error {
 	}
 	a.creds.Store(c)
 	a.cache.clear()
+	a.failed.clear()
 	return nil
 }
 
@@ -157,7 +170,14 @@ func (a *Authenticator) Check(r *http.Request) error {
 		return errNoCredentials
 	}
 	if user, pass, ok := r.BasicAuth(); ok {
-		if len(c.users) == 0 || !a.checkBasic(c, user, pass) {
+		if len(c.users) == 0 {
+			return errBadCredentials
+		}
+		ok, err := a.checkBasic(r.Context(), c, user, pass)
+		if err != nil {
+			return err
+		}
+		if !ok {
 			return errBadCredentials
 		}
 		return nil
@@ -172,11 +192,18 @@ func (a *Authenticator) Check(r *http.Request) error {
 	return errBadCredentials
 }
 
-func (a *Authenticator) checkBasic(c *credentials, user, pass string) bool {
+func (a *Authenticator) checkBasic(ctx context.Context, c *credentials, user, pass string) (bool, error) {
 	key := a.cache.keyOf(user, pass)
 	if a.cache.valid(key) {
-		return true
+		return true, nil
 	}
+	if a.failed.valid(key) {
+		return false, nil
+	}
+	if err := a.acquireHashing(ctx); err != nil {
+		return false, err
+	}
+	defer func() { <-a.hashing }()
 	// Compare the name with every user, without stopping at a match, so
 	// that the time taken does not depend on where (or whether) it is.
 	name := sha256.Sum256([]byte(user))
@@ -189,11 +216,42 @@ func (a *Authenticator) checkBasic(c *credentials, user, pass string) bool {
 		}
 		found |= eq
 	}
-	ok := bcrypt.CompareHashAndPassword(hash, []byte(pass)) == nil && found == 1
+	ok := a.compare(hash, []byte(pass)) == nil && found == 1
 	if ok {
 		a.cache.add(key)
+	} else {
+		a.failed.add(key)
 	}
-	return ok
+	return ok, nil
+}
+
+// errAuthBusy refuses a request whose password could not be checked in
+// time because others were being checked: 503, retry later.
+var errAuthBusy = errors.New("too many password checks in progress: retry later")
+
+// passwordCheckWait is how long a request waits for a bcrypt slot.
+const passwordCheckWait = 2 * time.Second
+
+// maxPasswordChecks is how many bcrypt comparisons run at once: half the
+// cores, so that a flood of wrong passwords leaves the rest to the relay.
+func maxPasswordChecks() int { return max(1, runtime.GOMAXPROCS(0)/2) }
+
+func (a *Authenticator) acquireHashing(ctx context.Context) error {
+	select {
+	case a.hashing <- struct{}{}:
+		return nil
+	default:
+	}
+	t := time.NewTimer(passwordCheckWait)
+	defer t.Stop()
+	select {
+	case a.hashing <- struct{}{}:
+		return nil
+	case <-t.C:
+		return errAuthBusy
+	case <-ctx.Done():
+		return errAuthBusy
+	}
 }
 
 // checkToken compares tok with every accepted token in constant time:
@@ -221,72 +279,6 @@ func (a *Authenticator) challenge() []string {
 		v = append(v, `Bearer realm="`+realm+`"`)
 	}
 	return v
-}
-
-// verifyCache remembers recently verified username and password pairs by
-// an HMAC under a key that lives only in this process, so the cache holds
-// nothing a memory dump could turn back into a password cheaply.
-type verifyCache struct {
-	key [32]byte
-	ttl time.Duration
-
-	mu sync.Mutex
-	m  map[[sha256.Size]byte]time.Time // key -> expiry
-}
-
-func (vc *verifyCache) keyOf(user, pass string) [sha256.Size]byte {
-	m := hmac.New(sha256.New, vc.key[:])
-	m.Write([]byte(user))
-	m.Write([]byte{0})
-	m.Write([]byte(pass))
-	var k [sha256.Size]byte
-	m.Sum(k[:0])
-	return k
-}
-
-func (vc *verifyCache) valid(k [sha256.Size]byte) bool {
-	vc.mu.Lock()
-	defer vc.mu.Unlock()
-	exp, ok := vc.m[k]
-	if ok && time.Now().After(exp) {
-		delete(vc.m, k)
-		return false
-	}
-	return ok
-}
-
-func (vc *verifyCache) add(k [sha256.Size]byte) {
-	vc.mu.Lock()
-	defer vc.mu.Unlock()
-	now := time.Now()
-	if vc.m == nil {
-		vc.m = make(map[[sha256.Size]byte]time.Time)
-	}
-	if len(vc.m) >= maxAuthCacheEntries {
-		for k, exp := range vc.m {
-			if now.After(exp) {
-				delete(vc.m, k)
-			}
-		}
-		if len(vc.m) >= maxAuthCacheEntries {
-			// Still full of live entries: start over rather than grow;
-			// the cost is one bcrypt per client.
-			clear(vc.m)
-		}
-	}
-	vc.m[k] = now.Add(vc.ttl)
-}
-
-func (vc *verifyCache) clear() {
-	vc.mu.Lock()
-	defer vc.mu.Unlock()
-	clear(vc.m)
-}
-
-func (vc *verifyCache) len() int {
-	vc.mu.Lock()
-	defer vc.mu.Unlock()
-	return len(vc.m)
 }
 
 // loadHtpasswd reads user:bcrypt-hash lines. It returns the highest cost
@@ -416,6 +408,10 @@ func (s *Server) requireAuth(next http.Handler, reg prometheus.Registerer) http.
 		err := a.Check(r)
 		if err == nil {
 			next.ServeHTTP(w, r)
+			return
+		}
+		if errors.Is(err, errAuthBusy) {
+			s.refuse(w, r, &InputError{Status: http.StatusServiceUnavailable, Reason: err.Error()})
 			return
 		}
 		reason := "invalid"

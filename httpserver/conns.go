@@ -1,10 +1,14 @@
 package httpserver
 
 import (
+	"fmt"
 	"net"
+	"net/http"
 	"sync"
 	"sync/atomic"
+	"time"
 
+	"connectrpc.com/connect"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -70,4 +74,64 @@ func (c *countedConn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(func() { c.c.open.Add(-1) })
 	return err
+}
+
+// admit lets a request in while fewer than MaxConnections are in progress,
+// over every connection and HTTP/2 stream: one HTTP/2 connection may carry
+// many requests, and each holds memory and a store commit like a
+// connection of its own. A request that finds no slot within the budget's
+// wait is answered 503 with Retry-After.
+func (s *Server) admit(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case s.inFlight <- struct{}{}:
+		default:
+			t := time.NewTimer(s.budget.wait)
+			select {
+			case s.inFlight <- struct{}{}:
+				t.Stop()
+			case <-t.C:
+				s.refuse(w, r, &InputError{Status: http.StatusServiceUnavailable,
+					Reason: fmt.Sprintf("%d requests in progress (--max-connections): retry later", cap(s.inFlight))})
+				return
+			case <-r.Context().Done():
+				t.Stop()
+				return
+			}
+		}
+		defer func() { <-s.inFlight }()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// errorWriter writes errors in the framing of a Push client's protocol.
+var errorWriter = connect.NewErrorWriter()
+
+// refuse answers r with err, in the client's RPC framing on the Push
+// path and as the relay's JSON error elsewhere.
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request, err *InputError) {
+	if isRPCPath(r.URL.Path) && errorWriter.IsSupported(r) {
+		if retriable(err.Status) {
+			w.Header().Set("Retry-After", "10")
+		}
+		_ = errorWriter.Write(w, r, connect.NewError(rpcCode(err.Status), err))
+		return
+	}
+	writeError(w, err)
+}
+
+// rpcCode is the Connect code for a refusal with HTTP status st. A body
+// over a limit is invalid_argument: resource_exhausted would tell SDKs to
+// retry a request that can never fit.
+func rpcCode(st int) connect.Code {
+	switch st {
+	case http.StatusBadRequest, http.StatusRequestEntityTooLarge:
+		return connect.CodeInvalidArgument
+	case http.StatusRequestTimeout:
+		return connect.CodeDeadlineExceeded
+	case http.StatusUnauthorized:
+		return connect.CodeUnauthenticated
+	default:
+		return connectCode(st)
+	}
 }

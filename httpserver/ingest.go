@@ -45,6 +45,8 @@ var profileTypes = map[string]bool{
 	"lock_count": true, "lock_duration": true, "live": true,
 	"alloc_in_new_tlab_objects": true, "alloc_in_new_tlab_bytes": true,
 	"alloc_outside_tlab_objects": true, "alloc_outside_tlab_bytes": true,
+	"exceptions": true, "bytes": true,
+	"seconds": true, "milliseconds": true, "microseconds": true, "nanoseconds": true,
 }
 
 // ValidateIngest checks what can be checked of an /ingest request without
@@ -63,12 +65,15 @@ func ValidateIngest(query url.Values, contentType string) error {
 			return err
 		}
 	}
-	if contentType != "" {
-		mt, params, err := mime.ParseMediaType(contentType)
+	// The server reads the Content-Type only to recognise a multipart
+	// upload (and trie and tree bodies, by exact value); any other
+	// Content-Type, however loosely written, it ignores.
+	if isMultipart(contentType) {
+		_, params, err := mime.ParseMediaType(contentType)
 		if err != nil {
-			return badRequest("unparseable Content-Type %q: %v", contentType, err)
+			return badRequest("unparseable multipart Content-Type %q: %v", contentType, err)
 		}
-		if strings.HasPrefix(mt, "multipart/") && params["boundary"] == "" {
+		if params["boundary"] == "" {
 			return badRequest("multipart Content-Type %q has no boundary", contentType)
 		}
 	}
@@ -100,17 +105,21 @@ func ValidateName(name string) error {
 // then the formats that carry their own types, then a multipart body (a
 // pprof upload), then folded text.
 func parsedAsText(format, contentType string) bool {
-	mt, _, _ := strings.Cut(contentType, ";")
-	mt = strings.ToLower(strings.TrimSpace(mt))
 	switch {
 	case format == "trie" || format == "tree" || format == "lines",
-		mt == "binary/octet-stream+trie" || mt == "binary/octet-stream+tree":
+		contentType == "binary/octet-stream+trie" || contentType == "binary/octet-stream+tree":
 		return true
 	case !textFormats[format]:
 		return false
 	default:
-		return !strings.HasPrefix(mt, "multipart/")
+		return !isMultipart(contentType)
 	}
+}
+
+// isMultipart is the server's test for a multipart upload: the
+// Content-Type contains multipart/form-data, as written.
+func isMultipart(contentType string) bool {
+	return strings.Contains(contentType, "multipart/form-data")
 }
 
 func validateProfileType(name string) error {

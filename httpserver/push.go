@@ -15,8 +15,9 @@ import (
 )
 
 // ValidatePush checks a Push request before it is stored: at least one
-// series, every series with a non-empty label set of valid names, every
-// sample with a profile.
+// series, every series with a non-empty label set of valid names, no name
+// twice and a valid __name__ (see serverrules.go), every sample with a
+// profile.
 func ValidatePush(req *pushv1.PushRequest) error {
 	if len(req.GetSeries()) == 0 {
 		return errors.New("push has no series")
@@ -24,6 +25,9 @@ func ValidatePush(req *pushv1.PushRequest) error {
 	for i, s := range req.GetSeries() {
 		if len(s.GetLabels()) == 0 {
 			return fmt.Errorf("series %d has no labels", i)
+		}
+		if err := validateSeriesLabels(s); err != nil {
+			return fmt.Errorf("series %d: %w", i, err)
 		}
 		for _, l := range s.GetLabels() {
 			if err := validatePushLabelName(l.GetName()); err != nil {
@@ -67,9 +71,15 @@ func (p pushService) Push(ctx context.Context, req *connect.Request[pushv1.PushR
 		return nil, connect.NewError(connect.CodeInvalidArgument, err)
 	}
 	tenant := req.Header().Get(tenantHeader)
+	if p.s.cfg.TenantPassthrough && tenant != "" {
+		if err := ValidateTenant(tenant); err != nil {
+			return nil, connect.NewError(connect.CodeInvalidArgument, err)
+		}
+	}
 	// One entry per destination set: without routes, or when every
 	// series goes to the same destinations, that is one entry.
-	parts, err := p.s.splitPush(req.Msg, tenant)
+	raw, _ := rawPushFrom(ctx)
+	parts, err := p.s.splitPush(req.Msg, raw, tenant)
 	if err != nil {
 		return nil, connect.NewError(connect.CodeInvalidArgument, err)
 	}
@@ -77,7 +87,7 @@ func (p pushService) Push(ctx context.Context, req *connect.Request[pushv1.PushR
 	entries := make([]*store.Entry, len(parts))
 	queues := make([][]string, len(parts))
 	for i, part := range parts {
-		e := &store.Entry{Kind: store.KindPush, ReceivedAt: now, Body: part.body}
+		e := &store.Entry{Kind: store.KindPush, ReceivedAt: now, Body: part.body, ContentEncoding: part.encoding}
 		if p.s.cfg.TenantPassthrough {
 			e.Tenant = tenant
 		}

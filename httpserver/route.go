@@ -74,12 +74,16 @@ func (s *Server) ingestQueues(name, tenant string) []string {
 type pushPart struct {
 	queues []string
 	body   []byte
+	// encoding is the body's Content-Encoding: "gzip" for a request
+	// stored compressed as it arrived.
+	encoding string
 }
 
 // splitPush cuts a Push request into one entry per destination set. Without
-// a router it is one entry for every configured queue, the request as it
-// came.
-func (s *Server) splitPush(req *pushv1.PushRequest, tenant string) ([]pushPart, error) {
+// a router it is one entry for every configured queue. A part that is the
+// whole request keeps raw, the message as it arrived (compressed or not),
+// when there is one; the others are encoded again.
+func (s *Server) splitPush(req *pushv1.PushRequest, raw rawPush, tenant string) ([]pushPart, error) {
 	var parts []route.Part
 	if s.cfg.Router == nil {
 		parts = []route.Part{{ForwardTo: s.cfg.Queues, Request: req}}
@@ -90,6 +94,10 @@ func (s *Server) splitPush(req *pushv1.PushRequest, tenant string) ([]pushPart, 
 	}
 	out := make([]pushPart, len(parts))
 	for i, p := range parts {
+		if p.Request == req && raw.msg != nil {
+			out[i] = pushPart{queues: p.ForwardTo, body: raw.msg, encoding: raw.encoding}
+			continue
+		}
 		body, err := proto.Marshal(p.Request)
 		if err != nil {
 			return nil, fmt.Errorf("re-encode push: %w", err)

@@ -6,7 +6,6 @@
 package httpserver
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -27,6 +26,7 @@ import (
 	berrors "go.etcd.io/bbolt/errors"
 	"golang.org/x/net/netutil"
 
+	"github.com/pyrorelay/pyrorelay/logthrottle"
 	"github.com/pyrorelay/pyrorelay/store"
 )
 
@@ -75,17 +75,43 @@ type Config struct {
 	// TLS, when set, makes Serve speak TLS with this config (see package
 	// tlsreload for one that reloads its certificate).
 	TLS *tls.Config
+	// MinBodyRate is the slowest a body may arrive, in bytes per second,
+	// once BodyRateGrace has passed: a client trickling its body slower is
+	// answered 408 and its connection closed, so it cannot hold a
+	// connection slot for the whole ReadTimeout. Negative disables it.
+	MinBodyRate int64
+	// BodyRateGrace is how long a body may take before MinBodyRate
+	// applies.
+	BodyRateGrace time.Duration
+	// MaxConcurrentStreams bounds the requests one HTTP/2 (h2c or TLS)
+	// connection carries at once. Requests in progress over all
+	// connections and streams are bounded by MaxConnections too.
+	MaxConcurrentStreams int
 }
 
 // Defaults for Config fields left at zero.
 const (
-	DefaultMaxBodySize       = 64 << 20
+	// DefaultMaxBodySize is the Pyroscope server's default profile size
+	// limit (-validation.max-profile-size-bytes).
+	DefaultMaxBodySize       = 4 << 20
 	DefaultMaxConnections    = 100
 	DefaultReadTimeout       = 30 * time.Second
 	DefaultReadHeaderTimeout = 10 * time.Second
 	DefaultWriteTimeout      = 30 * time.Second
 	DefaultIdleTimeout       = 120 * time.Second
 	DefaultMaxHeaderBytes    = 1 << 20
+	// LogRepeatInterval is how often a line of one kind is logged at
+	// most; the repeats in between are counted on the next one.
+	LogRepeatInterval = 10 * time.Second
+	// DefaultMinBodyRate is slow enough for any client that can send a
+	// profile within ReadTimeout.
+	DefaultMinBodyRate          = 1 << 10
+	DefaultBodyRateGrace        = 5 * time.Second
+	DefaultMaxConcurrentStreams = 16
+	// h2ReceiveBuffer bounds the request bytes an HTTP/2 connection
+	// buffers before the handler reads them, outside the Budget: the flow
+	// control window a client may fill without being read.
+	h2ReceiveBuffer = 1 << 20
 )
 
 func (c Config) withDefaults() Config {
@@ -103,6 +129,13 @@ func (c Config) withDefaults() Config {
 	if c.MaxHeaderBytes <= 0 {
 		c.MaxHeaderBytes = DefaultMaxHeaderBytes
 	}
+	if c.MinBodyRate == 0 {
+		c.MinBodyRate = DefaultMinBodyRate
+	}
+	if c.MaxConcurrentStreams <= 0 {
+		c.MaxConcurrentStreams = DefaultMaxConcurrentStreams
+	}
+	setDur(&c.BodyRateGrace, DefaultBodyRateGrace)
 	setDur(&c.ReadTimeout, DefaultReadTimeout)
 	setDur(&c.ReadHeaderTimeout, DefaultReadHeaderTimeout)
 	setDur(&c.WriteTimeout, DefaultWriteTimeout)
@@ -121,6 +154,11 @@ type Server struct {
 	handler http.Handler
 	srv     *http.Server
 	conns   *connCounter
+	budget  *Budget
+	// inFlight holds a token per request being read or stored, at most
+	// MaxConnections, whichever connection or HTTP/2 stream it came on.
+	inFlight chan struct{}
+	bodies   bodyReader
 }
 
 // Options are a Server's collaborators; all but Store may be nil.
@@ -143,6 +181,10 @@ type Options struct {
 	Reload func(context.Context) error
 	// Export, if set, serves GET /api/v1/export (admin.go).
 	Export http.Handler
+	// Budget bounds the request bytes held in memory; servers of one
+	// relay share one. Nil gives the server a budget of its own of
+	// DefaultMaxRequestMemory, registered with Registry.
+	Budget *Budget
 }
 
 // New returns a server for cfg.
@@ -152,6 +194,9 @@ func New(cfg Config, o Options) *Server {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
+	// Clients can make every request fail the same way (a full disk, a
+	// broken TLS handshake): one line per kind per interval, counted.
+	s.log = slog.New(logthrottle.New(s.log.Handler(), LogRepeatInterval))
 	if cfg.Name != "" {
 		s.log = s.log.With("receiver", cfg.Name)
 		if o.Registry != nil {
@@ -162,6 +207,16 @@ func New(cfg Config, o Options) *Server {
 		s.ready = func() bool { return true }
 	}
 	s.metrics = newMetrics(o.Registry)
+	s.budget = o.Budget
+	if s.budget == nil {
+		s.budget = NewBudget(0, 0)
+		if o.Registry != nil {
+			s.budget.Register(o.Registry)
+		}
+	}
+	s.inFlight = make(chan struct{}, cfg.MaxConnections)
+	s.bodies = bodyReader{limit: cfg.MaxBodySize, minRate: max(cfg.MinBodyRate, 0),
+		grace: cfg.BodyRateGrace, readTimeout: cfg.ReadTimeout}
 	s.conns = newConnCounter(o.Registry, cfg.MaxConnections)
 	gatherer := o.Gatherer
 	if gatherer == nil {
@@ -169,16 +224,18 @@ func New(cfg Config, o Options) *Server {
 	}
 
 	mux := http.NewServeMux()
-	ingest := s.instrument(endpointIngest, http.HandlerFunc(s.handleIngest))
+	ingest := s.instrument(endpointIngest, s.admit(http.HandlerFunc(s.handleIngest)))
 	mux.Handle("/ingest", ingest)
 	mux.Handle("/pyroscope/ingest", ingest)
 	path, push := pushv1connect.NewPusherServiceHandler(pushService{s},
-		connect.WithReadMaxBytes(int(cfg.MaxBodySize)),
+		// The Push body reaches Connect decompressed already, within
+		// the decoded-size limit (see pushbody.go).
+		connect.WithReadMaxBytes(int(decodedLimit(cfg.MaxBodySize))),
 		// The answer is an empty message: gzipping it for a client that
 		// accepts gzip cost a fresh compressor state per request (3.5%
 		// of the relay's CPU under Push load) to send more bytes.
 		connect.WithCompressMinBytes(1024))
-	mux.Handle(path, s.instrument(endpointPush, push))
+	mux.Handle(path, s.instrument(endpointPush, s.admit(s.decodePush(push))))
 	mux.Handle("/metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
 	s.routeAdmin(mux, o)
 	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
@@ -211,6 +268,11 @@ func New(cfg Config, o Options) *Server {
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 		Protocols:         protocols,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		HTTP2: &http.HTTP2Config{
+			MaxConcurrentStreams:          cfg.MaxConcurrentStreams,
+			MaxReceiveBufferPerConnection: h2ReceiveBuffer,
+			MaxReceiveBufferPerStream:     h2ReceiveBuffer,
+		},
 	}
 	return s
 }
@@ -261,10 +323,18 @@ func (s *Server) handleIngest(w http.ResponseWriter, r *http.Request) {
 	}
 	if s.cfg.TenantPassthrough {
 		e.Tenant = r.Header.Get(tenantHeader)
+		if e.Tenant != "" {
+			if err := ValidateTenant(e.Tenant); err != nil {
+				writeError(w, err)
+				return
+			}
+		}
 	}
 	// The entry is complete but for its body, so the body can be read
 	// straight into the record the store will write.
-	body, err := readBody(w, r, s.cfg.MaxBodySize, e.NewBody)
+	h := s.budget.newHold()
+	defer h.release()
+	body, err := s.bodies.read(w, r, h, e.NewBody)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -303,48 +373,13 @@ func errStatusStore(err error) int {
 	}
 }
 
-// readBody reads the whole body, refusing more than limit bytes (413) and
-// an empty body (400). A body of known length is read into alloc(length).
-func readBody(w http.ResponseWriter, r *http.Request, limit int64, alloc func(n int) []byte) ([]byte, error) {
-	if r.ContentLength > limit {
-		return nil, &InputError{Status: http.StatusRequestEntityTooLarge,
-			Reason: fmt.Sprintf("body of %d bytes is over the limit of %d bytes", r.ContentLength, limit)}
-	}
-	body := http.MaxBytesReader(w, r.Body, limit)
-	var (
-		b   []byte
-		err error
-	)
-	if r.ContentLength > 0 {
-		// net/http ends the body at Content-Length; a shorter one is an
-		// unexpected EOF.
-		b = alloc(int(r.ContentLength))
-		_, err = io.ReadFull(body, b)
-	} else {
-		var buf bytes.Buffer
-		_, err = buf.ReadFrom(body)
-		b = buf.Bytes()
-	}
-	var mbe *http.MaxBytesError
-	switch {
-	case errors.As(err, &mbe):
-		return nil, &InputError{Status: http.StatusRequestEntityTooLarge,
-			Reason: fmt.Sprintf("body is over the limit of %d bytes", limit)}
-	case err != nil:
-		return nil, &InputError{Status: http.StatusRequestTimeout, Reason: "reading body: " + err.Error()}
-	case len(b) == 0:
-		return nil, badRequest("empty body: send a profile")
-	}
-	return b, nil
-}
-
 // writeError answers with the status and a one-line JSON reason, in the
 // shape the Pyroscope server uses.
 func writeError(w http.ResponseWriter, err error) {
 	status := errStatus(err)
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
-	if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable || status == http.StatusInsufficientStorage {
+	if retriable(status) {
 		w.Header().Set("Retry-After", "10")
 	}
 	w.WriteHeader(status)
@@ -352,6 +387,12 @@ func writeError(w http.ResponseWriter, err error) {
 		Code    string `json:"code"`
 		Message string `json:"message"`
 	}{codeName(status), err.Error()})
+}
+
+// retriable reports whether a client should retry a request answered with
+// status later; such answers carry Retry-After.
+func retriable(status int) bool {
+	return status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable || status == http.StatusInsufficientStorage
 }
 
 func codeName(status int) string {

@@ -370,7 +370,7 @@ func TestEndToEndRealStore(t *testing.T) {
 		}
 		p := items[1].Entry
 		var got pushv1.PushRequest
-		if err := proto.Unmarshal(p.Body, &got); err != nil {
+		if err := proto.Unmarshal(storedPushBody(t, *p), &got); err != nil {
 			t.Fatalf("queue %s push body: %v", q, err)
 		}
 		if p.Kind != store.KindPush || p.Tenant != "team-b" || !proto.Equal(&got, msg) || p.ReceivedAt.IsZero() {

@@ -2,8 +2,10 @@ package relay
 
 import (
 	"bytes"
+	"compress/gzip"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 
 	"connectrpc.com/connect"
@@ -50,10 +52,11 @@ func (pushCodec) Unmarshal(b []byte, m any) error {
 	return proto.Unmarshal(b, pm)
 }
 
-// pushClients are a destination's two Push clients: one gzips the request,
-// one does not.
+// pushClients are a destination's three Push clients: one gzips the
+// request, one does not, and one sends a request the store keeps gzipped
+// as it arrived, as it is, saying it is gzip.
 type pushClients struct {
-	gzip, plain *connect.Client[storedPush, pushv1.PushResponse]
+	gzip, plain, gzipped *connect.Client[storedPush, pushv1.PushResponse]
 }
 
 func newPushClients(c *http.Client, baseURL string) pushClients {
@@ -63,13 +66,35 @@ func newPushClients(c *http.Client, baseURL string) pushClients {
 		// Without gzip registered, the plain client does not ask for a
 		// gzipped answer either (see httpClient).
 		plain: connect.NewClient[storedPush, pushv1.PushResponse](c, url, connect.WithCodec(pushCodec{}), connect.WithAcceptCompression("gzip", nil, nil)),
+		// "gzip" here compresses nothing: the body is gzip already. Answers
+		// are decompressed as usual.
+		gzipped: connect.NewClient[storedPush, pushv1.PushResponse](c, url, connect.WithCodec(pushCodec{}),
+			connect.WithAcceptCompression("gzip",
+				func() connect.Decompressor { return new(gzip.Reader) },
+				func() connect.Compressor { return &passthrough{} }),
+			connect.WithSendCompression("gzip")),
 	}
 }
+
+// passthrough is a connect.Compressor that writes what it is given
+// unchanged, for bodies compressed before they reach Connect.
+type passthrough struct{ w io.Writer }
+
+func (p *passthrough) Write(b []byte) (int, error) { return p.w.Write(b) }
+func (p *passthrough) Close() error                { return nil }
+func (p *passthrough) Reset(w io.Writer)           { p.w = w }
 
 // forBody picks the client for a stored request: gzip only pays when the
 // profiles inside are not compressed already, and SDKs send pprof gzipped,
 // so gzipping them again cost CPU for nothing.
+//
+// A body that starts with the gzip magic is a request stored gzipped as it
+// arrived (a protobuf message cannot start so: 0x1f is field 3 of wire
+// type 7, which does not exist); it is sent as it is.
 func (p pushClients) forBody(b []byte) (*connect.Client[storedPush, pushv1.PushResponse], error) {
+	if bytes.HasPrefix(b, gzipMagic) {
+		return p.gzipped, nil
+	}
 	compressed, err := profilesCompressed(b)
 	if err != nil {
 		return nil, err

@@ -2,8 +2,10 @@ package relay
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -89,10 +91,12 @@ func TestForwardPushCompression(t *testing.T) {
 	for _, tt := range []struct {
 		name     string
 		profile  []byte
+		stored   string // the entry's ContentEncoding: gzip stores the request compressed
 		wantGzip bool
 	}{
-		{"gzipped profiles", readTestdata(t, "cpu.pb.gz"), false},
-		{"raw profile", bytes.Repeat([]byte("uncompressed pprof "), 500), true},
+		{"gzipped profiles", readTestdata(t, "cpu.pb.gz"), "", false},
+		{"raw profile", bytes.Repeat([]byte("uncompressed pprof "), 500), "", true},
+		{"stored gzipped", bytes.Repeat([]byte("uncompressed pprof "), 500), "gzip", true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			st := openStore(t)
@@ -100,6 +104,7 @@ func TestForwardPushCompression(t *testing.T) {
 				mu        sync.Mutex
 				encodings []string
 				accepts   []string
+				wire      [][]byte
 				got       []*pushv1.PushRequest
 			)
 			mux := http.NewServeMux()
@@ -113,14 +118,26 @@ func TestForwardPushCompression(t *testing.T) {
 				mu.Lock()
 				encodings = append(encodings, r.Header.Get("Content-Encoding"))
 				accepts = append(accepts, r.Header.Get("Accept-Encoding"))
+				b, _ := io.ReadAll(r.Body)
+				wire = append(wire, b)
 				mu.Unlock()
+				r.Body = io.NopCloser(bytes.NewReader(b))
 				h.ServeHTTP(w, r)
 			}))
 			srv := newServer(t, mux)
 			want := samplePush(t)
 			want.Series[0].Samples[0].RawProfile = tt.profile
 			want.Series = want.Series[:1]
-			put(t, st, []string{"dest"}, pushEntry(t, want, ""))
+			e := pushEntry(t, want, "")
+			if tt.stored == "gzip" {
+				var buf bytes.Buffer
+				zw := gzip.NewWriter(&buf)
+				_, _ = zw.Write(e.Body)
+				_ = zw.Close()
+				e.Body, e.ContentEncoding = buf.Bytes(), "gzip"
+			}
+			stored := bytes.Clone(e.Body)
+			put(t, st, []string{"dest"}, e)
 			runForwarder(t, testDest("dest", srv.URL), st, nil)
 
 			eventually(t, "push delivered", queueEmpty(t, st, "dest"))
@@ -131,6 +148,11 @@ func TestForwardPushCompression(t *testing.T) {
 			}
 			if gzipped := encodings[0] == "gzip"; gzipped != tt.wantGzip {
 				t.Errorf("Content-Encoding %q, want gzip: %v", encodings[0], tt.wantGzip)
+			}
+			// A request stored compressed goes out as it was stored,
+			// not compressed twice.
+			if tt.stored == "gzip" && !bytes.Equal(wire[0], stored) {
+				t.Errorf("sent %d bytes, not the %d stored", len(wire[0]), len(stored))
 			}
 			// An answer is an empty message: a request sent plain does
 			// not ask for it gzipped.

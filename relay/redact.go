@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"regexp"
 	"slices"
@@ -176,17 +177,39 @@ func mask(s string) string {
 	return Redacted
 }
 
+// authHeaderRE is an echoed Authorization header's credentials, whoever
+// sent them: scrubbed even when they are none of d's known secrets (a
+// proxy's, or d's in a form not listed below).
+var authHeaderRE = regexp.MustCompile(`(?i)(authorization\W{0,4}(?:basic|bearer)\s+)[^\s"',;]+`)
+
 // redact removes d's secrets from s, a reason built from what the
-// destination answered: its password (also as the base64 of an echoed
-// Authorization header), token, header values and URL user information.
+// destination answered, in every form they take on the wire: the
+// password of basic_auth or of the URL's user information (as written, as
+// percent-decoded, and inside the base64 of an Authorization header), the
+// bearer token, header values (and the credentials of a "Scheme value"
+// header), and any echoed Authorization header.
 func (d Destination) redact(s string) string {
 	if s == "" {
 		return s
 	}
 	var secrets []string
+	basic := func(user, pass string) {
+		cred := []byte(user + ":" + pass)
+		secrets = append(secrets, pass,
+			base64.StdEncoding.EncodeToString(cred), base64.RawStdEncoding.EncodeToString(cred),
+			base64.URLEncoding.EncodeToString(cred), base64.RawURLEncoding.EncodeToString(cred))
+	}
 	if d.BasicAuth != nil {
-		secrets = append(secrets, d.BasicAuth.Password,
-			base64.StdEncoding.EncodeToString([]byte(d.BasicAuth.Username+":"+d.BasicAuth.Password)))
+		basic(d.BasicAuth.Username, d.BasicAuth.Password)
+	}
+	if u, err := url.Parse(d.URL); err == nil && u.User != nil {
+		if pass, ok := u.User.Password(); ok {
+			basic(u.User.Username(), pass)
+			// As written in the URL, percent-encoded.
+			if _, raw, ok := strings.Cut(u.User.String(), ":"); ok {
+				secrets = append(secrets, raw)
+			}
+		}
 	}
 	secrets = append(secrets, d.BearerToken)
 	if d.BearerTokenFile != "" {
@@ -197,11 +220,17 @@ func (d Destination) redact(s string) string {
 	}
 	for _, v := range d.Headers {
 		secrets = append(secrets, v)
+		if _, cred, ok := strings.Cut(strings.TrimSpace(v), " "); ok {
+			secrets = append(secrets, strings.TrimSpace(cred))
+		}
 	}
+	// Longest first, so that a secret containing another is masked whole.
+	slices.SortFunc(secrets, func(a, b string) int { return len(b) - len(a) })
 	for _, sec := range secrets {
 		if len(sec) >= minSecretLen {
 			s = strings.ReplaceAll(s, sec, Redacted)
 		}
 	}
+	s = authHeaderRE.ReplaceAllString(s, "${1}"+Redacted)
 	return RedactURL(s)
 }

@@ -3,6 +3,7 @@ package relay
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -169,7 +170,15 @@ func TestReasonsAreScrubbed(t *testing.T) {
 		Headers: map[string]string{"X-Api-Key": "hdr" + leakMarker}}
 	bearer := Destination{Name: "bearer", URL: srv.URL, BearerToken: "tok" + leakMarker}
 	tokenFile := Destination{Name: "file", URL: srv.URL, BearerTokenFile: tokFile}
-	for _, d := range []Destination{basic, bearer, tokenFile} {
+	// Credentials in the URL are sent as basic auth by the HTTP client,
+	// and come back base64-encoded in an echoed Authorization header.
+	userinfo := Destination{Name: "userinfo", URL: "http://user:p%40ss" + leakMarker + "@" + strings.TrimPrefix(srv.URL, "http://")}
+	// Forms of the secrets that do not contain the marker as such.
+	encoded := []string{
+		base64.StdEncoding.EncodeToString([]byte("u:pw" + leakMarker)),
+		base64.StdEncoding.EncodeToString([]byte("user:p@ss" + leakMarker)),
+	}
+	for _, d := range []Destination{basic, bearer, tokenFile, userinfo} {
 		for _, kind := range []store.Kind{store.KindIngest, store.KindPush} {
 			t.Run(d.Name+"/"+kind.String(), func(t *testing.T) {
 				var logs bytes.Buffer
@@ -196,8 +205,37 @@ func TestReasonsAreScrubbed(t *testing.T) {
 					if strings.Contains(s, leakMarker) {
 						t.Errorf("secret in reason or log: %s", s)
 					}
+					for _, enc := range encoded {
+						if strings.Contains(s, enc) {
+							t.Errorf("base64 credentials in reason or log: %s", s)
+						}
+					}
 				}
 			})
+		}
+	}
+}
+
+// TestRedactForms: every form a destination's secret takes on the wire is
+// masked, and so is any echoed Authorization header.
+func TestRedactForms(t *testing.T) {
+	d := Destination{Name: "d", URL: "https://svc:s%2Fcret" + leakMarker + "@pyroscope.example",
+		Headers: map[string]string{"Authorization": "Bearer hdr" + leakMarker}}
+	for _, in := range []string{
+		"password s/cret" + leakMarker,
+		"as written s%2Fcret" + leakMarker,
+		"Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte("svc:s/cret"+leakMarker)),
+		"unpadded " + base64.RawStdEncoding.EncodeToString([]byte("svc:s/cret"+leakMarker)),
+		"token alone hdr" + leakMarker,
+		`{"authorization":"Basic cHJveHk6cHJveHlzZWNyZXQ` + leakMarker + `"}`,
+		"authorization=bearer opaque" + leakMarker,
+	} {
+		got := d.redact(in)
+		if strings.Contains(got, leakMarker) || strings.Contains(got, base64.StdEncoding.EncodeToString([]byte("svc:s/cret" + leakMarker))[:20]) {
+			t.Errorf("redact(%q) = %q: secret left", in, got)
+		}
+		if !strings.Contains(got, Redacted) {
+			t.Errorf("redact(%q) = %q: nothing masked", in, got)
 		}
 	}
 }

@@ -77,13 +77,16 @@ type Config struct {
 	// It exists only to measure what group commit buys (pyrorelay-bench);
 	// it is a hidden flag and has no YAML key.
 	NoGroupCommit bool `yaml:"-"`
+	// RequestLimits bound what clients can take while their requests
+	// are read (requestlimits.go).
+	RequestLimits `yaml:",inline"`
 }
 
 func defaultConfig() Config {
 	return Config{
 		Listen:                ":4040",
 		DataDir:               "./pyrorelay-data",
-		MaxBodySize:           64 << 20,
+		MaxBodySize:           4 << 20, // the Pyroscope server's default profile size limit
 		MaxConnections:        100,
 		ReadTimeout:           30 * time.Second,
 		WriteTimeout:          30 * time.Second,
@@ -96,6 +99,7 @@ func defaultConfig() Config {
 		LogFormat:             "text",
 		WhenFull:              "reject",
 		TLSReloadInterval:     defaultTLSReloadInterval,
+		RequestLimits:         defaultRequestLimits(),
 	}
 }
 

@@ -128,7 +128,7 @@ func TestConfigCheckEmptyFileIsDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"listen: :4040", "max_body_size: 64MiB", "log_level: info", "destinations: []"} {
+	for _, want := range []string{"listen: :4040", "max_body_size: 4MiB", "log_level: info", "destinations: []"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}

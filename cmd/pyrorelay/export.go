@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -11,7 +10,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"time"
 
@@ -86,6 +84,10 @@ func toExported(r store.Record, src store.Source) *exported {
 	if e.Kind == store.KindPush {
 		h.Path = "/push.v1.PusherService/Push"
 		h.Headers["Content-Type"] = "application/proto"
+		if e.ContentEncoding != "" {
+			// Stored as it arrived: gzipped.
+			h.Headers["Content-Encoding"] = e.ContentEncoding
+		}
 	} else {
 		h.Path = "/ingest"
 		if e.Query != "" {
@@ -103,32 +105,6 @@ func toExported(r store.Record, src store.Source) *exported {
 	}
 	x.Request = h
 	return x
-}
-
-// entry rebuilds the stored entry, checking the body against its checksum.
-func (x *exported) entry(body []byte) (*store.Entry, error) {
-	e := &store.Entry{
-		ReceivedAt: x.ReceivedAt, Query: x.Query, ContentType: x.ContentType,
-		ContentEncoding: x.ContentEncoding, Tenant: x.Tenant, Body: body,
-	}
-	switch x.Kind {
-	case "ingest":
-		e.Kind = store.KindIngest
-	case "push":
-		e.Kind = store.KindPush
-	default:
-		return nil, fmt.Errorf("entry %d: kind %q is not ingest or push", x.ID, x.Kind)
-	}
-	if x.ReceivedAt.IsZero() {
-		return nil, fmt.Errorf("entry %d: no received_at", x.ID)
-	}
-	if x.BodySHA256 != "" {
-		sum := sha256.Sum256(body)
-		if hex.EncodeToString(sum[:]) != x.BodySHA256 {
-			return nil, fmt.Errorf("entry %d: body of %d bytes does not match body_sha256: the export is damaged or was edited", x.ID, len(body))
-		}
-	}
-	return e, nil
 }
 
 // sourceFlags choose what to read from a data dir.
@@ -341,98 +317,6 @@ func (n *ndjsonSink) write(x *exported, body []byte) error {
 
 func (n *ndjsonSink) close() error { return n.w.Flush() }
 
-// readExport calls fn with every entry of an export, in id order: a
-// directory of <id>.json sidecars and bodies, or ndjson from r when path is
-// "-". Only one body is in memory at a time.
-func readExport(ctx context.Context, path string, r io.Reader, fn func(x *exported, e *store.Entry) error) error {
-	if path == "-" {
-		return readNDJSON(ctx, r, fn)
-	}
-	return readExportDir(ctx, path, fn)
-}
-
-func readExportDir(ctx context.Context, dir string, fn func(x *exported, e *store.Entry) error) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("read export: %w", err)
-	}
-	all, err := f.Readdirnames(-1)
-	_ = f.Close()
-	if err != nil {
-		return fmt.Errorf("read export %s: %w", dir, err)
-	}
-	// Names only (a few MiB for 100k entries), sorted: zero-padded ids
-	// sort oldest first.
-	names := all[:0]
-	for _, n := range all {
-		if strings.HasSuffix(n, ".json") {
-			names = append(names, n)
-		}
-	}
-	sort.Strings(names)
-	if len(names) == 0 {
-		return fmt.Errorf("%s holds no exported entries (<id>.json + <id>.body): is it the --out of `pyrorelay export`?", dir)
-	}
-	for _, n := range names {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		js, err := os.ReadFile(filepath.Join(dir, n))
-		if err != nil {
-			return err
-		}
-		var x exported
-		if err := json.Unmarshal(js, &x); err != nil {
-			return fmt.Errorf("%s: %w", n, err)
-		}
-		bodyFile := x.BodyFile
-		if bodyFile == "" {
-			bodyFile = strings.TrimSuffix(n, ".json") + ".body"
-		}
-		if filepath.Base(bodyFile) != bodyFile {
-			return fmt.Errorf("%s: body_file %q must be a file name in the export directory", n, bodyFile)
-		}
-		body, err := os.ReadFile(filepath.Join(dir, bodyFile))
-		if err != nil {
-			return fmt.Errorf("%s: %w", n, err)
-		}
-		e, err := x.entry(body)
-		if err != nil {
-			return fmt.Errorf("%s: %w", n, err)
-		}
-		if err := fn(&x, e); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func readNDJSON(ctx context.Context, r io.Reader, fn func(x *exported, e *store.Entry) error) error {
-	dec := json.NewDecoder(bufio.NewReaderSize(r, 1<<20))
-	for line := 1; ; line++ {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		var x exported
-		err := dec.Decode(&x)
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("ndjson record %d: %w", line, err)
-		}
-		body := x.Body
-		x.Body = nil
-		e, err := x.entry(body)
-		if err != nil {
-			return fmt.Errorf("ndjson record %d: %w", line, err)
-		}
-		if err := fn(&x, e); err != nil {
-			return err
-		}
-	}
-}
-
 // importBatch bounds one import transaction.
 const (
 	importBatchEntries = 256
@@ -454,9 +338,9 @@ it does not exist.
 Examples:
    pyrorelay import /tmp/prod-backlog --destination prod --data-dir /var/lib/pyrorelay
    ssh old-node pyrorelay export --destination prod --out - | pyrorelay import - --destination prod`,
-		Flags: append(append(dataDirFlags(),
+		Flags: append(append(append(dataDirFlags(),
 			&cli.StringFlag{Name: "destination", Aliases: []string{"queue"}, Usage: "the destination whose queue takes the entries (required)"}),
-			selectFlags()...),
+			selectFlags()...), inputCheckFlags()...),
 		Action: runImport,
 	}
 }
@@ -478,6 +362,10 @@ func runImport(c *cli.Context) error {
 		return err
 	}
 	sel, err := selectionFromFlags(c, time.Now())
+	if err != nil {
+		return err
+	}
+	chk, err := inputChecksFromFlags(c)
 	if err != nil {
 		return err
 	}
@@ -512,7 +400,7 @@ func runImport(c *cli.Context) error {
 		batch, batchBytes = batch[:0], 0
 		return nil
 	}
-	err = readExport(c.Context, from, c.App.Reader, func(_ *exported, e *store.Entry) error {
+	err = readExport(c.Context, from, c.App.Reader, chk, func(_ *exported, e *store.Entry) error {
 		if !sel.matches(e) {
 			skipped++
 			return nil

@@ -175,7 +175,7 @@ func (m *appSelector) match(e *store.Entry) bool {
 		return m.matches(ls.ServiceName(), ls.Labels())
 	case store.KindPush:
 		found := false
-		_ = eachPushSeries(e.Body, func(labels map[string]string) bool {
+		_ = eachPushSeries(pushBody(e), func(labels map[string]string) bool {
 			found = m.matches(labels["service_name"], labels)
 			return !found
 		})

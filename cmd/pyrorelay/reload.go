@@ -57,6 +57,8 @@ type runningRelay struct {
 	reloadAPI func(context.Context) error
 	// exportAPI serves GET /api/v1/export on every receiver.
 	exportAPI http.Handler
+	// budget bounds the request bytes all receivers hold in memory.
+	budget *httpserver.Budget
 }
 
 // receiverRun is one serving receiver.
@@ -136,6 +138,7 @@ func newRunningRelay(cfg Config, st *store.Store, reg *prometheus.Registry, log 
 		errs:       make(chan error, 1),
 		receivers:  map[string]*receiverRun{},
 		forwarders: map[string]*forwarderRun{},
+		budget:     newRequestBudget(cfg.RequestLimits, reg),
 	}
 }
 
@@ -253,7 +256,7 @@ func (rt *runningRelay) startReceiver(spec Receiver, ln net.Listener) {
 	rr := &receiverRun{spec: spec, router: &swapRouter{}, done: make(chan struct{}),
 		metrics: &trackingRegisterer{reg: rt.reg}}
 	rr.router.table.Store(spec.table)
-	rr.srv = httpserver.New(httpserver.Config{
+	rr.srv = httpserver.New(rt.cfg.serverLimits(httpserver.Config{
 		Name:              spec.Name,
 		Router:            rr.router,
 		MaxBodySize:       int64(spec.MaxBodySize),
@@ -265,8 +268,8 @@ func (rt *runningRelay) startReceiver(spec Receiver, ln net.Listener) {
 		Auth:              rt.acc.auth,
 		ProtectMetrics:    rt.cfg.AuthProtectMetrics,
 		TLS:               rt.acc.tlsConfig(),
-	}, httpserver.Options{Store: rt.st, Logger: rt.log, Registry: rr.metrics, Gatherer: rt.reg,
-		Ready: rt.ready.Load, Status: rt.st, Feeds: rt.feeds, Reload: rt.reloadAPI, Export: rt.exportAPI})
+	}), httpserver.Options{Store: rt.st, Logger: rt.log, Registry: rr.metrics, Gatherer: rt.reg,
+		Ready: rt.ready.Load, Status: rt.st, Feeds: rt.feeds, Reload: rt.reloadAPI, Export: rt.exportAPI, Budget: rt.budget})
 	go func() {
 		defer close(rr.done)
 		if err := rr.srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {

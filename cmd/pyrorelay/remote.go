@@ -45,7 +45,7 @@ func remoteExport(c *cli.Context) error {
 	defer resp.Body.Close()
 	prog := newProgress(c.App.ErrWriter, "exported", -1, 0)
 	n, from := 0, ""
-	err = readNDJSON(c.Context, resp.Body, func(x *exported, e *store.Entry) error {
+	err = readNDJSON(c.Context, resp.Body, inputChecks{copyOnly: true, maxBodySize: pushBodyLimit}, func(x *exported, e *store.Entry) error {
 		from = x.From
 		if err := sink.write(x, e.Body); err != nil {
 			return err

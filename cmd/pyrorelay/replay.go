@@ -45,7 +45,7 @@ Examples:
    pyrorelay replay --queue old-backend --to https://profiles.example.com --rate 50
    pyrorelay replay --from /tmp/prod-backlog --to http://127.0.0.1:4040 --app 'checkout{env=prod}' --dry-run
    ssh edge-7 pyrorelay export --archive --out - | pyrorelay replay --from - --to http://pyroscope:4040`,
-		Flags: append(append(append(dataDirFlags(), sourceFlags("the queue of destination `NAME` (delivered entries leave it unless --keep)")...), selectFlags()...),
+		Flags: append(append(append(append(dataDirFlags(), sourceFlags("the queue of destination `NAME` (delivered entries leave it unless --keep)")...), selectFlags()...),
 			&cli.StringFlag{Name: "to", Usage: "where to send (required unless --dry-run): a Pyroscope or relay base `URL`, or the name of a destination in --config (its credentials and TLS settings are used)"},
 			&cli.StringFlag{Name: "from", Usage: "read from `PATH`: a data dir, an export directory, or - for ndjson on stdin (default: --data-dir)"},
 			&cli.StringFlag{Name: "rate", Usage: "send at most `N` entries per second (50 or 50/s); default: as fast as the destination takes them"},
@@ -57,7 +57,7 @@ Examples:
 			&cli.StringFlag{Name: "tenant", Usage: "send X-Scope-OrgID `ID`, replacing the stored tenant"},
 			durationFlag("timeout", nil, relay.DefaultTimeout, "allow `DURATION` for one request"),
 			durationFlag("max-backoff", nil, 30*time.Second, "wait at most `DURATION` between retries of one entry"),
-		),
+		), inputCheckFlags()...),
 		Action: runReplay,
 	}
 }
@@ -134,6 +134,9 @@ type replayItem struct {
 	e    *store.Entry
 	pos  uint64 // queue position, to ack
 	size int64
+	// name says which entry it is in messages: its id, and where in an
+	// export it was read.
+	name string
 }
 
 func runReplay(c *cli.Context) error {
@@ -205,7 +208,7 @@ func runReplay(c *cli.Context) error {
 		what, total, totalBytes = src.String(), cnt.Entries, cnt.Bytes
 		each = func(fn func(replayItem) error) error {
 			_, err := st.Scan(ctx, src, sel.filter, func(r store.Record) error {
-				return fn(replayItem{e: r.Entry, pos: r.Pos, size: int64(r.Size)})
+				return fn(replayItem{e: r.Entry, pos: r.Pos, size: int64(r.Size), name: fmt.Sprintf("entry %d", r.Entry.ID)})
 			})
 			return err
 		}
@@ -218,12 +221,18 @@ func runReplay(c *cli.Context) error {
 		if from == "-" {
 			what = "stdin"
 		}
+		chk, err := inputChecksFromFlags(c)
+		if err != nil {
+			return err
+		}
 		each = func(fn func(replayItem) error) error {
-			return readExport(ctx, from, c.App.Reader, func(_ *exported, e *store.Entry) error {
+			n := 0
+			return readExport(ctx, from, c.App.Reader, chk, func(_ *exported, e *store.Entry) error {
+				n++
 				if !sel.matches(e) {
 					return nil
 				}
-				return fn(replayItem{e: e, size: int64(e.Size())})
+				return fn(replayItem{e: e, size: int64(e.Size()), name: exportEntryName(e, n, what)})
 			})
 		}
 	}
@@ -255,7 +264,7 @@ func runReplay(c *cli.Context) error {
 				case relay.FateDelivered:
 					if ack != nil {
 						if err := ack(it.pos); err != nil {
-							fmt.Fprintf(c.App.ErrWriter, "entry %d was delivered but stays queued: %v\n", it.e.ID, err)
+							fmt.Fprintf(c.App.ErrWriter, "%s was delivered but stays queued: %v\n", it.name, err)
 						}
 					}
 					prog.add(it.size)
@@ -268,8 +277,8 @@ func runReplay(c *cli.Context) error {
 						firstFailure = res.Outcome.Reason
 					}
 					failMu.Unlock()
-					fmt.Fprintf(c.App.ErrWriter, "entry %d (received %s) not sent: %s after %d attempts: %s\n",
-						it.e.ID, it.e.ReceivedAt.UTC().Format(time.RFC3339), res.Fate, res.Attempts, res.Outcome.Reason)
+					fmt.Fprintf(c.App.ErrWriter, "%s (received %s) not sent: %s after %d attempts: %s\n",
+						it.name, it.e.ReceivedAt.UTC().Format(time.RFC3339), res.Fate, res.Attempts, res.Outcome.Reason)
 				}
 			}
 		}()
@@ -318,7 +327,7 @@ func dryRun(c *cli.Context, each func(fn func(replayItem) error) error, what, to
 	err := each(func(it replayItem) error {
 		n++
 		bytes += it.size
-		fmt.Fprintf(c.App.Writer, "would send entry %d: %s, received %s, %s, %s\n", it.e.ID, it.e.Kind,
+		fmt.Fprintf(c.App.Writer, "would send %s: %s, received %s, %s, %s\n", it.name, it.e.Kind,
 			it.e.ReceivedAt.UTC().Format(time.RFC3339), entryApp(it.e), humanBytes(it.size))
 		return nil
 	})
@@ -332,6 +341,16 @@ func dryRun(c *cli.Context, each func(fn func(replayItem) error) error, what, to
 	return nil
 }
 
+// exportEntryName names the n-th entry read from an export for messages:
+// by the id it had in the relay it was exported from, and its place in the
+// export (an ndjson file written by hand may have no ids).
+func exportEntryName(e *store.Entry, n int, from string) string {
+	if e.ID == 0 {
+		return fmt.Sprintf("record %d of %s", n, from)
+	}
+	return fmt.Sprintf("entry %d (record %d of %s)", e.ID, n, from)
+}
+
 // entryApp names an entry's application for people: the /ingest name, or
 // the service_name of a Push's first series.
 func entryApp(e *store.Entry) string {
@@ -342,7 +361,7 @@ func entryApp(e *store.Entry) string {
 		return "(no name)"
 	}
 	app := ""
-	err := eachPushSeries(e.Body, func(labels map[string]string) bool {
+	err := eachPushSeries(pushBody(e), func(labels map[string]string) bool {
 		app = labels["service_name"]
 		if app == "" {
 			app = labels["__name__"]

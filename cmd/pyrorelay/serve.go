@@ -32,7 +32,7 @@ func serveFlags() []cli.Flag {
 		&cli.StringFlag{Name: "listen", EnvVars: env("LISTEN"), Value: d.Listen, Usage: "address to serve the ingest and Push APIs on (127.0.0.1:4040 to stay local)"},
 		&cli.StringFlag{Name: "data-dir", EnvVars: env("DATA_DIR"), Value: d.DataDir, Usage: "directory of the bbolt queue file"},
 		&cli.StringSliceFlag{Name: "forward-to", EnvVars: env("FORWARD_TO"), Usage: "destination NAME=URL, repeatable (env: comma-separated); none means store-only"},
-		&cli.StringFlag{Name: "max-body-size", EnvVars: env("MAX_BODY_SIZE"), Value: "64MiB", Usage: "largest request body accepted (413 above)"},
+		&cli.StringFlag{Name: "max-body-size", EnvVars: env("MAX_BODY_SIZE"), Value: "4MiB", Usage: "largest request body accepted (413 above); 4MiB is the Pyroscope server's default profile size limit (-validation.max-profile-size-bytes)"},
 		&cli.IntFlag{Name: "max-connections", EnvVars: env("MAX_CONNECTIONS"), Value: d.MaxConnections, Usage: "most client connections served at once"},
 		durationFlag("read-timeout", env("READ_TIMEOUT"), d.ReadTimeout, "read a whole request within `DURATION`"),
 		durationFlag("write-timeout", env("WRITE_TIMEOUT"), d.WriteTimeout, "answer a request within `DURATION`"),
@@ -55,7 +55,7 @@ func serveFlags() []cli.Flag {
 		// commit buys against it in the same benchmark run.
 		&cli.BoolFlag{Name: "no-group-commit", EnvVars: env("NO_GROUP_COMMIT"), Hidden: true, Usage: "benchmarking only: one fsync per write"},
 		keepHeldFlag(),
-	}, append(accessFlags(), archiveFlags()...)...)
+	}, append(append(accessFlags(), archiveFlags()...), requestLimitFlags()...)...)
 }
 
 func serveCommand() *cli.Command {
@@ -143,6 +143,9 @@ func loadConfig(c *cli.Context) (Config, error) {
 	}
 	applyAccessFlags(c, &cfg)
 	if err := applyArchiveFlags(c, &cfg); err != nil {
+		return cfg, err
+	}
+	if err := applyRequestLimitFlags(c, &cfg); err != nil {
 		return cfg, err
 	}
 	return cfg, nil
