@@ -134,7 +134,7 @@ type page struct {
 
 func (s *Store) readPage(r pageReq) (page, error) {
 	var p page
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		var b *bolt.Bucket
 		var ref entryRef
 		switch r.src.Kind {
@@ -302,7 +302,7 @@ func (s *Store) scan(ctx context.Context, src Source, f Filter, body bool, fn fu
 func (s *Store) deadPositions(ctx context.Context, queue string, f Filter, fn func(seqs []uint64) error) (ScanResult, error) {
 	var res ScanResult
 	var end uint64
-	if err := s.db.View(func(tx *bolt.Tx) error {
+	if err := s.view(func(tx *bolt.Tx) error {
 		if dl := tx.Bucket(bucketDead).Bucket([]byte(queue)); dl != nil {
 			if k, _ := dl.Cursor().Last(); k != nil {
 				end = binary.BigEndian.Uint64(k)
@@ -443,7 +443,7 @@ func (s *Store) MoveQueue(ctx context.Context, from, to string) (MoveResult, err
 		return res, fmt.Errorf("move queue %q to %q: name two different queues", from, to)
 	}
 	exists := false
-	if err := s.db.View(func(tx *bolt.Tx) error {
+	if err := s.view(func(tx *bolt.Tx) error {
 		exists = tx.Bucket(bucketQueues).Bucket([]byte(from)) != nil || tx.Bucket(bucketDead).Bucket([]byte(from)) != nil
 		return nil
 	}); err != nil {
@@ -631,7 +631,7 @@ func (s *Store) Summary() (Summary, error) {
 		return Summary{}, err
 	}
 	sum := Summary{Queues: queues}
-	err = s.db.View(func(tx *bolt.Tx) error {
+	err = s.view(func(tx *bolt.Tx) error {
 		sum.Archive = archiveStats(tx)
 		sum.Quarantined = tx.Bucket(bucketQuarantine).Stats().KeyN
 		sum.FileBytes = tx.Size()

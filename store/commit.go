@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"errors"
 	"runtime"
+	"runtime/debug"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -18,7 +20,14 @@ type op struct {
 	// abort, if set, runs when a transaction that ran fn failed, before
 	// the next transaction starts.
 	abort func()
-	done  chan error
+	// frees marks a write that only deletes or moves what is stored (an
+	// ack, a purge, an eviction): it may use the headroom kept for those.
+	frees bool
+	// size is the record bytes a put adds, for evictForSpace.
+	size int64
+	// refused is the write's refusal in the transaction that ran last.
+	refused error
+	done    chan error
 }
 
 // CommitCounts reports how many transactions the store committed and how
@@ -59,6 +68,9 @@ func (s *Store) writeOp(ctx context.Context, o *op) error {
 
 func (s *Store) commitLoop() {
 	defer close(s.loopDone)
+	// A damaged page may point outside the file: reading it then faults,
+	// and the fault must become a panic that run recovers, not a crash.
+	debug.SetPanicOnFault(true)
 	batch := make([]*op, 0, s.opts.MaxBatch)
 	for {
 		batch = batch[:0]
@@ -96,10 +108,88 @@ func (s *Store) commitLoop() {
 	}
 }
 
-// commit runs batch in one transaction. If it fails, each write is retried
-// alone so that one bad write does not fail the others.
+// commit runs batch in one transaction. A write that refuses (see refuse)
+// leaves the transaction as it found it and gets its refusal; the others
+// commit. If the transaction fails for lack of space, archived entries are
+// evicted and the batch runs once more; if it still fails, each write is
+// retried alone so that one bad write does not fail the others.
 func (s *Store) commit(batch []*op) {
+	err := s.run(batch)
+	if err != nil && isSpaceErr(err) && s.evictForSpace(batch) {
+		err = s.run(batch)
+	}
+	if err != nil {
+		s.abort(batch)
+	}
+	if err == nil || len(batch) == 1 {
+		s.finishAll(batch, err)
+		return
+	}
+	for _, o := range batch {
+		one := []*op{o}
+		err := s.run(one)
+		if err != nil && isSpaceErr(err) && (o.frees || s.evictForSpace(one)) {
+			err = s.runWith(one, o.frees)
+		}
+		if err != nil {
+			s.abort(one)
+		}
+		s.finishAll(one, err)
+	}
+}
+
+// finishAll answers each write of a batch whose transaction ended with
+// err: its refusal, if it refused, when the transaction committed. Writes
+// refused for lack of room in the file get one more try once archived
+// entries made room.
+func (s *Store) finishAll(batch []*op, err error) {
+	if err == nil {
+		var retry []*op
+		for _, o := range batch {
+			if o.refused != nil && isSpaceErr(o.refused) {
+				retry = append(retry, o)
+			}
+		}
+		if len(retry) > 0 && s.evictForSpace(retry) {
+			if rerr := s.run(retry); rerr != nil {
+				s.abort(retry)
+				for _, o := range retry {
+					o.refused = rerr
+				}
+			}
+		}
+	}
+	for _, o := range batch {
+		switch {
+		case err != nil:
+			s.finish(o, err)
+		default:
+			s.finish(o, o.refused)
+		}
+	}
+	s.noteOutcome(batch, err)
+}
+
+// run runs batch in one transaction and commits it. A panic inside bbolt
+// (a damaged page) becomes an error naming the file; see damaged.
+func (s *Store) run(batch []*op) error {
+	frees := true
+	for _, o := range batch {
+		frees = frees && o.frees
+	}
+	// Writes that only delete may use the headroom (see room.go).
+	return s.runWith(batch, frees)
+}
+
+// runWith is run, with bbolt's size cap raised by the headroom if raised.
+func (s *Store) runWith(batch []*op, raised bool) (err error) {
 	start := time.Now()
+	defer func() {
+		if r := recover(); r != nil {
+			err = s.damaged(r)
+		}
+		s.observe(start, len(batch))
+	}()
 	// Write bbolt's free-page list in this commit only while it is short.
 	// A commit without the list leaves none on disk, and a restart after a
 	// crash then rebuilds it by walking every page the queues hold: 6.9 s
@@ -110,34 +200,40 @@ func (s *Store) commit(batch []*op) {
 	// held ones. A healthy relay's list stays at a page or two. The field
 	// is read only inside Commit, and only this loop commits.
 	s.db.NoFreelistSync = s.db.Stats().FreelistInuse > s.opts.freelistSyncMax
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		for _, o := range batch {
-			if err := o.fn(tx); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	s.observe(start, len(batch))
-	if err != nil {
-		s.abort(batch)
-	}
-	if err == nil || len(batch) == 1 {
-		for _, o := range batch {
-			s.finish(o, err)
-		}
-		return
-	}
 	for _, o := range batch {
-		start := time.Now()
-		err := s.db.Update(o.fn)
-		s.observe(start, 1)
-		if err != nil {
-			s.abort([]*op{o})
-		}
-		s.finish(o, err)
+		o.refused = nil
 	}
+	if raised {
+		defer s.raiseCap()()
+	}
+	s.txGrowth = 0
+	return s.db.Update(func(tx *bolt.Tx) error { return runOps(tx, batch) })
 }
+
+func runOps(tx *bolt.Tx, batch []*op) error {
+	for _, o := range batch {
+		if err := o.fn(tx); err != nil {
+			var r refusal
+			if errors.As(err, &r) {
+				o.refused = r.err
+				continue
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// refusal is an error a write returns when it refuses without having
+// changed the transaction: the commit loop answers that write with err
+// and commits the others.
+type refusal struct{ err error }
+
+func (r refusal) Error() string { return r.err.Error() }
+func (r refusal) Unwrap() error { return r.err }
+
+// refuse marks err as a refusal; the write must not have changed tx.
+func refuse(err error) error { return refusal{err: err} }
 
 func (s *Store) abort(batch []*op) {
 	for _, o := range batch {

@@ -104,7 +104,7 @@ func deadLetterTx(tx *bolt.Tx, queue string, seq uint64, d DeadLetter) error {
 // DeadLetters calls fn for each dead letter of queue, oldest first, with its
 // entry (nil if the entry is unreadable). fn must not call the store.
 func (s *Store) DeadLetters(queue string, fn func(d *DeadLetter, e *Entry) error) error {
-	return s.db.View(func(tx *bolt.Tx) error {
+	return s.view(func(tx *bolt.Tx) error {
 		dl := tx.Bucket(bucketDead).Bucket([]byte(queue))
 		if dl == nil {
 			return nil

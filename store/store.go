@@ -129,6 +129,11 @@ type Store struct {
 
 	recent *recent // nil when off
 
+	// txGrowth is what the puts of the running transaction add to the
+	// file (see fileRoom); only the commit loop uses it.
+	txGrowth int64
+	health   health
+
 	// willNeed asks the kernel to read [addr, addr+n) of the memory map
 	// ahead (adviseWillNeed); tests record the calls instead.
 	willNeed func(addr uintptr, n int64)
@@ -315,7 +320,7 @@ func (s *Store) Put(ctx context.Context, e *Entry, queues []string) error {
 	// the file, and leave the cached copy waiting for it forever.
 	cache := !(len(queues) == 1 && queues[0] == HoldQueue) // nothing reads the hold queue
 	var cachedID uint64
-	o := &op{wake: queues}
+	o := &op{wake: queues, size: int64(len(rec))}
 	o.abort = func() {
 		// The transaction rolled back: its IDs will be used again.
 		if cachedID != 0 {
@@ -324,6 +329,9 @@ func (s *Store) Put(ctx context.Context, e *Entry, queues []string) error {
 		}
 	}
 	o.fn = func(tx *bolt.Tx) error {
+		if err := s.fileRoom(tx, len(rec)); err != nil {
+			return err
+		}
 		var err error
 		if dropped, err = s.makeRoom(tx, queues, int64(len(rec))); err != nil {
 			return err
@@ -425,7 +433,7 @@ func (s *Store) ReadBatch(ctx context.Context, queue string, after uint64, max, 
 	var bad []uint64 // queue positions whose entry is corrupt or gone
 	var badIDs []uint64
 	touched := 0 // bytes read through the memory map
-	err = s.db.View(func(tx *bolt.Tx) error {
+	err = s.view(func(tx *bolt.Tx) error {
 		q := tx.Bucket(bucketQueues).Bucket([]byte(queue))
 		if q == nil {
 			return nil
@@ -631,7 +639,7 @@ func (s *Store) Ack(ctx context.Context, queue string, seqs ...uint64) error {
 	if len(seqs) == 0 {
 		return nil
 	}
-	err := s.write(ctx, nil, func(tx *bolt.Tx) error { return removeFromQueue(tx, queue, seqs, true) })
+	err := s.writeOp(ctx, &op{frees: true, fn: func(tx *bolt.Tx) error { return removeFromQueue(tx, queue, seqs, true) }})
 	if err != nil {
 		return fmt.Errorf("ack %d entries of queue %q: %w", len(seqs), queue, err)
 	}
@@ -652,7 +660,7 @@ type QueueStats struct {
 // It reads counters kept beside the queues, never the entries.
 func (s *Store) Stats() (map[string]QueueStats, error) {
 	out := make(map[string]QueueStats)
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		err := tx.Bucket(bucketQueues).ForEachBucket(func(name []byte) error {
 			q := tx.Bucket(bucketQueues).Bucket(name)
 			st := out[string(name)]
@@ -704,7 +712,7 @@ func (s *Store) Queues() ([]string, error) {
 // Quarantined reports how many records were moved to quarantine.
 func (s *Store) Quarantined() (int, error) {
 	n := 0
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		n = tx.Bucket(bucketQuarantine).Stats().KeyN
 		return nil
 	})
