@@ -31,7 +31,8 @@ func newApp() *cli.App {
 		Version:              version,
 		EnableBashCompletion: true,
 		Commands: []*cli.Command{serveCommand(), versionCommand(), configCommand(),
-			queueCommand(), drainCommand(), exportCommand(), importCommand(), replayCommand(), deadLetterCommand(), compactCommand()},
+			queueCommand(), drainCommand(), exportCommand(), importCommand(), replayCommand(), deadLetterCommand(), compactCommand(),
+			archiveCommand()},
 	}
 }
 

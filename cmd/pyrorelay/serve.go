@@ -237,6 +237,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, load func() (Confi
 	}, []string{"destination"})
 	reg.MustRegister(dropped)
 	dropLog := newDropLogger(log, 10*time.Second)
+	defer dropLog.close()
 	st, err := store.Open(cfg.DataDir, store.Options{
 		NoGroupCommit: cfg.NoGroupCommit,
 		OnCommit: func(d time.Duration, n int) {
@@ -368,29 +369,4 @@ func fileSizeCap(budget ByteSize) int {
 		return 0
 	}
 	return int(2*budget + 64<<20)
-}
-
-// dropLogger logs entries dropped to make room at most once per interval
-// per queue, with the count since the last line.
-type dropLogger struct {
-	log      *slog.Logger
-	interval time.Duration
-	mu       sync.Mutex
-	pending  map[string]int
-	last     map[string]time.Time
-}
-
-func newDropLogger(log *slog.Logger, interval time.Duration) *dropLogger {
-	return &dropLogger{log: log, interval: interval, pending: map[string]int{}, last: map[string]time.Time{}}
-}
-
-func (d *dropLogger) dropped(queue string, n int) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.pending[queue] += n
-	if now := time.Now(); now.Sub(d.last[queue]) >= d.interval {
-		d.log.Warn("queue full: dropped oldest entries to make room", "queue", queue, "dropped", d.pending[queue])
-		d.pending[queue] = 0
-		d.last[queue] = now
-	}
 }
