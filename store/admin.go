@@ -16,6 +16,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sort"
 	"time"
 
@@ -727,7 +728,7 @@ func Compact(dir string, lockTimeout time.Duration) (CompactResult, error) {
 	if err != nil {
 		return res, fmt.Errorf("compact: open %s: %w", tmpPath, err)
 	}
-	if err := bolt.Compact(dst, src, compactTxBytes); err != nil {
+	if err := compactGuarded(dst, src, path); err != nil {
 		_ = dst.Close()
 		return res, fmt.Errorf("compact %s (it needs free space for a copy of the live data in %s): %w", path, dir, err)
 	}
@@ -782,4 +783,16 @@ func checkSchema(tx *bolt.Tx) error {
 		return fmt.Errorf("schema version %x is newer than this pyrorelay understands (%d)", v, schemaVersion)
 	}
 	return nil
+}
+
+// compactGuarded is bolt.Compact with a damaged page of src turned into an
+// error that says how to recover, not a crash.
+func compactGuarded(dst, src *bolt.DB, path string) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %v: %s", ErrDamaged, r, recoverHint(path))
+		}
+	}()
+	return bolt.Compact(dst, src, compactTxBytes)
 }

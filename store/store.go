@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -187,10 +188,16 @@ func Open(dir string, opts Options) (*Store, error) {
 		willNeed: opts.willNeed,
 	}
 	initTx := db.Update
+	// The first commit writes the free-page list, whatever its length:
+	// bbolt rolls back a failed write by reloading the list, from the file
+	// when the last commit wrote it there, and otherwise by walking every
+	// page, in a goroutine of its own where a damaged page ends the
+	// process. The commit loop decides for each commit after this one.
+	db.NoFreelistSync = false
 	if opts.ReadOnly {
 		initTx = db.View // initBuckets then only checks the schema
 	}
-	if err := initTx(s.initBuckets); err != nil {
+	if err := s.guard(func() error { return initTx(s.initBuckets) }); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("init %s: %w", path, err)
 	}
@@ -200,11 +207,20 @@ func Open(dir string, opts Options) (*Store, error) {
 }
 
 func openBolt(path string, opts Options) (db *bolt.DB, err error) {
-	// bbolt panics on some kinds of damage; a panic here must become a
-	// refusal to start, never a deleted file.
+	if err := checkFile(path); err != nil {
+		return nil, err
+	}
+	// bbolt panics on some kinds of damage, and faults on a page number
+	// that points outside the map; either must become a refusal to start,
+	// never a crash or a deleted file.
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	// A panic inside bolt.Open leaves the file mapped, and so its lock
+	// held, for the life of the process: checkFile keeps the damage bbolt
+	// reads while opening (the meta pages, the free-page list) from
+	// getting that far.
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("open %s: %v: %s", path, r, recoverHint(path))
+			db, err = nil, fmt.Errorf("open %s: %w: %v: %s", path, ErrDamaged, r, recoverHint(path))
 		}
 	}()
 	db, err = bolt.Open(path, 0o600, &bolt.Options{
@@ -229,7 +245,9 @@ func openBolt(path string, opts Options) (db *bolt.DB, err error) {
 // fails the same way.
 func recoverHint(path string) string {
 	return fmt.Sprintf("the file is left as it is; check it with `bbolt check %s`, "+
-		"then move it aside (mv %s %s.broken) to start with an empty store", path, path, path)
+		"copy what can still be read into a new store with `pyrorelay salvage --data-dir %s --to NEWDIR`, "+
+		"then move it aside (mv %s %s.broken) to start with the salvaged store or an empty one",
+		path, filepath.Dir(path), path, path)
 }
 
 func (s *Store) initBuckets(tx *bolt.Tx) error {
@@ -294,7 +312,7 @@ func (s *Store) syncFreelist() error {
 	}
 	// The commit loop has stopped: no transaction reads the field now.
 	s.db.NoFreelistSync = false
-	if err := s.db.Update(func(*bolt.Tx) error { return nil }); err != nil {
+	if err := s.guard(func() error { return s.db.Update(func(*bolt.Tx) error { return nil }) }); err != nil {
 		return fmt.Errorf("write the free-page list of %s: %w", s.path, err)
 	}
 	return nil
