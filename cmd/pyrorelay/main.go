@@ -32,7 +32,7 @@ func newApp() *cli.App {
 		EnableBashCompletion: true,
 		Commands: []*cli.Command{serveCommand(), versionCommand(), configCommand(),
 			queueCommand(), drainCommand(), exportCommand(), importCommand(), replayCommand(), deadLetterCommand(), compactCommand(),
-			archiveCommand()},
+			archiveCommand(), salvageCommand()},
 	}
 }
 
