@@ -672,9 +672,11 @@ func OpenReadOnly(dir string, opts Options) (*Store, error) {
 	return Open(dir, opts)
 }
 
-// CompactResult is the file size before and after Compact.
+// CompactResult is the file size before and after Compact, and the
+// leftovers of earlier compacts it removed.
 type CompactResult struct {
 	Before, After int64
+	Removed       []Leftover
 }
 
 // compactTxBytes bounds one transaction of the copy, so that compacting a
@@ -688,7 +690,8 @@ const compactTxBytes = 64 << 20
 // returns ErrLocked while a relay holds it) and free space for a copy of
 // the live data in the same directory. The old file is replaced only once
 // the copy is on disk: a crash part-way leaves the old file as it was, and
-// at worst a temporary file to delete.
+// a temporary file, which the next compact, or the next Open for writing,
+// removes.
 func Compact(dir string, lockTimeout time.Duration) (CompactResult, error) {
 	var res CompactResult
 	path := filepath.Join(dir, FileName)
@@ -710,8 +713,12 @@ func Compact(dir string, lockTimeout time.Duration) (CompactResult, error) {
 		return res, err
 	}
 	defer func() { _ = src.Close() }()
+	// Under the lock: leftovers of compacts that were killed.
+	if res.Removed, err = removeLeftovers(dir, ""); err != nil {
+		return res, err
+	}
 
-	tmp, err := os.CreateTemp(dir, FileName+".compact-*")
+	tmp, err := os.CreateTemp(dir, compactPattern)
 	if err != nil {
 		return res, fmt.Errorf("compact: create temporary file in %s: %w", dir, err)
 	}

@@ -134,6 +134,8 @@ type Store struct {
 	// file (see fileRoom); only the commit loop uses it.
 	txGrowth int64
 	health   health
+	// leftovers are the files of interrupted compacts Open removed.
+	leftovers []Leftover
 
 	// willNeed asks the kernel to read [addr, addr+n) of the memory map
 	// ahead (adviseWillNeed); tests record the calls instead.
@@ -200,6 +202,13 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err := s.guard(func() error { return initTx(s.initBuckets) }); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("init %s: %w", path, err)
+	}
+	if !opts.ReadOnly {
+		// The exclusive lock is held: no compact is running.
+		if s.leftovers, err = removeLeftovers(dir, ""); err != nil {
+			_ = db.Close()
+			return nil, err
+		}
 	}
 	s.registerArchive()
 	go s.commitLoop()

@@ -265,6 +265,9 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, load func() (Confi
 			log.Error("close store", "err", err)
 		}
 	}()
+	for _, l := range st.RemovedLeftovers() {
+		log.Warn("removed the leftover of an interrupted compact", "file", l.Path, "bytes", l.Bytes)
+	}
 	reg.MustRegister(relay.NewQueueCollector(st), newStoreSizeCollector(st.Path()))
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "pyrorelay_stored_bytes",
