@@ -86,6 +86,13 @@ func (s *Store) evictForSpace(batch []*op) bool {
 	for _, o := range batch {
 		need += 2 * o.size
 	}
+	var archived int64
+	if err := s.view(func(tx *bolt.Tx) error {
+		_, archived = getStats(tx, keyArchive)
+		return nil
+	}); err != nil || archived == 0 {
+		return false // nothing to evict: spare the commit
+	}
 	evicted := 0
 	err := s.guard(func() error {
 		defer s.raiseCap()()
