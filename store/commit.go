@@ -207,7 +207,7 @@ func (s *Store) runWith(batch []*op, raised bool) (err error) {
 		defer s.raiseCap()()
 	}
 	s.txGrowth = 0
-	return s.db.Update(func(tx *bolt.Tx) error { return runOps(tx, batch) })
+	return s.update(func(tx *bolt.Tx) error { return runOps(tx, batch) })
 }
 
 func runOps(tx *bolt.Tx, batch []*op) error {
@@ -289,6 +289,3 @@ func (s *Store) signal(queue string) {
 	default:
 	}
 }
-
-// Put stores e once and appends it to each named queue, durably, before it
-// returns. It sets e.ID. With no queue named, the entry goes to HoldQueue.

@@ -168,6 +168,7 @@ func TestDamagedFileNeverCrashes(t *testing.T) {
 			if err := os.WriteFile(path, damaged, 0o600); err != nil {
 				t.Fatal(err)
 			}
+			_ = os.WriteFile("/tmp/lastcase.db", damaged, 0o600)
 			sum := sha256.Sum256(damaged)
 			outcome := openDamaged(t, dir)
 			if outcome == "refused" {
@@ -177,7 +178,12 @@ func TestDamagedFileNeverCrashes(t *testing.T) {
 				}
 			}
 			// The next start meets the same damage the same way: no panic.
-			_ = openDamaged(t, dir)
+			// (Unless bbolt was left unable to write: this process then
+			// holds the file until it exits, as a relay would until
+			// restarted.)
+			if !strings.HasSuffix(outcome, "stuck") {
+				_ = openDamaged(t, dir)
+			}
 			outcomes[outcome]++
 			t.Logf("%s: %s", dc.name, outcome)
 		})
@@ -186,7 +192,9 @@ func TestDamagedFileNeverCrashes(t *testing.T) {
 }
 
 // openDamaged opens the store in dir and uses all of it, and says how it
-// went: "refused", "damage reported", "quarantined" or "clean".
+// went: "refused", "damage reported", "damage reported, writer stuck"
+// (bbolt's own rollback panicked and left its writer lock held),
+// "quarantined" or "clean".
 func openDamaged(t *testing.T, dir string) string {
 	t.Helper()
 	ctx := context.Background()
@@ -242,7 +250,12 @@ func openDamaged(t *testing.T, dir string) string {
 			t.Errorf("Health after damage was met: %v", h)
 		}
 	}
-	_ = s.Close()
+	if err := s.Close(); err != nil && strings.Contains(err.Error(), "no more writes") {
+		if h := s.Health(); h == nil || !strings.Contains(h.Error(), "no more writes") {
+			t.Errorf("Health of a store left unable to write: %v", h)
+		}
+		return "damage reported, writer stuck"
+	}
 	switch {
 	case reported > 0:
 		return "damage reported"

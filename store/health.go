@@ -9,6 +9,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // ErrDamaged is wrapped by the errors of reads and writes that met a
@@ -24,6 +25,7 @@ const refusalHold = 30 * time.Second
 // health is what Health reports besides a closed store.
 type health struct {
 	damage   atomic.Pointer[error] // the first damage met; sticks
+	stuck    atomic.Pointer[error] // set when bbolt's writer lock was left held
 	refusing atomic.Pointer[refusalAt]
 }
 
@@ -36,6 +38,9 @@ type refusalAt struct {
 // a damaged page of the file was met, or puts were refused lately because
 // the file is at its size cap or the disk is full.
 func (s *Store) Health() error {
+	if d := s.health.stuck.Load(); d != nil {
+		return *d
+	}
 	s.closeMu.RLock()
 	closed := s.closed
 	s.closeMu.RUnlock()
@@ -73,10 +78,22 @@ func (s *Store) noteOutcome(batch []*op, err error) {
 // damaged turns a panic from bbolt into an error that names the file and
 // the way out, and remembers it for Health.
 func (s *Store) damaged(r any) error {
-	err := fmt.Errorf("%w: %s: %v: %s", ErrDamaged, s.path, r, damageHint(s.path))
+	var err error = &damageError{path: s.path, cause: fmt.Sprint(r), hint: damageHint(s.path)}
 	s.health.damage.CompareAndSwap(nil, &err)
 	return err
 }
+
+// damageError is ErrDamaged with the file, what bbolt said, and the way
+// out, which depends on whether the relay was running.
+type damageError struct {
+	path, cause, hint string
+}
+
+func (e *damageError) Error() string {
+	return fmt.Sprintf("%v: %s: %s: %s", ErrDamaged, e.path, e.cause, e.hint)
+}
+
+func (e *damageError) Unwrap() error { return ErrDamaged }
 
 // damageHint says what to do about a file damaged in use.
 func damageHint(path string) string {
@@ -100,4 +117,64 @@ func (s *Store) guard(fn func() error) (err error) {
 // view is db.View under guard.
 func (s *Store) view(fn func(tx *bolt.Tx) error) error {
 	return s.guard(func() error { return s.db.View(fn) })
+}
+
+// update runs fn in a write transaction, like guard. bbolt's own rollback
+// can panic on a damaged file too, and then leaves its writer lock held:
+// every later write, and closing the file, would wait for it forever. So
+// after a panic update checks that a write can still begin; if not, the
+// store takes no more writes and Close leaves the file to the process's
+// exit.
+func (s *Store) update(fn func(tx *bolt.Tx) error) (err error) {
+	if p := s.health.stuck.Load(); p != nil {
+		return *p
+	}
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			err = s.damaged(r)
+			if !s.writerFree() {
+				stuck := fmt.Errorf("%w (bbolt was left unable to write: the store takes no more writes until the relay is restarted)", err)
+				s.health.stuck.CompareAndSwap(nil, &stuck)
+				err = stuck
+			}
+		}
+	}()
+	err = s.db.Update(fn)
+	if errors.Is(err, berrors.ErrIncompatibleValue) {
+		// A bucket where a value belongs, or the reverse: the store
+		// never writes that, so a damaged page says it.
+		err = s.damaged(err)
+	}
+	return err
+}
+
+// writerStuckWait is how long writerFree waits for a write transaction to
+// begin: generous, since it runs only after a panic.
+const writerStuckWait = 5 * time.Second
+
+// writerFree reports whether a write transaction can begin and roll back.
+// If bbolt's writer lock is held for good, the goroutine trying stays
+// blocked on it: a one-time cost of finding out, on a store that is done.
+func (s *Store) writerFree() bool {
+	done := make(chan bool, 1)
+	go func() {
+		ok := false
+		defer func() {
+			_ = recover()
+			done <- ok
+		}()
+		tx, err := s.db.Begin(true)
+		if err != nil {
+			ok = true // not a lock left held
+			return
+		}
+		ok = tx.Rollback() == nil
+	}()
+	select {
+	case ok := <-done:
+		return ok
+	case <-time.After(writerStuckWait):
+		return false
+	}
 }

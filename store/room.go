@@ -94,14 +94,14 @@ func (s *Store) evictForSpace(batch []*op) bool {
 		return false // nothing to evict: spare the commit
 	}
 	evicted := 0
-	err := s.guard(func() error {
+	err := func() error {
 		defer s.raiseCap()()
-		return s.db.Update(func(tx *bolt.Tx) error {
+		return s.update(func(tx *bolt.Tx) error {
 			_, archived := getStats(tx, keyArchive)
 			res, err := trimArchive(tx, noCutoff, max(archived-need, 0), sweepBatch)
 			evicted = res.Entries
 			return err
 		})
-	})
+	}()
 	return err == nil && evicted > 0
 }

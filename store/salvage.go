@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -324,7 +325,7 @@ func seekPast(c *bolt.Cursor, last []byte) (k, v []byte, ok bool) {
 // readSalvaged reads the entry a key and value of list src point at and
 // checks its record; good is false when it is gone or fails its checksum.
 func readSalvaged(entries *bolt.Bucket, src Source, k, v []byte) (item salvaged, good bool) {
-	var id uint64
+	var id, want uint64 // want: the record's size as the list recorded it; 0 when it does not
 	switch {
 	case src == QueueSource(SalvageQueue):
 		id = binary.BigEndian.Uint64(k)
@@ -333,29 +334,30 @@ func readSalvaged(entries *bolt.Bucket, src Source, k, v []byte) (item salvaged,
 		if !ok {
 			return item, false
 		}
-		id = ref.id
+		id, want = ref.id, ref.size
 	case src.Kind == SourceDeadLetters:
-		d, _, err := decodeDeadLetter(binary.BigEndian.Uint64(k), v)
+		d, size, err := decodeDeadLetter(binary.BigEndian.Uint64(k), v)
 		if err != nil {
 			return item, false
 		}
-		id, item.dead = d.EntryID, d
+		id, want, item.dead = d.EntryID, size, d
 	case src.Kind == SourceArchive:
-		if len(k) != 16 {
+		if len(k) != 16 || len(v) != 8 {
 			return item, false
 		}
-		id = binary.BigEndian.Uint64(k[8:])
+		id, want = binary.BigEndian.Uint64(k[8:]), binary.BigEndian.Uint64(v)
 	}
 	raw := getRecord(entries, id)
-	if raw == nil {
+	if raw == nil || (want != 0 && uint64(len(raw)) != want) {
 		return item, false
 	}
-	rec := append([]byte(nil), raw...)
-	e, err := decodeRecord(rec)
+	// Checked where it lies, before it is copied: a damaged page can give
+	// a record any length.
+	e, err := decodeRecord(raw)
 	if err != nil {
 		return item, false
 	}
-	return salvaged{srcID: id, rec: rec, at: e.ReceivedAt.UnixNano(), dead: item.dead}, true
+	return salvaged{srcID: id, rec: bytes.Clone(raw), at: e.ReceivedAt.UnixNano(), dead: item.dead}, true
 }
 
 // put writes a batch of one list into the new store.
