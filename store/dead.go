@@ -173,6 +173,9 @@ func (s *Store) deadPositions(ctx context.Context, queue string, f Filter, fn fu
 		if p.done || (len(p.last) == 8 && binary.BigEndian.Uint64(p.last) >= end) {
 			return res, nil
 		}
+		if !advanced(req.after, p.last) {
+			return res, nil // keys out of order: a damaged page; see advanced
+		}
 		req.after = p.last
 	}
 }

@@ -18,6 +18,7 @@ type fileMeta struct {
 	freelist uint64 // page of the free-page list, or noFreelist
 	pgid     uint64 // high-water mark: pages in use, meta pages included
 	txid     uint64
+	root     uint64 // page of the root bucket
 }
 
 // newestMeta reads the meta page bbolt would use: the valid one with the
@@ -51,7 +52,7 @@ func newestMeta(path string) (fileMeta, error) {
 		ne := binary.NativeEndian
 		if t := ne.Uint64(m[metaTxidAt:]); !found || t > best.txid {
 			best = fileMeta{pageSize: int64(ne.Uint32(m[metaPageSizeAt:])), freelist: ne.Uint64(m[metaFreelistAt:]),
-				pgid: ne.Uint64(m[metaPgidAt:]), txid: t}
+				pgid: ne.Uint64(m[metaPgidAt:]), txid: t, root: ne.Uint64(m[metaRootAt:])}
 			found = true
 		}
 	}
@@ -81,10 +82,17 @@ func checkFile(path string) error {
 		return fmt.Errorf("open %s: %w: it has %d bytes, its meta page says %d are in use: %s",
 			path, ErrTruncated, fi.Size(), want, recoverHint(path))
 	}
-	if m.freelist == noFreelist {
-		return nil
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", path, err)
 	}
-	if err := checkFreelistPage(path, m); err != nil {
+	defer f.Close()
+	if m.freelist != noFreelist {
+		if err := checkFreelistPage(f, m); err != nil {
+			return fmt.Errorf("open %s: %w: %v: %s", path, ErrDamaged, err, recoverHint(path))
+		}
+	}
+	if err := checkTrees(f, m); err != nil {
 		return fmt.Errorf("open %s: %w: %v: %s", path, ErrDamaged, err, recoverHint(path))
 	}
 	return nil
@@ -100,15 +108,10 @@ const (
 
 // checkFreelistPage checks that the free-page list of m is a free-page
 // list, and that the page IDs it lists lie inside its pages.
-func checkFreelistPage(path string, m fileMeta) error {
+func checkFreelistPage(f *os.File, m fileMeta) error {
 	if m.freelist < 2 || m.freelist >= m.pgid {
 		return fmt.Errorf("free-page list at page %d, outside the %d pages in use", m.freelist, m.pgid)
 	}
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
 	h := make([]byte, pageHeaderLen+8)
 	if _, err := f.ReadAt(h, int64(m.freelist)*m.pageSize); err != nil {
 		return fmt.Errorf("read the free-page list: %w", err)

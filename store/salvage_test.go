@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // salvageOf writes file into a fresh data dir, salvages it into another
@@ -107,7 +109,7 @@ func TestSalvageDamagedStore(t *testing.T) {
 	orig := damageFixture(t)
 	ps := os.Getpagesize()
 	pages := pagesOf(t, orig)
-	leaves := pages["leaf"]
+	qa, qb := queueRoot(t, orig, "a"), queueRoot(t, orig, "b")
 	for _, tc := range []struct {
 		damage
 		// wantSome: the damage leaves part of the tree readable. A
@@ -117,9 +119,9 @@ func TestSalvageDamagedStore(t *testing.T) {
 	}{
 		{truncateTo(len(orig) / 2), false},
 		{zeroPage(pages["branch"][0], ps), false},
-		{zeroPage(leaves[len(leaves)/2], ps), true},
-		{flipByte(leaves[len(leaves)/3]*ps+10, "leaf count"), true},
-		{flipByte(len(orig)/3+100, "anywhere"), true},
+		{zeroPage(qb, ps), true},           // the other lists are intact
+		{flipByte(qa*ps+10, "count of queue a's root page"), true},
+		{flipByte(len(orig)/3+100, "anywhere"), false}, // it may fall on the root
 	} {
 		dc := tc.damage
 		t.Run(dc.name, func(t *testing.T) {
@@ -161,4 +163,27 @@ func TestSalvageRefusesAnExistingTarget(t *testing.T) {
 	if _, err := Salvage(context.Background(), path, other); err == nil {
 		t.Error("salvage into a directory that holds a store succeeded")
 	}
+}
+
+// queueRoot returns the root page of queue name in the store file.
+func queueRoot(t *testing.T, file []byte, name string) int {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, FileName), file, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	db, err := bolt.Open(filepath.Join(dir, FileName), 0o600, &bolt.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	root := 0
+	_ = db.View(func(tx *bolt.Tx) error {
+		root = int(tx.Bucket(bucketQueues).Bucket([]byte(name)).Root())
+		return nil
+	})
+	if root == 0 {
+		t.Fatalf("queue %q is inline: no page of its own", name)
+	}
+	return root
 }

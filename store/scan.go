@@ -280,6 +280,17 @@ func (s *Store) scan(ctx context.Context, src Source, f Filter, body bool, fn fu
 		if p.done {
 			return res, nil
 		}
+		if !advanced(req.after, p.last) {
+			return res, nil // keys out of order: a damaged page; see advanced
+		}
 		req.after = p.last
 	}
+}
+
+// advanced reports whether a page of a scan ended past where it started.
+// Keys come in order from an intact file; a damaged leaf can hand them out
+// of order, and a scan that went on from a key it already passed would go
+// round forever.
+func advanced(after, last []byte) bool {
+	return after == nil || bytes.Compare(last, after) > 0
 }

@@ -21,6 +21,7 @@ const (
 	metaMagic      = 0xED0CDAED
 	metaVersion    = 2
 	metaPageSizeAt = 8
+	metaRootAt     = 16
 	metaFreelistAt = 32
 	metaPgidAt     = 40
 	metaTxidAt     = 48
