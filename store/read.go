@@ -24,7 +24,7 @@ func (s *Store) ReadBatch(ctx context.Context, queue string, after uint64, max, 
 	var bad []uint64 // queue positions whose entry is corrupt or gone
 	var badIDs []uint64
 	badSizes := map[uint64]uint64{} // what the queue says a corrupt record's size is
-	touched := 0 // bytes read through the memory map
+	touched := 0                    // bytes read through the memory map
 	err = s.view(func(tx *bolt.Tx) error {
 		q := tx.Bucket(bucketQueues).Bucket([]byte(queue))
 		if q == nil {

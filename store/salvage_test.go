@@ -119,7 +119,7 @@ func TestSalvageDamagedStore(t *testing.T) {
 	}{
 		{truncateTo(len(orig) / 2), false},
 		{zeroPage(pages["branch"][0], ps), false},
-		{zeroPage(qb, ps), true},           // the other lists are intact
+		{zeroPage(qb, ps), true}, // the other lists are intact
 		{flipByte(qa*ps+10, "count of queue a's root page"), true},
 		{flipByte(len(orig)/3+100, "anywhere"), false}, // it may fall on the root
 	} {
