@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"encoding/binary"
 	"io"
 	"net/http"
 	"os"
@@ -14,46 +16,96 @@ import (
 	"github.com/pyrorelay/pyrorelay/store"
 )
 
-// A page of a queue damaged while the relay was stopped (here a leaf's
-// element count, as in issue 17): the relay starts, the queue stops with
-// an error that names the file and the way out, /-/ready says why, and
-// the process keeps running: no panic, no crash loop.
-func TestDamagedQueueStopsWithHintE2E(t *testing.T) {
-	a := newRecorder(t, nil)
-	dir := t.TempDir()
-	cliFill(t, dir, "a", cliDataset(t, 60, time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)))
-	path := filepath.Join(dir, store.FileName)
-	var root uint64
-	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true})
+// damagePage overwrites the bytes at offset off of page pgid of the store
+// file in dir with b.
+func damagePage(t *testing.T, dir string, pgid uint64, off int64, b []byte) {
+	t.Helper()
+	f, err := os.OpenFile(filepath.Join(dir, store.FileName), os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer f.Close()
+	if _, err := f.WriteAt(b, int64(pgid)*int64(os.Getpagesize())+off); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// rootOf returns the root page of the bucket at path in the store in dir.
+func rootOf(t *testing.T, dir string, path ...[]byte) uint64 {
+	t.Helper()
+	db, err := bolt.Open(filepath.Join(dir, store.FileName), 0o600, &bolt.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var root uint64
 	_ = db.View(func(tx *bolt.Tx) error {
-		root = uint64(tx.Bucket([]byte("queues")).Bucket([]byte("a")).Root())
+		b := tx.Bucket(path[0])
+		for _, p := range path[1:] {
+			b = b.Bucket(p)
+		}
+		root = uint64(b.Root())
 		return nil
 	})
-	_ = db.Close()
 	if root == 0 {
-		t.Fatal("queue a is inline: no page of its own to damage")
+		t.Fatalf("bucket %q is inline: no page of its own to damage", path)
 	}
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	off := int64(root)*int64(os.Getpagesize()) + 10 // the page's element count
-	b := make([]byte, 1)
-	if _, err := f.ReadAt(b, off); err != nil {
-		t.Fatal(err)
-	}
-	b[0] ^= 0xff
-	if _, err := f.WriteAt(b, off); err != nil {
-		t.Fatal(err)
-	}
-	_ = f.Close()
+	return root
+}
 
+// bigEntries are n /ingest entries of 8 KiB, each a record in a bucket of
+// its own (see store/entries.go).
+func bigEntries(n int) []*store.Entry {
+	out := make([]*store.Entry, n)
+	for i := range out {
+		out[i] = &store.Entry{Kind: store.KindIngest, ReceivedAt: time.Now(), Query: "name=big.cpu&from=1&until=2",
+			ContentType: "text/plain", Body: bytes.Repeat([]byte("main;work 1\n"), 700)}
+	}
+	return out
+}
+
+// A page of a queue damaged while the relay was stopped (a leaf's element
+// count flipped, as in issue 17) is found before bbolt maps the file: the
+// relay refuses to start, says how to recover, leaves the file as it was,
+// and prints no stack trace.
+func TestDamagedQueueRefusedAtStartE2E(t *testing.T) {
+	dir := t.TempDir()
+	cliFill(t, dir, "a", cliDataset(t, 60, time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)))
+	root := rootOf(t, dir, []byte("queues"), []byte("a"))
+	damagePage(t, dir, root, 10, []byte{0xc3}) // the page's element count
+	before, _ := os.ReadFile(filepath.Join(dir, store.FileName))
+	relay := launch(t, relayOpts{}, baseArgs(dir)...)
+	if code := relay.waitExit(30 * time.Second); code == 0 {
+		t.Fatalf("relay started on a damaged file:\n%s", relay.Stderr.String())
+	}
+	log := relay.Stderr.String()
+	for _, want := range []string{"store file is damaged", "pyrorelay salvage", "bbolt check", "mv "} {
+		if !strings.Contains(log, want) {
+			t.Errorf("refusal lacks %q:\n%s", want, log)
+		}
+	}
+	if strings.Contains(log, "goroutine ") || strings.Contains(log, "panic:") {
+		t.Errorf("stack trace in the log:\n%s", log)
+	}
+	if after, _ := os.ReadFile(filepath.Join(dir, store.FileName)); !bytes.Equal(before, after) {
+		t.Error("the refused file was changed")
+	}
+}
+
+// A record's own page damaged (the check at start does not read those):
+// the relay starts, the queue stops on it with an error that names the
+// file and the way out, /-/ready says why, and the process keeps running:
+// no panic, no crash loop.
+func TestDamagedRecordStopsQueueE2E(t *testing.T) {
+	a := newRecorder(t, nil)
+	dir := t.TempDir()
+	cliFill(t, dir, "a", bigEntries(5))
+	root := rootOf(t, dir, []byte("entries"), binary.BigEndian.AppendUint64(nil, 1))
+	damagePage(t, dir, root, 8, []byte{0, 0}) // the page's flags: neither branch nor leaf
 	cfg := writeConfig(t, t.TempDir(), fastDestinations(map[string]string{"a": a.URL()}))
 	relay := startRelay(t, dir, "--config", cfg)
-	waitFor(t, 10*time.Second, "an error naming the file and salvage", func() (bool, string) {
+	path := filepath.Join(dir, store.FileName)
+	waitFor(t, deliverDeadline, "an error naming the file and salvage", func() (bool, string) {
 		log := relay.Stderr.String()
 		return hasLogLine(log, "ERROR", "store file is damaged", path, "pyrorelay salvage"), log
 	})
