@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
-	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -32,40 +31,34 @@ var (
 // trimmed in steps that never hold the writer for long.
 const sweepBatch = 1000
 
-// archivePolicies maps an open *bolt.DB to its store's archive settings.
-// release runs inside a transaction and sees only the *bolt.Tx; the map lets
-// it find out whether its store archives without threading a flag through
-// every write path. Stores register in Open and leave in Close.
-var archivePolicies sync.Map // *bolt.DB → *archivePolicy
-
-// archivePolicy bounds the archive as entries enter it.
+// archivePolicy bounds the archive as entries enter it. A Store that
+// archives holds one (Store.archive); release consults it.
 type archivePolicy struct {
 	// maxBytes bounds the archive's bytes; 0 is no bound of its own.
 	maxBytes int64
 }
 
-func (s *Store) registerArchive() {
-	if s.archiving() {
-		archivePolicies.Store(s.db, &archivePolicy{maxBytes: s.archiveCap()})
+// newArchivePolicy is the policy of a store with opts, or nil when it does
+// not archive.
+func newArchivePolicy(opts Options) *archivePolicy {
+	if opts.ArchiveRetention <= 0 && opts.ArchiveMaxBytes <= 0 {
+		return nil
 	}
+	return &archivePolicy{maxBytes: archiveCap(opts)}
 }
 
 // archiveCap is the most the archive may hold: its own bound, and never
 // more than the store's total bound, which it shares with the queues
 // (see makeRoom).
-func (s *Store) archiveCap() int64 {
-	c, total := s.opts.ArchiveMaxBytes, s.opts.Limits.MaxTotalBytes
+func archiveCap(opts Options) int64 {
+	c, total := opts.ArchiveMaxBytes, opts.Limits.MaxTotalBytes
 	if total > 0 && (c <= 0 || c > total) {
 		c = total
 	}
 	return c
 }
 
-func (s *Store) unregisterArchive() { archivePolicies.Delete(s.db) }
-
-func (s *Store) archiving() bool {
-	return s.opts.ArchiveRetention > 0 || s.opts.ArchiveMaxBytes > 0
-}
+func (s *Store) archiving() bool { return s.archive != nil }
 
 func archiveKey(receivedAt int64, id uint64) []byte {
 	k := make([]byte, 16)
@@ -101,12 +94,10 @@ func recordReceivedAt(raw []byte) (int64, bool) {
 // archived entries beyond the bound go in the same transaction, so the
 // archive never outgrows it between sweeps. The retention is a matter of
 // time and is left to SweepArchive.
-func archiveRetired(tx *bolt.Tx, id uint64) (bool, error) {
-	v, ok := archivePolicies.Load(tx.DB())
-	if !ok {
+func archiveRetired(tx *bolt.Tx, id uint64, policy *archivePolicy) (bool, error) {
+	if policy == nil {
 		return false, nil
 	}
-	policy := v.(*archivePolicy)
 	raw := getRecord(tx.Bucket(bucketEntries), id)
 	at, ok := recordReceivedAt(raw)
 	if !ok {
@@ -266,7 +257,7 @@ func (s *Store) SweepArchive(ctx context.Context, now time.Time) (SweepResult, e
 	if s.opts.ArchiveRetention > 0 {
 		cutoff = now.Add(-s.opts.ArchiveRetention).UnixNano()
 	}
-	if c := s.archiveCap(); c > 0 {
+	if c := archiveCap(s.opts); c > 0 {
 		keep = c
 	}
 	res, err := s.trimArchiveSteps(ctx, cutoff, keep)

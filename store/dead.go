@@ -100,7 +100,7 @@ func deadLetterTx(tx *bolt.Tx, queue string, seq uint64, d DeadLetter) error {
 		return err
 	}
 	// The dead letter takes over the queue's reference to the entry.
-	return removeFromQueue(tx, queue, []uint64{seq}, false)
+	return removeFromQueue(tx, queue, []uint64{seq}, nil)
 }
 
 // DeadLetters calls fn for each dead letter of queue, oldest first, with its
@@ -212,7 +212,7 @@ func (s *Store) PurgeDeadLetters(ctx context.Context, queue string, f Filter) (S
 		return s.write(ctx, nil, func(tx *bolt.Tx) error {
 			return takeDeadLetters(tx, queue, seqs, func(d *DeadLetter, _ uint64, raw []byte) error {
 				at, _ := recordReceivedAt(raw)
-				if err := release(tx, d.EntryID); err != nil {
+				if err := s.release(tx, d.EntryID); err != nil {
 					return err
 				}
 				return unarchive(tx, d.EntryID, at)

@@ -122,7 +122,7 @@ func (s *Store) makeRoom(tx *bolt.Tx, queues []string, size int64) (map[string]i
 	}
 	var dropped map[string]int
 	drop := func(q string) bool {
-		ok, err := dropHead(tx, q)
+		ok, err := s.dropHead(tx, q)
 		if err != nil || !ok {
 			return false
 		}
@@ -176,7 +176,7 @@ func (s *Store) makeRoom(tx *bolt.Tx, queues []string, size int64) (map[string]i
 }
 
 // dropHead deletes the oldest position of queue and releases its entry.
-func dropHead(tx *bolt.Tx, queue string) (bool, error) {
+func (s *Store) dropHead(tx *bolt.Tx, queue string) (bool, error) {
 	q := tx.Bucket(bucketQueues).Bucket([]byte(queue))
 	if q == nil {
 		return false, nil
@@ -185,7 +185,7 @@ func dropHead(tx *bolt.Tx, queue string) (bool, error) {
 	if k == nil {
 		return false, nil
 	}
-	return true, removeFromQueue(tx, queue, []uint64{binary.BigEndian.Uint64(k)}, true)
+	return true, removeFromQueue(tx, queue, []uint64{binary.BigEndian.Uint64(k)}, s.release)
 }
 
 // oldestHead names the queue, among all queues, whose first position is

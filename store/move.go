@@ -55,7 +55,7 @@ func (s *Store) MoveQueue(ctx context.Context, from, to string) (MoveResult, err
 			}
 			n = len(seqs)
 			// The target took over each reference: no release here.
-			return removeFromQueue(tx, from, seqs, false)
+			return removeFromQueue(tx, from, seqs, nil)
 		})
 		if err != nil {
 			return res, fmt.Errorf("move queue %q to %q: %w", from, to, err)

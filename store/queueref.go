@@ -59,9 +59,10 @@ func queueEntryRef(_, v []byte) (uint64, uint64, bool) {
 	return ref.id, ref.size, ok
 }
 
-// removeFromQueue deletes queue positions; with decref, the entries they
-// point at lose a reference and go when none is left.
-func removeFromQueue(tx *bolt.Tx, queue string, seqs []uint64, decref bool) error {
+// removeFromQueue deletes queue positions. With release set (Store.release),
+// the entries they point at lose a reference and go when none is left;
+// with nil, the caller takes the references over.
+func removeFromQueue(tx *bolt.Tx, queue string, seqs []uint64, release func(tx *bolt.Tx, id uint64) error) error {
 	q := tx.Bucket(bucketQueues).Bucket([]byte(queue))
 	if q == nil {
 		return nil
@@ -81,7 +82,7 @@ func removeFromQueue(tx *bolt.Tx, queue string, seqs []uint64, decref bool) erro
 		if err := addStats(tx, statsKey('q', queue), -1, -int64(ref.size)); err != nil {
 			return err
 		}
-		if decref {
+		if release != nil {
 			if err := release(tx, ref.id); err != nil {
 				return err
 			}

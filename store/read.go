@@ -169,6 +169,6 @@ func (s *Store) quarantine(ctx context.Context, queue string, seqs, ids []uint64
 				return err
 			}
 		}
-		return removeFromQueue(tx, queue, seqs, false)
+		return removeFromQueue(tx, queue, seqs, nil)
 	})
 }

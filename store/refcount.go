@@ -8,8 +8,9 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// release drops one reference to an entry and deletes it with the last.
-func release(tx *bolt.Tx, id uint64) error {
+// release drops one reference to an entry and deletes it with the last,
+// or archives it if the store archives.
+func (s *Store) release(tx *bolt.Tx, id uint64) error {
 	refs := tx.Bucket(bucketRefs)
 	v := refs.Get(u64(id))
 	if len(v) != 4 || binary.BigEndian.Uint32(v) <= 1 {
@@ -22,7 +23,7 @@ func release(tx *bolt.Tx, id uint64) error {
 				return err
 			}
 		}
-		if archived, err := archiveRetired(tx, id); archived || err != nil {
+		if archived, err := archiveRetired(tx, id, s.archive); archived || err != nil {
 			return err
 		}
 		return deleteRecord(entries, id)
@@ -36,7 +37,7 @@ func (s *Store) Ack(ctx context.Context, queue string, seqs ...uint64) error {
 	if len(seqs) == 0 {
 		return nil
 	}
-	err := s.writeOp(ctx, &op{frees: true, fn: func(tx *bolt.Tx) error { return removeFromQueue(tx, queue, seqs, true) }})
+	err := s.writeOp(ctx, &op{frees: true, fn: func(tx *bolt.Tx) error { return removeFromQueue(tx, queue, seqs, s.release) }})
 	if err != nil {
 		return fmt.Errorf("ack %d entries of queue %q: %w", len(seqs), queue, err)
 	}

@@ -155,6 +155,8 @@ type Store struct {
 	health   health
 	// leftovers are the files of interrupted compacts Open removed.
 	leftovers []Leftover
+	// archive is the archive's policy; nil when the store does not archive.
+	archive *archivePolicy
 
 	// willNeed asks the kernel to read [addr, addr+n) of the memory map
 	// ahead (adviseWillNeed); tests record the calls instead.
@@ -206,6 +208,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		loopDone: make(chan struct{}),
 		wakes:    make(map[string]chan struct{}),
 		recent:   newRecent(opts.RecentBytes),
+		archive:  newArchivePolicy(opts),
 		willNeed: opts.willNeed,
 	}
 	initTx := s.update
@@ -235,7 +238,6 @@ func Open(dir string, opts Options) (*Store, error) {
 			return nil, err
 		}
 	}
-	s.registerArchive()
 	go s.commitLoop()
 	return s, nil
 }
@@ -321,7 +323,6 @@ func (s *Store) Close() error {
 		s.closeMu.Unlock()
 		close(s.stop)
 		<-s.loopDone
-		defer s.unregisterArchive()
 		if p := s.health.stuck.Load(); p != nil {
 			// Closing would wait for bbolt's writer lock forever: the
 			// file stays open, and locked, until the process exits.
