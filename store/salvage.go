@@ -92,7 +92,13 @@ func Salvage(ctx context.Context, srcPath, dstDir string) (SalvageReport, error)
 	if err != nil {
 		return rep, fmt.Errorf("salvage: create the new store: %w", err)
 	}
-	sv := &salvager{dst: dst, ids: make(map[uint64]uint64)}
+	sv := &salvager{dst: dst, ids: make(map[uint64]uint64), looping: map[string]bool{}}
+	if m, err := newestMeta(srcPath); err == nil {
+		if f, err := os.Open(srcPath); err == nil {
+			sv.looping = loopingTrees(f, m)
+			_ = f.Close()
+		}
+	}
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	err = src.View(func(tx *bolt.Tx) error {
 		return sv.run(ctx, tx, &rep)
@@ -128,6 +134,24 @@ func openSalvageSource(path string) (db *bolt.DB, err error) {
 type salvager struct {
 	dst *Store
 	ids map[uint64]uint64 // entry ID in the old file → in the new one
+	// looping are the buckets whose pages loop (see loopingTrees): a
+	// cursor that entered one would descend until the process runs out
+	// of memory, so they are not read.
+	looping map[string]bool
+}
+
+// unsafe reports whether reading the bucket at path, or one of the
+// buckets it is reached through, could loop.
+func (sv *salvager) unsafe(path string) bool {
+	if sv.looping[""] {
+		return true
+	}
+	for i := range path {
+		if path[i] == '/' && sv.looping[path[:i]] {
+			return true
+		}
+	}
+	return sv.looping[path]
 }
 
 // salvaged is one entry copied out of the old file, and where it goes.
@@ -150,11 +174,19 @@ func try(fn func()) (ok bool) {
 }
 
 func (sv *salvager) run(ctx context.Context, tx *bolt.Tx, rep *SalvageReport) error {
+	if sv.unsafe("") {
+		rep.Damaged = true
+		return nil
+	}
 	for _, kind := range []struct {
 		parent []byte
 		src    func(string) Source
 	}{{bucketQueues, QueueSource}, {bucketDead, DeadLetterSource}} {
 		var names []string
+		if sv.unsafe(string(kind.parent)) {
+			rep.Damaged = true
+			continue
+		}
 		if !try(func() {
 			if b := tx.Bucket(kind.parent); b != nil {
 				_ = b.ForEachBucket(func(k []byte) error {
@@ -207,18 +239,41 @@ const SalvageQueue = "_salvaged"
 // list copies one list of the old file.
 func (sv *salvager) list(ctx context.Context, tx *bolt.Tx, src Source) (SalvageList, error) {
 	l := SalvageList{Source: src, Expected: -1}
+	path := string(bucketEntries)
+	switch {
+	case src == QueueSource(SalvageQueue):
+	case src.Kind == SourceQueue:
+		path = string(bucketQueues) + "/" + src.Queue
+	case src.Kind == SourceDeadLetters:
+		path = string(bucketDead) + "/" + src.Queue
+	case src.Kind == SourceArchive:
+		path = string(bucketArchive)
+	}
+	var key []byte // of the list's counters
+	switch src.Kind {
+	case SourceQueue:
+		key = statsKey('q', src.Queue)
+	case SourceDeadLetters:
+		key = statsKey('d', src.Queue)
+	case SourceArchive:
+		key = keyArchive
+	}
+	if src != QueueSource(SalvageQueue) && !sv.unsafe(string(bucketStats)) {
+		try(func() { l.Expected, _ = getStats(tx, key) })
+	}
+	if sv.unsafe(path) || sv.unsafe(string(bucketEntries)) {
+		l.Unreadable++
+		return l, nil
+	}
 	var b *bolt.Bucket
 	if !try(func() {
 		switch src.Kind {
 		case SourceQueue:
 			b = tx.Bucket(bucketQueues).Bucket([]byte(src.Queue))
-			l.Expected, _ = getStats(tx, statsKey('q', src.Queue))
 		case SourceDeadLetters:
 			b = tx.Bucket(bucketDead).Bucket([]byte(src.Queue))
-			l.Expected, _ = getStats(tx, statsKey('d', src.Queue))
 		case SourceArchive:
 			b = tx.Bucket(bucketArchive)
-			l.Expected, _ = getStats(tx, keyArchive)
 		}
 		if src == QueueSource(SalvageQueue) {
 			b, l.Expected = tx.Bucket(bucketEntries), -1 // every record, by ID

@@ -22,7 +22,19 @@ func checkTrees(f *os.File, m fileMeta) error {
 	if m.root == 0 {
 		return nil // bbolt never writes an inline root bucket
 	}
-	return c.tree(m.root, "", true, 0)
+	return c.tree(m.root, "", 0)
+}
+
+// loopingTrees is checkTrees for a damaged file that is to be read anyway
+// (Salvage): it goes past what it cannot read, and returns the buckets
+// whose own pages loop or are reached twice, which no cursor may enter,
+// by path: "" for the root bucket, "queues", "queues/NAME".
+func loopingTrees(f *os.File, m fileMeta) map[string]bool {
+	c := treeChecker{f: f, m: m, seen: make(map[uint64]bool), looping: map[string]bool{}}
+	if m.root != 0 {
+		_ = c.tree(m.root, "", 0)
+	}
+	return c.looping
 }
 
 // bbolt's page flags and leaf element flags.
@@ -39,49 +51,63 @@ type treeChecker struct {
 	f    *os.File
 	m    fileMeta
 	seen map[uint64]bool
+	// looping, when set, collects the buckets whose pages loop instead
+	// of failing the check (see loopingTrees).
+	looping map[string]bool
 }
 
-// tree checks the tree of pages from page pgid of one bucket: the root
-// bucket when isRoot, else the one named owner when it is a top-level
-// bucket ("" for deeper ones), which tells the entries bucket.
-func (c *treeChecker) tree(pgid uint64, owner string, isRoot bool, depth int) error {
+// fail returns err, or, when the checker collects, notes the bucket at
+// path if the damage loops and returns nil to go on past it.
+func (c *treeChecker) fail(path string, loops bool, err error) error {
+	if c.looping == nil {
+		return err
+	}
+	if loops {
+		c.looping[path] = true
+	}
+	return nil
+}
+
+// tree checks the tree of pages from page pgid of the bucket at path
+// ("" for the root bucket, "entries", "queues/NAME").
+func (c *treeChecker) tree(pgid uint64, path string, depth int) error {
 	if depth > maxTreeDepth {
-		return fmt.Errorf("page %d: more than %d levels deep", pgid, maxTreeDepth)
+		return c.fail(path, true, fmt.Errorf("page %d: more than %d levels deep", pgid, maxTreeDepth))
 	}
 	if pgid < 2 || pgid >= c.m.pgid {
-		return fmt.Errorf("page %d: outside the %d pages in use", pgid, c.m.pgid)
+		return c.fail(path, false, fmt.Errorf("page %d: outside the %d pages in use", pgid, c.m.pgid))
 	}
 	if c.seen[pgid] {
-		return fmt.Errorf("page %d: reached twice", pgid)
+		return c.fail(path, true, fmt.Errorf("page %d: reached twice", pgid))
 	}
 	c.seen[pgid] = true
 	p, err := c.page(pgid)
 	if err != nil {
-		return err
+		return c.fail(path, false, err)
 	}
 	flags, count := binary.NativeEndian.Uint16(p[8:]), int(binary.NativeEndian.Uint16(p[10:]))
 	if err := checkLayout(p, count, flags&branchPageFlag != 0); err != nil {
-		return fmt.Errorf("page %d: %w", pgid, err)
+		return c.fail(path, false, fmt.Errorf("page %d: %w", pgid, err))
 	}
 	switch {
 	case flags&branchPageFlag != 0:
 		for i := range count {
 			e := p[pageHeaderLen+i*elementLen:]
-			if err := c.tree(binary.NativeEndian.Uint64(e[8:]), owner, isRoot, depth+1); err != nil {
+			if err := c.tree(binary.NativeEndian.Uint64(e[8:]), path, depth+1); err != nil {
 				return err
 			}
 		}
 		return nil
 	case flags&leafPageFlag != 0:
-		return c.leaf(pgid, p, count, owner, isRoot, depth)
+		return c.leaf(pgid, p, count, path, depth)
 	default:
-		return fmt.Errorf("page %d: neither a branch nor a leaf (flags %#x)", pgid, flags)
+		return c.fail(path, false, fmt.Errorf("page %d: neither a branch nor a leaf (flags %#x)", pgid, flags))
 	}
 }
 
 // leaf checks the buckets held in the leaf page p (or an inline bucket's
-// page) of count elements, of the bucket owner (see tree).
-func (c *treeChecker) leaf(pgid uint64, p []byte, count int, owner string, isRoot bool, depth int) error {
+// page) of count elements, of the bucket at path (see tree).
+func (c *treeChecker) leaf(pgid uint64, p []byte, count int, path string, depth int) error {
 	for i := range count {
 		at := pageHeaderLen + i*elementLen
 		e := p[at:]
@@ -91,34 +117,45 @@ func (c *treeChecker) leaf(pgid uint64, p []byte, count int, owner string, isRoo
 		pos, ksize, vsize := uint64(binary.NativeEndian.Uint32(e[4:])), uint64(binary.NativeEndian.Uint32(e[8:])), uint64(binary.NativeEndian.Uint32(e[12:]))
 		start := uint64(at) + pos
 		if start+ksize+vsize > uint64(len(p)) || vsize < bucketHeaderLen {
-			return fmt.Errorf("page %d: element %d lies outside the page", pgid, i)
+			if err := c.fail(path, false, fmt.Errorf("page %d: element %d lies outside the page", pgid, i)); err != nil {
+				return err
+			}
+			continue
 		}
 		key, val := p[start:start+ksize], p[start+ksize:start+ksize+vsize]
 		root := binary.NativeEndian.Uint64(val)
-		child := ""
-		if isRoot {
-			child = string(key) // a top-level bucket
+		child := string(key)
+		if path != "" {
+			child = path + "/" + child
 		}
 		switch {
 		case root == 0: // an inline bucket: its leaf follows the header
 			inline := val[bucketHeaderLen:]
 			if len(inline) < pageHeaderLen {
-				return fmt.Errorf("page %d: element %d is a bucket too short to hold its page", pgid, i)
+				if err := c.fail(child, false, fmt.Errorf("page %d: element %d is a bucket too short to hold its page", pgid, i)); err != nil {
+					return err
+				}
+				continue
 			}
 			n := int(binary.NativeEndian.Uint16(inline[10:]))
 			if err := checkLayout(inline, n, false); err != nil {
-				return fmt.Errorf("page %d: the bucket in element %d: %w", pgid, i, err)
+				if err := c.fail(child, false, fmt.Errorf("page %d: the bucket in element %d: %w", pgid, i, err)); err != nil {
+					return err
+				}
+				continue
 			}
-			if err := c.leaf(pgid, inline, n, child, false, depth+1); err != nil {
+			if err := c.leaf(pgid, inline, n, child, depth+1); err != nil {
 				return err
 			}
-		case owner == string(bucketEntries):
+		case path == string(bucketEntries):
 			// A record's bucket: its page is not read (see checkTrees).
 			if root < 2 || root >= c.m.pgid {
-				return fmt.Errorf("page %d: a record's bucket at page %d, outside the %d pages in use", pgid, root, c.m.pgid)
+				if err := c.fail(path, false, fmt.Errorf("page %d: a record's bucket at page %d, outside the %d pages in use", pgid, root, c.m.pgid)); err != nil {
+					return err
+				}
 			}
 		default:
-			if err := c.tree(root, child, false, depth+1); err != nil {
+			if err := c.tree(root, child, depth+1); err != nil {
 				return err
 			}
 		}
