@@ -31,8 +31,7 @@
 // warm.go (bbolt's free-page list), archive.go, dead.go, expire.go, scan.go,
 // move.go, summary.go, compact.go, salvage.go and salvageput.go,
 // filecheck.go and treecheck.go (what is checked before bbolt maps the
-// file) and health.go
-// (damage).
+// file) and health.go (damage met while running).
 package store
 
 import (
