@@ -42,6 +42,12 @@ type Store interface {
 	Put(ctx context.Context, e *store.Entry, queues []string) error
 }
 
+// healthReporter is a Store that can tell why it refuses writes (a file
+// at its size cap, a full disk, a damaged page); /-/ready reports it.
+type healthReporter interface {
+	Health() error
+}
+
 // Config sets the server's limits and behaviour. Zero values take the
 // defaults below.
 type Config struct {
@@ -245,6 +251,12 @@ func New(cfg Config, o Options) *Server {
 		if !s.ready() {
 			http.Error(w, "not ready", http.StatusServiceUnavailable)
 			return
+		}
+		if h, ok := s.store.(healthReporter); ok {
+			if err := h.Health(); err != nil {
+				http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+				return
+			}
 		}
 		_, _ = io.WriteString(w, "OK\n")
 	})

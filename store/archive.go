@@ -4,7 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"sync"
+	"math"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -31,23 +31,34 @@ var (
 // trimmed in steps that never hold the writer for long.
 const sweepBatch = 1000
 
-// archivePolicies maps an open *bolt.DB to its store's archive settings.
-// release runs inside a transaction and sees only the *bolt.Tx; the map lets
-// it find out whether its store archives without threading a flag through
-// every write path. Stores register in Open and leave in Close.
-var archivePolicies sync.Map // *bolt.DB → struct{}
+// archivePolicy bounds the archive as entries enter it. A Store that
+// archives holds one (Store.archive); release consults it.
+type archivePolicy struct {
+	// maxBytes bounds the archive's bytes; 0 is no bound of its own.
+	maxBytes int64
+}
 
-func (s *Store) registerArchive() {
-	if s.archiving() {
-		archivePolicies.Store(s.db, struct{}{})
+// newArchivePolicy is the policy of a store with opts, or nil when it does
+// not archive.
+func newArchivePolicy(opts Options) *archivePolicy {
+	if opts.ArchiveRetention <= 0 && opts.ArchiveMaxBytes <= 0 {
+		return nil
 	}
+	return &archivePolicy{maxBytes: archiveCap(opts)}
 }
 
-func (s *Store) unregisterArchive() { archivePolicies.Delete(s.db) }
-
-func (s *Store) archiving() bool {
-	return s.opts.ArchiveRetention > 0 || s.opts.ArchiveMaxBytes > 0
+// archiveCap is the most the archive may hold: its own bound, and never
+// more than the store's total bound, which it shares with the queues
+// (see makeRoom).
+func archiveCap(opts Options) int64 {
+	c, total := opts.ArchiveMaxBytes, opts.Limits.MaxTotalBytes
+	if total > 0 && (c <= 0 || c > total) {
+		c = total
+	}
+	return c
 }
+
+func (s *Store) archiving() bool { return s.archive != nil }
 
 func archiveKey(receivedAt int64, id uint64) []byte {
 	k := make([]byte, 16)
@@ -78,8 +89,13 @@ func recordReceivedAt(raw []byte) (int64, bool) {
 // is gone. If the store archives, it indexes the entry in the archive and
 // reports true: the caller must then keep the entry. Otherwise it reports
 // false and the caller deletes it.
-func archiveRetired(tx *bolt.Tx, id uint64) (bool, error) {
-	if _, ok := archivePolicies.Load(tx.DB()); !ok {
+//
+// The archive's size is bounded here, as the entry enters it: the oldest
+// archived entries beyond the bound go in the same transaction, so the
+// archive never outgrows it between sweeps. The retention is a matter of
+// time and is left to SweepArchive.
+func archiveRetired(tx *bolt.Tx, id uint64, policy *archivePolicy) (bool, error) {
+	if policy == nil {
 		return false, nil
 	}
 	raw := getRecord(tx.Bucket(bucketEntries), id)
@@ -91,10 +107,77 @@ func archiveRetired(tx *bolt.Tx, id uint64) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("archive bucket: %w", err)
 	}
+	if policy.maxBytes > 0 && int64(len(raw)) > policy.maxBytes {
+		return false, nil // larger than the whole archive may be
+	}
 	if err := ab.Put(archiveKey(at, id), u64(uint64(len(raw)))); err != nil {
 		return false, fmt.Errorf("archive entry %d: %w", id, err)
 	}
-	return true, addStats(tx, keyArchive, 1, int64(len(raw)))
+	if err := addStats(tx, keyArchive, 1, int64(len(raw))); err != nil {
+		return false, err
+	}
+	if policy.maxBytes > 0 {
+		if _, err := trimArchive(tx, noCutoff, policy.maxBytes, sweepBatch); err != nil {
+			return false, fmt.Errorf("bound the archive: %w", err)
+		}
+	}
+	// The entry itself may have been the oldest: trimArchive deleted it
+	// then, and the caller must not delete it again.
+	return true, nil
+}
+
+// noCutoff is a receive time older than every entry's.
+const noCutoff = int64(-1 << 63)
+
+// trimArchive deletes archived entries, oldest first, while they were
+// received before cutoff or the archive holds more than keep bytes (keep
+// < 0: no size bound), at most limit of them.
+func trimArchive(tx *bolt.Tx, cutoff, keep int64, limit int) (SweepResult, error) {
+	var res SweepResult
+	ab := tx.Bucket(bucketArchive)
+	if ab == nil {
+		return res, nil
+	}
+	_, bytes := getStats(tx, keyArchive)
+	var keys [][]byte
+	c := ab.Cursor()
+	k, v := c.First()
+	if k == nil && bytes != 0 {
+		// Counters that drifted from an empty archive would hold room
+		// that is not there.
+		return res, tx.Bucket(bucketStats).Delete(keyArchive)
+	}
+	for ; k != nil && len(keys) < limit; k, v = c.Next() {
+		if len(k) != 16 || len(v) != 8 {
+			keys = append(keys, append([]byte(nil), k...)) // unreadable index: drop it
+			continue
+		}
+		old := int64(binary.BigEndian.Uint64(k)) < cutoff
+		over := keep >= 0 && bytes > keep
+		if !old && !over {
+			break // oldest first: nothing after this one qualifies
+		}
+		size := int64(binary.BigEndian.Uint64(v))
+		bytes -= size
+		res.Bytes += size
+		keys = append(keys, append([]byte(nil), k...))
+	}
+	refs, entries := tx.Bucket(bucketRefs), tx.Bucket(bucketEntries)
+	for _, k := range keys {
+		if err := ab.Delete(k); err != nil {
+			return res, err
+		}
+		if len(k) == 16 {
+			id := k[8:]
+			if refs.Get(id) == nil {
+				if err := deleteRecord(entries, binary.BigEndian.Uint64(id)); err != nil {
+					return res, err
+				}
+			}
+		}
+	}
+	res.Entries = len(keys)
+	return res, addStats(tx, keyArchive, -int64(len(keys)), -res.Bytes)
 }
 
 // unarchive removes entry id from the archive, and the entry with it, if it
@@ -167,60 +250,51 @@ type SweepResult struct {
 // sweeps nothing: entries archived by an earlier run stay until a run with
 // an archive setting sweeps them.
 func (s *Store) SweepArchive(ctx context.Context, now time.Time) (SweepResult, error) {
-	var total SweepResult
 	if !s.archiving() {
-		return total, nil
+		return SweepResult{}, nil
 	}
-	cutoff := int64(-1 << 63)
+	cutoff, keep := noCutoff, int64(-1)
 	if s.opts.ArchiveRetention > 0 {
 		cutoff = now.Add(-s.opts.ArchiveRetention).UnixNano()
 	}
-	maxBytes := s.opts.ArchiveMaxBytes
+	if c := archiveCap(s.opts); c > 0 {
+		keep = c
+	}
+	res, err := s.trimArchiveSteps(ctx, cutoff, keep)
+	if err != nil {
+		return res, fmt.Errorf("sweep archive: %w", err)
+	}
+	return res, nil
+}
+
+// PurgeArchive deletes every archived entry received before until (all of
+// them when until is zero), oldest first, in steps of sweepBatch. It works
+// whatever the store's archive settings, and on a file at its size cap:
+// its writes may use the headroom kept for deletes.
+func (s *Store) PurgeArchive(ctx context.Context, until time.Time) (SweepResult, error) {
+	cutoff := int64(math.MaxInt64)
+	if !until.IsZero() {
+		cutoff = until.UnixNano()
+	}
+	keep := int64(-1)
+	res, err := s.trimArchiveSteps(ctx, cutoff, keep)
+	if err != nil {
+		return res, fmt.Errorf("purge archive: %w", err)
+	}
+	return res, nil
+}
+
+func (s *Store) trimArchiveSteps(ctx context.Context, cutoff, keep int64) (SweepResult, error) {
+	var total SweepResult
 	for {
 		var step SweepResult
-		err := s.write(ctx, nil, func(tx *bolt.Tx) error {
-			step = SweepResult{}
-			ab := tx.Bucket(bucketArchive)
-			if ab == nil {
-				return nil
-			}
-			_, bytes := getStats(tx, keyArchive)
-			var keys [][]byte
-			c := ab.Cursor()
-			for k, v := c.First(); k != nil && len(keys) < sweepBatch; k, v = c.Next() {
-				if len(k) != 16 || len(v) != 8 {
-					keys = append(keys, append([]byte(nil), k...)) // unreadable index: drop it
-					continue
-				}
-				old := int64(binary.BigEndian.Uint64(k)) < cutoff
-				over := maxBytes > 0 && bytes > maxBytes
-				if !old && !over {
-					break // oldest first: nothing after this one qualifies
-				}
-				size := int64(binary.BigEndian.Uint64(v))
-				bytes -= size
-				step.Bytes += size
-				keys = append(keys, append([]byte(nil), k...))
-			}
-			refs, entries := tx.Bucket(bucketRefs), tx.Bucket(bucketEntries)
-			for _, k := range keys {
-				if err := ab.Delete(k); err != nil {
-					return err
-				}
-				if len(k) == 16 {
-					id := k[8:]
-					if refs.Get(id) == nil {
-						if err := deleteRecord(entries, binary.BigEndian.Uint64(id)); err != nil {
-							return err
-						}
-					}
-				}
-			}
-			step.Entries = len(keys)
-			return addStats(tx, keyArchive, -int64(len(keys)), -step.Bytes)
-		})
+		err := s.writeOp(ctx, &op{frees: true, fn: func(tx *bolt.Tx) error {
+			var err error
+			step, err = trimArchive(tx, cutoff, keep, sweepBatch)
+			return err
+		}})
 		if err != nil {
-			return total, fmt.Errorf("sweep archive: %w", err)
+			return total, err
 		}
 		total.Entries += step.Entries
 		total.Bytes += step.Bytes

@@ -80,6 +80,8 @@ func TestArchiveKeepsDeliveredEntriesOnceAndSweepsOld(t *testing.T) {
 	}
 }
 
+// The size bound holds as entries enter the archive: the oldest go in
+// the same commit, and a sweep finds nothing left to do.
 func TestArchiveSweepBySize(t *testing.T) {
 	size := int64(admEntry(0).Size())
 	s := admOpen(t, t.TempDir(), Options{ArchiveMaxBytes: 3*size + size/2})
@@ -89,8 +91,8 @@ func TestArchiveSweepBySize(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Entries != 5 || res.Bytes != 5*size {
-		t.Errorf("swept %+v, want the 5 oldest", res)
+	if res.Entries != 0 {
+		t.Errorf("swept %+v; the bound should have held as entries entered", res)
 	}
 	if got := admScan(t, s, ArchiveSource(), Filter{}); !slices.Equal(got, admBodies(5, 6, 7)) {
 		t.Errorf("archive %q", got)

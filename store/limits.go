@@ -46,38 +46,83 @@ func (l Limits) none() bool {
 
 // TotalBytes reports the count and bytes of all stored entries.
 func (s *Store) TotalBytes() (entries, bytes int64, err error) {
-	err = s.db.View(func(tx *bolt.Tx) error {
+	err = s.view(func(tx *bolt.Tx) error {
 		entries, bytes = getStats(tx, keyTotal)
 		return nil
 	})
 	return entries, bytes, err
 }
 
-// checkRoom refuses early, outside the commit loop, when a refusing limit
-// is already reached.
+// checkRoom refuses early, outside the commit loop, when a limit leaves
+// no room that the policy could make.
 func (s *Store) checkRoom(queues []string, size int64) error {
-	l := s.opts.Limits
-	if l.none() || l.DropOldest {
+	if s.opts.Limits.none() {
 		return nil
 	}
-	return s.db.View(func(tx *bolt.Tx) error {
-		_, err := s.makeRoom(tx, queues, size)
-		return err
-	})
+	return s.view(func(tx *bolt.Tx) error { return s.roomPossible(tx, queues, size) })
 }
 
-// makeRoom checks the limits for an entry of size bytes going to queues.
-// Under DropOldest it deletes the oldest entries of a full queue (tx must
-// be writable then) and reports how many per queue; otherwise it returns
-// an error wrapping ErrFull.
+// roomPossible refuses, without changing anything, an entry of size bytes
+// going to queues for which no room can be made: under DropOldest, only a
+// queue's entries can be dropped and archived entries evicted, never dead
+// letters; otherwise only archived entries can be evicted.
+func (s *Store) roomPossible(tx *bolt.Tx, queues []string, size int64) error {
+	l := s.opts.Limits
+	for _, q := range queues {
+		limit := l.queueLimit(q)
+		if limit <= 0 {
+			continue
+		}
+		if size > limit {
+			return fmt.Errorf("%w: entry of %d bytes is larger than queue %q's limit of %d bytes", ErrFull, size, q, limit)
+		}
+		if _, used := getStats(tx, statsKey('q', q)); !l.DropOldest && used+size > limit {
+			return fmt.Errorf("%w: queue %q holds %d of %d bytes", ErrFull, q, used, limit)
+		}
+	}
+	if l.MaxTotalBytes <= 0 {
+		return nil
+	}
+	_, used := getStats(tx, keyTotal)
+	if !l.DropOldest {
+		if used+size > l.MaxTotalBytes {
+			return fmt.Errorf("%w: the store holds %d of %d bytes", ErrFull, used, l.MaxTotalBytes)
+		}
+		return nil
+	}
+	// What no drop can free: entries held by dead letters. Summed over the
+	// lists, an entry dead in two counts twice; at worst that refuses an
+	// entry dropping could have made room for, never the other way.
+	var dead int64
+	_ = tx.Bucket(bucketDead).ForEachBucket(func(name []byte) error {
+		_, b := getStats(tx, statsKey('d', string(name)))
+		dead += b
+		return nil
+	})
+	if kept := min(dead, used); kept+size > l.MaxTotalBytes {
+		return fmt.Errorf("%w: dead letters hold %d of %d bytes, which dropping the oldest queued entries cannot free: requeue or purge them (`pyrorelay dead-letter`)",
+			ErrFull, kept, l.MaxTotalBytes)
+	}
+	return nil
+}
+
+// makeRoom checks the limits for an entry of size bytes going to queues
+// and makes room. When no room can be made it refuses before changing
+// anything (see refuse). Archived entries are evicted first, oldest first:
+// they count toward MaxTotalBytes with what the queues hold. Under
+// DropOldest it then deletes the oldest entries of a full queue and reports
+// how many per queue.
 func (s *Store) makeRoom(tx *bolt.Tx, queues []string, size int64) (map[string]int, error) {
 	l := s.opts.Limits
 	if l.none() {
 		return nil, nil
 	}
+	if err := s.roomPossible(tx, queues, size); err != nil {
+		return nil, refuse(err)
+	}
 	var dropped map[string]int
 	drop := func(q string) bool {
-		ok, err := dropHead(tx, q)
+		ok, err := s.dropHead(tx, q)
 		if err != nil || !ok {
 			return false
 		}
@@ -92,15 +137,12 @@ func (s *Store) makeRoom(tx *bolt.Tx, queues []string, size int64) (map[string]i
 		if limit <= 0 {
 			continue
 		}
-		if size > limit {
-			return nil, fmt.Errorf("%w: entry of %d bytes is larger than queue %q's limit of %d bytes", ErrFull, size, q, limit)
-		}
 		for {
 			_, used := getStats(tx, statsKey('q', q))
 			if used+size <= limit {
 				break
 			}
-			if !l.DropOldest || !tx.Writable() || !drop(q) {
+			if !drop(q) {
 				return nil, fmt.Errorf("%w: queue %q holds %d of %d bytes", ErrFull, q, used, limit)
 			}
 		}
@@ -108,13 +150,24 @@ func (s *Store) makeRoom(tx *bolt.Tx, queues []string, size int64) (map[string]i
 	if l.MaxTotalBytes > 0 {
 		for {
 			_, used := getStats(tx, keyTotal)
-			if used+size <= l.MaxTotalBytes {
+			_, archived := getStats(tx, keyArchive)
+			over := used + archived + size - l.MaxTotalBytes
+			if over <= 0 {
 				break
+			}
+			if archived > 0 {
+				res, err := trimArchive(tx, noCutoff, max(archived-over, 0), sweepBatch)
+				if err != nil {
+					return nil, err
+				}
+				if _, left := getStats(tx, keyArchive); res.Entries > 0 || left != archived {
+					continue
+				}
 			}
 			// An entry's bytes go only when every queue has dropped it, so
 			// drop from the queue whose head is the oldest entry of all.
 			q := oldestHead(tx, queues)
-			if !l.DropOldest || !tx.Writable() || q == "" || !drop(q) {
+			if !l.DropOldest || q == "" || !drop(q) {
 				return nil, fmt.Errorf("%w: the store holds %d of %d bytes", ErrFull, used, l.MaxTotalBytes)
 			}
 		}
@@ -123,7 +176,7 @@ func (s *Store) makeRoom(tx *bolt.Tx, queues []string, size int64) (map[string]i
 }
 
 // dropHead deletes the oldest position of queue and releases its entry.
-func dropHead(tx *bolt.Tx, queue string) (bool, error) {
+func (s *Store) dropHead(tx *bolt.Tx, queue string) (bool, error) {
 	q := tx.Bucket(bucketQueues).Bucket([]byte(queue))
 	if q == nil {
 		return false, nil
@@ -132,7 +185,7 @@ func dropHead(tx *bolt.Tx, queue string) (bool, error) {
 	if k == nil {
 		return false, nil
 	}
-	return true, removeFromQueue(tx, queue, []uint64{binary.BigEndian.Uint64(k)}, true)
+	return true, removeFromQueue(tx, queue, []uint64{binary.BigEndian.Uint64(k)}, s.release)
 }
 
 // oldestHead names the queue, among all queues, whose first position is

@@ -22,7 +22,7 @@ func (s *Store) noteMapped(n int) {
 	}
 	// Inside a read transaction bbolt cannot remap, so the mapping is the
 	// one Info describes, and it covers at least the transaction's size.
-	_ = s.db.View(func(tx *bolt.Tx) error {
+	_ = s.view(func(tx *bolt.Tx) error {
 		dropMapped(tx.DB().Info().Data, tx.Size())
 		return nil
 	})

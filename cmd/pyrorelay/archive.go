@@ -54,6 +54,9 @@ func startArchiveSweeper(st *store.Store, cfg Config, log *slog.Logger) (stop fu
 		return func() {}
 	}
 	log.Info("archiving delivered profiles", "retention", cfg.ArchiveRetention, "max_size", int64(cfg.ArchiveMaxSize))
+	if cfg.ArchiveMaxSize <= 0 && cfg.MaxDiskUsage <= 0 {
+		log.Warn("the archive has no size bound: it grows until the disk is full, then gives way to new profiles; set --archive-max-size or --max-disk-usage")
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {

@@ -44,7 +44,7 @@ import, dead-letter requeue and purge, drain, compact, and replay --queue
 		Suggest:              true,
 		Commands: []*cli.Command{serveCommand(), versionCommand(), configCommand(),
 			queueCommand(), drainCommand(), exportCommand(), importCommand(), replayCommand(), deadLetterCommand(), compactCommand(),
-			completionCommand()},
+			archiveCommand(), salvageCommand(), completionCommand()},
 	}
 	app.OnUsageError = usageError(app.Name, []cli.Flag{cli.HelpFlag, cli.VersionFlag})
 	setUsageErrors(app.Name, app.Commands)

@@ -368,6 +368,9 @@ Example:
 			if err != nil {
 				return err
 			}
+			for _, l := range res.Removed {
+				fmt.Fprintf(c.App.Writer, "removed %s (%s), left by a compact that was interrupted\n", l.Path, humanBytes(l.Bytes))
+			}
 			fmt.Fprintf(c.App.Writer, "%s: %s before, %s after (%s freed)\n", cfg.DataDir, humanBytes(res.Before), humanBytes(res.After), humanBytes(max(res.Before-res.After, 0)))
 			return nil
 		},

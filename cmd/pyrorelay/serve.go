@@ -244,6 +244,7 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, load func() (Confi
 	}, []string{"destination"})
 	reg.MustRegister(dropped)
 	dropLog := newDropLogger(log, 10*time.Second)
+	defer dropLog.close()
 	st, err := store.Open(cfg.DataDir, store.Options{
 		NoGroupCommit: cfg.NoGroupCommit,
 		OnCommit: func(d time.Duration, n int) {
@@ -271,6 +272,9 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, load func() (Confi
 			log.Error("close store", "err", err)
 		}
 	}()
+	for _, l := range st.RemovedLeftovers() {
+		log.Warn("removed the leftover of an interrupted compact", "file", l.Path, "bytes", l.Bytes)
+	}
 	reg.MustRegister(relay.NewQueueCollector(st), newStoreSizeCollector(st.Path()))
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "pyrorelay_stored_bytes",
@@ -383,29 +387,4 @@ func fileSizeCap(budget ByteSize) int {
 		return 0
 	}
 	return int(2*budget + 64<<20)
-}
-
-// dropLogger logs entries dropped to make room at most once per interval
-// per queue, with the count since the last line.
-type dropLogger struct {
-	log      *slog.Logger
-	interval time.Duration
-	mu       sync.Mutex
-	pending  map[string]int
-	last     map[string]time.Time
-}
-
-func newDropLogger(log *slog.Logger, interval time.Duration) *dropLogger {
-	return &dropLogger{log: log, interval: interval, pending: map[string]int{}, last: map[string]time.Time{}}
-}
-
-func (d *dropLogger) dropped(queue string, n int) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.pending[queue] += n
-	if now := time.Now(); now.Sub(d.last[queue]) >= d.interval {
-		d.log.Warn("queue full: dropped oldest entries to make room", "queue", queue, "dropped", d.pending[queue])
-		d.pending[queue] = 0
-		d.last[queue] = now
-	}
 }

@@ -1,0 +1,85 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+)
+
+// archiveCommand groups what an operator does to the archive of delivered
+// profiles (see --archive-retention).
+func archiveCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "archive",
+		Usage: "purge the archive of delivered profiles",
+		Description: `The archive keeps delivered profiles for ` + "`pyrorelay replay --archive`" + `. It is
+the least important data the relay holds: it is bounded as entries enter it
+and evicted first whenever a queue needs room. Run these with the relay
+stopped.
+
+Examples:
+   pyrorelay archive purge --yes
+   pyrorelay archive purge --until -24h`,
+		Subcommands: []*cli.Command{{
+			Name:  "purge",
+			Usage: "delete archived profiles for good (asks first, unless --yes); works on a full file",
+			Description: `Examples:
+   pyrorelay archive purge --data-dir /var/lib/pyrorelay --yes
+   pyrorelay archive purge --until 2026-03-01   # only what was received before`,
+			Flags: append(dataDirFlags(),
+				&cli.StringFlag{Name: "until", Usage: "only profiles received before `T`: RFC 3339, a date (UTC) or relative to now (-24h, -7d); all when unset"},
+				&cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "do not ask for confirmation"}),
+			Action: runArchivePurge,
+		}},
+	}
+}
+
+func runArchivePurge(c *cli.Context) error {
+	cfg, err := adminConfig(c)
+	if err != nil {
+		return err
+	}
+	until, err := parseWhen("until", c.String("until"), time.Now())
+	if err != nil {
+		return err
+	}
+	st, err := openAdminStore(cfg.DataDir, openWrite, stopRelayFirst)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	sum, err := st.Summary()
+	if err != nil {
+		return err
+	}
+	what := "every archived profile"
+	if !until.IsZero() {
+		what = "archived profiles received before " + until.UTC().Format(time.RFC3339)
+	}
+	if sum.Archive.Entries == 0 {
+		fmt.Fprintf(c.App.Writer, "the archive of %s is empty\n", cfg.DataDir)
+		return nil
+	}
+	if !c.Bool("yes") {
+		fmt.Fprintf(c.App.ErrWriter, "Delete %s (the archive holds %d, %s) for good? Type yes to continue: ",
+			what, sum.Archive.Entries, humanBytes(sum.Archive.Bytes))
+		answer, err := bufio.NewReader(c.App.Reader).ReadString('\n')
+		if err != nil && answer == "" {
+			return errors.New("no answer on stdin: nothing deleted; add --yes to purge without asking")
+		}
+		if a := strings.ToLower(strings.TrimSpace(answer)); a != "yes" && a != "y" {
+			return fmt.Errorf("not confirmed (answer %q): nothing deleted", strings.TrimSpace(answer))
+		}
+	}
+	res, err := st.PurgeArchive(c.Context, until)
+	if err != nil {
+		return fmt.Errorf("%w (%d were purged before the error)", err, res.Entries)
+	}
+	fmt.Fprintf(c.App.Writer, "purged %d archived profiles (%s) from %s; the file keeps its size until `pyrorelay compact`\n",
+		res.Entries, humanBytes(res.Bytes), cfg.DataDir)
+	return nil
+}

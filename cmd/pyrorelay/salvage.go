@@ -1,0 +1,73 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+	"text/tabwriter"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/pyrorelay/pyrorelay/store"
+)
+
+func salvageCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "salvage",
+		Usage: "copy every readable profile of a damaged store into a new one",
+		Description: `When the relay refuses to start, or stops a queue, because its file is damaged,
+salvage copies every entry that can still be read and passes its checksum,
+with its queue position, dead letters and archive, into a new store, and
+reports what was lost per queue. The old file is opened read-only and left
+as it is. Entries whose queue position was lost go to the queue _salvaged;
+move them with ` + "`pyrorelay queue move --from _salvaged --to NAME`" + `.
+Run it with the relay stopped.
+
+Examples:
+   pyrorelay salvage --data-dir /var/lib/pyrorelay --to /var/lib/pyrorelay.salvaged
+   # then: mv /var/lib/pyrorelay/pyrorelay.db /var/lib/pyrorelay/pyrorelay.db.broken
+   #       mv /var/lib/pyrorelay.salvaged/pyrorelay.db /var/lib/pyrorelay/`,
+		Flags: append(dataDirFlags(),
+			&cli.StringFlag{Name: "to", Required: true, Usage: "new data directory to write the salvaged store into; it must not hold a store"}),
+		Action: runSalvage,
+	}
+}
+
+func runSalvage(c *cli.Context) error {
+	cfg, err := adminConfig(c)
+	if err != nil {
+		return err
+	}
+	src := filepath.Join(cfg.DataDir, store.FileName)
+	to := c.String("to")
+	rep, err := store.Salvage(c.Context, src, to)
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "LIST\tEXPECTED\tCOPIED\tCORRUPT\tLOST")
+	var copied, lost int64
+	unknown := false
+	for _, l := range rep.Lists {
+		exp, lst := "?", "?"
+		if l.Expected >= 0 {
+			exp, lst = fmt.Sprint(l.Expected), fmt.Sprint(l.Lost())
+			lost += l.Lost()
+		} else if l.Unreadable > 0 {
+			unknown = true
+		}
+		copied += l.Copied
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\n", l.Source, exp, l.Copied, l.Corrupt, lst)
+	}
+	_ = tw.Flush()
+	switch {
+	case !rep.Damaged:
+		fmt.Fprintf(c.App.Writer, "copied %d entries into %s; nothing was damaged\n", copied, to)
+	case unknown:
+		fmt.Fprintf(c.App.Writer, "copied %d entries into %s; %d known lost, and an unknown number behind damage whose counters could not be read\n", copied, to, lost)
+	default:
+		fmt.Fprintf(c.App.Writer, "copied %d entries into %s; %d lost to damage\n", copied, to, lost)
+	}
+	fmt.Fprintf(c.App.Writer, "the old file %s is unchanged; to use the new store: mv %s %s.broken && mv %s %s\n",
+		src, src, src, filepath.Join(to, store.FileName), src)
+	return nil
+}

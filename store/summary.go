@@ -1,0 +1,49 @@
+package store
+
+import (
+	"fmt"
+	"sort"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Summary is everything `queue status` shows.
+type Summary struct {
+	Queues      map[string]QueueStats
+	Archive     ArchiveStats
+	Quarantined int
+	// FileBytes is the size of the bbolt file; it never shrinks by itself
+	// (see Compact).
+	FileBytes int64
+}
+
+// Summary reads the per-queue counters, the archive and the file size in
+// one short read transaction.
+func (s *Store) Summary() (Summary, error) {
+	queues, err := s.Stats()
+	if err != nil {
+		return Summary{}, err
+	}
+	sum := Summary{Queues: queues}
+	err = s.view(func(tx *bolt.Tx) error {
+		sum.Archive = archiveStats(tx)
+		sum.Quarantined = tx.Bucket(bucketQuarantine).Stats().KeyN
+		sum.FileBytes = tx.Size()
+		return nil
+	})
+	if err != nil {
+		return Summary{}, fmt.Errorf("summary: %w", err)
+	}
+	sum.Archive.Retention, sum.Archive.MaxBytes = s.opts.ArchiveRetention, s.opts.ArchiveMaxBytes
+	return sum, nil
+}
+
+// QueueNames lists the queues and dead-letter lists on disk, sorted.
+func (sum Summary) QueueNames() []string {
+	names := make([]string, 0, len(sum.Queues))
+	for n := range sum.Queues {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
