@@ -2,6 +2,7 @@ package relay
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -86,10 +87,13 @@ func (f *Forwarder) State() (State, time.Time) {
 	return f.sched.health.state, f.sched.health.since
 }
 
-// Run drains the queue until ctx is done. Requests in flight then get up to
-// the destination timeout to finish, and are acked if they succeed; what is
-// not delivered stays queued for the next start.
+// Run drains the queue until ctx is done, or until the store finds the
+// queue damaged (store.ErrDamaged), which it logs once. Requests in flight
+// then get up to the destination timeout to finish, and are acked if they
+// succeed; what is not delivered stays queued for the next start.
 func (f *Forwarder) Run(ctx context.Context) {
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
 	acks := newAcker(f.queue, f.dest.Name, f.log)
 	var wg sync.WaitGroup
 	// A worker per request that may be in flight; the scheduler decides
@@ -101,6 +105,7 @@ func (f *Forwarder) Run(ctx context.Context) {
 		wg.Go(func() { f.expireLoop(ctx) })
 	}
 	f.read(ctx)
+	stop()
 	wg.Wait()
 	acks.close() // the last acks are durable before Run returns
 }
@@ -127,6 +132,11 @@ func (f *Forwarder) read(ctx context.Context) {
 		}
 		if err != nil {
 			if ctx.Err() != nil {
+				return
+			}
+			if errors.Is(err, store.ErrDamaged) {
+				// Reading again cannot help; the error says how to recover.
+				f.log.Error("queue damaged: forwarding from it stops; the relay keeps serving the others", "err", err)
 				return
 			}
 			f.log.Error("read queue", "err", err)

@@ -16,6 +16,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/pyrorelay/pyrorelay/store"
 )
 
 // syncBuffer is a log destination safe for the forwarder's goroutines.
@@ -282,4 +284,40 @@ func gaugeValue(t *testing.T, g prometheus.Gauge) float64 {
 		t.Fatal(err)
 	}
 	return m.GetGauge().GetValue()
+}
+
+// damagedQueue is a queue whose reads find the store damaged.
+type damagedQueue struct {
+	*store.Store
+	reads atomic.Int64
+}
+
+func (q *damagedQueue) ReadBatch(context.Context, string, uint64, int, int) ([]store.Item, int, error) {
+	q.reads.Add(1)
+	return nil, 0, fmt.Errorf("read queue: %w: page 7 out of range", store.ErrDamaged)
+}
+
+// TestForwardStopsOnDamagedQueue: a queue the store finds damaged is not
+// read again every few seconds (an error line each time): the forwarder
+// says so once and stops.
+func TestForwardStopsOnDamagedQueue(t *testing.T) {
+	q := &damagedQueue{Store: openStore(t)}
+	var logs syncBuffer
+	f, err := NewForwarder(testDest("dest", "http://127.0.0.1:1"), q, nil, slog.New(slog.NewTextHandler(&logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); f.Run(context.Background()) }()
+	select {
+	case <-done:
+	case <-time.After(waitTimeout):
+		t.Fatal("Run did not stop on a damaged queue")
+	}
+	if n := q.reads.Load(); n != 1 {
+		t.Errorf("%d reads of the damaged queue, want 1", n)
+	}
+	if l := logs.lines("queue damaged"); len(l) != 1 || !strings.Contains(l[0], "page 7 out of range") {
+		t.Errorf("log lines %q, want one saying the queue is damaged and why", l)
+	}
 }
