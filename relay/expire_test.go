@@ -73,11 +73,10 @@ func TestMaxAgeExpiresWhileDestinationIsDown(t *testing.T) {
 	}
 }
 
-// TestWorkerStopsRetryingExpiredEntry: a worker retrying an entry stops once
-// the entry is older than max_age, instead of delivering it after expiry
-// has told the operator it was not (and a requeue delivering it twice).
-// With one request in flight, the young entry behind it gets through only
-// if the worker lets go of the old one, which the destination never takes.
+// TestWorkerStopsRetryingExpiredEntry: an entry waiting for a retry is
+// dropped, not sent again, once it is older than max_age: sending it would
+// deliver it after expiry has told the operator it was not (and a requeue
+// would deliver it twice).
 func TestWorkerStopsRetryingExpiredEntry(t *testing.T) {
 	st := openStore(t)
 	var oldTries, youngDelivered atomic.Int64
@@ -98,15 +97,28 @@ func TestWorkerStopsRetryingExpiredEntry(t *testing.T) {
 	)
 	d := testDest("d", srv.URL)
 	d.MaxAge, d.Concurrency, d.MaxConcurrency = maxAge, 1, 1
-	runForwarder(t, d, st, nil)
+	f, err := NewForwarder(d, st, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); f.Run(ctx) }()
 
 	eventually(t, "the young entry delivered", func() bool { return youngDelivered.Load() == 1 })
-	// Not asserted: a slow start may find the old entry already too old.
-	t.Logf("the old entry was tried %d times while it was young", oldTries.Load())
 	eventually(t, "the old entry in dead-letter, the queue empty", func() bool {
 		s := queueStats(t, st, "d")
 		return s.Entries == 0 && s.DeadEntries == 1
 	})
+	// Once the forwarder holds nothing, nothing can send the old entry.
+	eventually(t, "the forwarder holds nothing", func() bool { _, held := f.sched.counts(); return held == 0 })
+	tries := oldTries.Load()
+	cancel()
+	<-done
+	if n := oldTries.Load(); n != tries {
+		t.Errorf("the old entry was tried %d more times after expiry", n-tries)
+	}
+	t.Logf("the old entry was tried %d times while it was young", tries)
 	if dl := deadLetters(t, st, "d"); len(dl) != 1 || dl[0].Reason != store.ReasonExpired || dl[0].Body != "old" {
 		t.Errorf("dead letters %+v, want the old entry, expired", dl)
 	}
