@@ -27,7 +27,9 @@ Examples:
 		Subcommands: []*cli.Command{{
 			Name:  "purge",
 			Usage: "delete archived profiles for good (asks first, unless --yes); works on a full file",
-			Description: `Examples:
+			Description: `It writes the data dir: run it with the relay stopped (a running relay holds the file locked).
+
+Examples:
    pyrorelay archive purge --data-dir /var/lib/pyrorelay --yes
    pyrorelay archive purge --until 2026-03-01   # only what was received before`,
 			Flags: append(dataDirFlags(),

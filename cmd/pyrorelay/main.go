@@ -37,8 +37,8 @@ func newApp() *cli.App {
 The reading commands ask a running relay over its admin API with --url
 (queue status, dead-letter list, export) or read a stopped relay's data dir.
 The commands that change the data dir need the relay stopped: queue move,
-import, dead-letter requeue and purge, drain, compact, and replay --queue
-(which removes what it delivered unless --keep).`,
+import, dead-letter requeue and purge, archive purge, drain, compact,
+salvage, and replay --queue (which removes what it delivered unless --keep).`,
 		Version:              version,
 		EnableBashCompletion: true,
 		Suggest:              true,

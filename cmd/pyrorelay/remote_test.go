@@ -101,7 +101,7 @@ func TestReadingCommandsOverAdminAPI(t *testing.T) {
 // TestHelpSaysWhichCommandsNeedTheRelayStopped: the commands that change
 // the data dir say they need the relay stopped; the reading ones offer --url.
 func TestHelpSaysWhichCommandsNeedTheRelayStopped(t *testing.T) {
-	for _, args := range [][]string{{"queue", "move"}, {"import"}, {"compact"}, {"drain"}, {"dead-letter", "requeue"}, {"dead-letter", "purge"}} {
+	for _, args := range [][]string{{"queue", "move"}, {"import"}, {"compact"}, {"drain"}, {"dead-letter", "requeue"}, {"dead-letter", "purge"}, {"archive", "purge"}, {"salvage"}} {
 		if out := cliOK(t, "", append(args, "--help")...).stdout; !strings.Contains(out, "stopped") {
 			t.Errorf("%q --help does not say it needs the relay stopped:\n%s", args, out)
 		}
