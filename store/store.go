@@ -42,6 +42,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -301,7 +302,7 @@ func (s *Store) initBuckets(tx *bolt.Tx) error {
 	meta := tx.Bucket(bucketMeta)
 	if v := meta.Get(keySchema); v != nil {
 		if len(v) != 8 || binary.BigEndian.Uint64(v) > schemaVersion {
-			return fmt.Errorf("schema version %x is newer than this pyrorelay understands (%d)", v, schemaVersion)
+			return fmt.Errorf("schema version %s is newer than this pyrorelay understands (%d)", schemaText(v), schemaVersion)
 		}
 		if binary.BigEndian.Uint64(v) == schemaVersion {
 			return nil
@@ -358,6 +359,14 @@ func OpenReadOnly(dir string, opts Options) (*Store, error) {
 // with OpenReadOnly.
 func IsReadOnly(err error) bool { return errors.Is(err, berrors.ErrDatabaseReadOnly) }
 
+// schemaText is a stored schema version as a person reads it.
+func schemaText(v []byte) string {
+	if len(v) != 8 {
+		return fmt.Sprintf("%x (not 8 bytes)", v)
+	}
+	return strconv.FormatUint(binary.BigEndian.Uint64(v), 10)
+}
+
 // checkSchema is initBuckets for a read-only open: it creates nothing and
 // refuses a file that is not a pyrorelay store, or is newer than this one.
 func checkSchema(tx *bolt.Tx) error {
@@ -366,7 +375,7 @@ func checkSchema(tx *bolt.Tx) error {
 		return errors.New("not a pyrorelay store: it has no meta bucket")
 	}
 	if v := meta.Get(keySchema); len(v) != 8 || binary.BigEndian.Uint64(v) > schemaVersion {
-		return fmt.Errorf("schema version %x is newer than this pyrorelay understands (%d)", v, schemaVersion)
+		return fmt.Errorf("schema version %s is newer than this pyrorelay understands (%d)", schemaText(v), schemaVersion)
 	}
 	return nil
 }

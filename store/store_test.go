@@ -660,8 +660,9 @@ func TestOpenNewerSchemaRefused(t *testing.T) {
 		if err == nil {
 			_ = s.Close()
 		}
-		if err == nil || !strings.Contains(err.Error(), "newer") {
-			t.Fatalf("open of a newer schema, read-only %v: %v", ro, err)
+		want := fmt.Sprintf("schema version %d is newer", schemaVersion+1)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("open of a newer schema, read-only %v: %v, want %q", ro, err, want)
 		}
 	}
 }
