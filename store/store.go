@@ -354,10 +354,6 @@ func OpenReadOnly(dir string, opts Options) (*Store, error) {
 	return Open(dir, opts)
 }
 
-// IsReadOnly reports whether err comes from writing through a store opened
-// with OpenReadOnly.
-func IsReadOnly(err error) bool { return errors.Is(err, berrors.ErrDatabaseReadOnly) }
-
 // checkSchema is initBuckets for a read-only open: it creates nothing and
 // refuses a file that is not a pyrorelay store, or is newer than this one.
 func checkSchema(tx *bolt.Tx) error {
