@@ -28,6 +28,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/pyrorelay/pyrorelay/httpserver"
+	"github.com/pyrorelay/pyrorelay/pushwire"
 	"github.com/pyrorelay/pyrorelay/store"
 )
 
@@ -125,7 +126,7 @@ func cliReqID(t *testing.T, e *store.Entry) string {
 		return q.Get("req_id")
 	}
 	id := ""
-	_ = eachPushSeries(e.Body, func(l map[string]string) bool { id = l["req_id"]; return false })
+	_ = pushwire.EachSeries(e.Body, func(l map[string]string) bool { id = l["req_id"]; return false })
 	return id
 }
 

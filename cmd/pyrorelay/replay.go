@@ -17,6 +17,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/pyrorelay/pyrorelay/pushwire"
 	"github.com/pyrorelay/pyrorelay/relay"
 	"github.com/pyrorelay/pyrorelay/store"
 )
@@ -361,7 +362,7 @@ func entryApp(e *store.Entry) string {
 		return "(no name)"
 	}
 	app := ""
-	err := eachPushSeries(pushBody(e), func(labels map[string]string) bool {
+	err := pushwire.EachSeries(pushBody(e), func(labels map[string]string) bool {
 		app = labels["service_name"]
 		if app == "" {
 			app = labels["__name__"]
