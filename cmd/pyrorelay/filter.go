@@ -195,3 +195,17 @@ func (m *appSelector) matches(app string, labels map[string]string) bool {
 	}
 	return true
 }
+
+// pushBodyLimit bounds what pushBody decompresses: more than any Push the
+// relay accepts with the largest body limit anyone sets.
+const pushBodyLimit = 1 << 30
+
+// pushBody is the protobuf encoding of a stored Push entry, which the
+// relay keeps gzipped when it arrived so; nil if it does not decompress.
+func pushBody(e *store.Entry) []byte {
+	b, err := httpserver.StoredPushMessage(e, pushBodyLimit)
+	if err != nil {
+		return nil
+	}
+	return b
+}
