@@ -368,8 +368,8 @@ func TestForwardDestinationFaults(t *testing.T) {
 					t.Errorf("the destination never misbehaved: the test proves nothing")
 				}
 			}
-			if n, err := st.Quarantined(); err != nil || n != 0 {
-				t.Errorf("quarantined %d (err %v), want 0", n, err)
+			if sum, err := st.Summary(); err != nil || sum.Quarantined != 0 {
+				t.Errorf("quarantined %d (err %v), want 0", sum.Quarantined, err)
 			}
 		})
 	}

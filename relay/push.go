@@ -3,7 +3,6 @@ package relay
 import (
 	"bytes"
 	"compress/gzip"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,8 +10,9 @@ import (
 	"connectrpc.com/connect"
 	pushv1 "github.com/grafana/pyroscope/api/gen/proto/go/push/v1"
 	"github.com/grafana/pyroscope/api/gen/proto/go/push/v1/pushv1connect"
-	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/pyrorelay/pyrorelay/pushwire"
 )
 
 // storedPush is a Push request as the store keeps it: its protobuf
@@ -109,57 +109,14 @@ var gzipMagic = []byte{0x1f, 0x8b}
 
 // errBadPush is returned for a stored Push request whose protobuf framing
 // is broken.
-var errBadPush = errors.New("stored push does not decode")
+var errBadPush = fmt.Errorf("stored %w", pushwire.ErrMalformed)
 
-// profilesCompressed reports whether every raw_profile in the encoded
-// PushRequest b starts with the gzip magic, walking the wire format without
-// decoding (and copying) the profiles. A request with no profile counts as
-// not compressed.
+// profilesCompressed is pushwire.ProfilesCompressed with the error of a
+// stored request.
 func profilesCompressed(b []byte) (bool, error) {
-	seen := false
-	all := true
-	// PushRequest.series = 1 -> RawProfileSeries.samples = 2 ->
-	// RawSample.raw_profile = 1.
-	err := eachField(b, 1, func(series []byte) error {
-		return eachField(series, 2, func(sample []byte) error {
-			return eachField(sample, 1, func(profile []byte) error {
-				seen = true
-				all = all && bytes.HasPrefix(profile, gzipMagic)
-				return nil
-			})
-		})
-	})
+	c, err := pushwire.ProfilesCompressed(b)
 	if err != nil {
-		return false, err
+		return false, errBadPush
 	}
-	return seen && all, nil
-}
-
-// eachField calls fn with the value of every length-delimited field num of
-// the message b, skipping the other fields.
-func eachField(b []byte, num protowire.Number, fn func([]byte) error) error {
-	for len(b) > 0 {
-		n, typ, l := protowire.ConsumeTag(b)
-		if l < 0 {
-			return errBadPush
-		}
-		b = b[l:]
-		if n == num && typ == protowire.BytesType {
-			v, l := protowire.ConsumeBytes(b)
-			if l < 0 {
-				return errBadPush
-			}
-			if err := fn(v); err != nil {
-				return err
-			}
-			b = b[l:]
-			continue
-		}
-		l = protowire.ConsumeFieldValue(n, typ, b)
-		if l < 0 {
-			return errBadPush
-		}
-		b = b[l:]
-	}
-	return nil
+	return c, nil
 }

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // admBase is the receive time of the first test entry; entries are a
@@ -372,7 +374,7 @@ func TestOpenReadOnly(t *testing.T) {
 	if got := admScan(t, r1, QueueSource("q"), Filter{}); len(got) != 3 {
 		t.Errorf("read %d entries", len(got))
 	}
-	if err := r1.Put(context.Background(), admEntry(9), []string{"q"}); !IsReadOnly(err) {
+	if err := r1.Put(context.Background(), admEntry(9), []string{"q"}); !errors.Is(err, berrors.ErrDatabaseReadOnly) {
 		t.Errorf("put through a read-only store: %v", err)
 	}
 	// A writer waits for the readers.

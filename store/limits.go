@@ -17,8 +17,6 @@ var ErrFull = errors.New("store is full")
 type Limits struct {
 	// MaxQueueBytes bounds each queue's bytes.
 	MaxQueueBytes int64
-	// QueueMaxBytes overrides MaxQueueBytes for named queues.
-	QueueMaxBytes map[string]int64
 	// MaxTotalBytes bounds the bytes of all stored entries (each stored
 	// once, however many queues hold it; dead letters included).
 	MaxTotalBytes int64
@@ -33,15 +31,8 @@ type Limits struct {
 // keyTotal holds the count and bytes of all stored entries.
 var keyTotal = []byte("e/total")
 
-func (l Limits) queueLimit(queue string) int64 {
-	if n, ok := l.QueueMaxBytes[queue]; ok {
-		return n
-	}
-	return l.MaxQueueBytes
-}
-
 func (l Limits) none() bool {
-	return l.MaxQueueBytes == 0 && len(l.QueueMaxBytes) == 0 && l.MaxTotalBytes == 0
+	return l.MaxQueueBytes == 0 && l.MaxTotalBytes == 0
 }
 
 // TotalBytes reports the count and bytes of all stored entries.
@@ -69,7 +60,7 @@ func (s *Store) checkRoom(queues []string, size int64) error {
 func (s *Store) roomPossible(tx *bolt.Tx, queues []string, size int64) error {
 	l := s.opts.Limits
 	for _, q := range queues {
-		limit := l.queueLimit(q)
+		limit := l.MaxQueueBytes
 		if limit <= 0 {
 			continue
 		}
@@ -133,7 +124,7 @@ func (s *Store) makeRoom(tx *bolt.Tx, queues []string, size int64) (map[string]i
 		return true
 	}
 	for _, q := range queues {
-		limit := l.queueLimit(q)
+		limit := l.MaxQueueBytes
 		if limit <= 0 {
 			continue
 		}

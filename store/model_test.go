@@ -387,7 +387,7 @@ func checkModel(t *testing.T, s *Store, m *model, fail func(string, ...any), wit
 			fail("entry %d has references %x, model %d", id, v, n)
 		}
 	}
-	if n, err := s.Quarantined(); err != nil || n != 0 {
-		fail("quarantined %d, %v", n, err)
+	if sum, err := s.Summary(); err != nil || sum.Quarantined != 0 {
+		fail("quarantined %d, %v", sum.Quarantined, err)
 	}
 }

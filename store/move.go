@@ -84,10 +84,8 @@ func (s *Store) MoveQueue(ctx context.Context, from, to string) (MoveResult, err
 			c := src.Cursor()
 			for k, v := c.First(); k != nil && len(keys) < moveBatch; k, v = c.Next() {
 				keys = append(keys, append([]byte(nil), k...))
-				size := int64(0)
-				if len(v) >= 17 {
-					size = int64(binary.BigEndian.Uint64(v[9:]))
-				}
+				_, sz, _ := deadEntryRef(nil, v)
+				size := int64(sz)
 				seq, err := dst.NextSequence()
 				if err != nil {
 					return err

@@ -125,11 +125,12 @@ func TestQueuedWriteAnswersWithItsCommit(t *testing.T) {
 // transaction; the others in it are committed all the same, and only the
 // refused one says so.
 func TestRefusedWriteSparesItsBatch(t *testing.T) {
-	// "small" holds one entry; the two Puts to it both pass the early look
-	// (it is empty while they queue), so the second is refused inside the
-	// transaction, next to the good writes.
-	rec := int64(len(testEntry("s1").record()))
-	s, g := holdLoop(t, Options{Limits: Limits{QueueMaxBytes: map[string]int64{"small": rec}}})
+	// Every queue holds one entry; the two Puts to "small" both pass the
+	// early look (it is empty while they queue), so the second is refused
+	// inside the transaction, next to the good writes, each to a queue of
+	// its own. Bodies are all as long as "first", the held write.
+	rec := int64(len(testEntry("first").record()))
+	s, g := holdLoop(t, Options{Limits: Limits{MaxQueueBytes: rec}})
 	const good = 200
 	type result struct {
 		body string
@@ -139,12 +140,12 @@ func TestRefusedWriteSparesItsBatch(t *testing.T) {
 	put := func(body, queue string) {
 		results <- result{body, s.Put(context.Background(), testEntry(body), []string{queue})}
 	}
-	go put("s1", "small")
+	go put("small", "small")
 	waitQueued(t, s, 1)
-	go put("s2", "small")
+	go put("smal2", "small")
 	waitQueued(t, s, 2)
 	for i := range good {
-		go put(fmt.Sprintf("g%03d", i), "q")
+		go put(fmt.Sprintf("g%04d", i), fmt.Sprintf("q%03d", i))
 	}
 	waitQueued(t, s, good+2)
 	close(g.release)
@@ -157,16 +158,17 @@ func TestRefusedWriteSparesItsBatch(t *testing.T) {
 	if len(refused) == 0 {
 		t.Fatal("nothing refused: the second put to the one-entry queue small was stored")
 	}
-	if len(refused) != 1 || refused[0].body != "s2" || !errors.Is(refused[0].err, ErrFull) {
-		t.Fatalf("refused %d writes (first: %q: %v), want only s2, as full", len(refused), refused[0].body, refused[0].err)
+	if len(refused) != 1 || refused[0].body != "smal2" || !errors.Is(refused[0].err, ErrFull) {
+		t.Fatalf("refused %d writes (first: %q: %v), want only smal2, as full", len(refused), refused[0].body, refused[0].err)
 	}
 	if got := g.transactions(); len(got) < 2 || got[1] != good+2 {
 		t.Fatalf("writes per transaction = %v: the writes did not share a transaction, so this test proves nothing", got)
 	}
-	items, _ := readAll(t, s, "q", 100)
-	if len(items) != good+1 { // the held first write is in q too
-		t.Fatalf("queue q holds %d entries, want %d", len(items), good+1)
+	for i := range good {
+		q := fmt.Sprintf("q%03d", i)
+		items, _ := readAll(t, s, q, 10)
+		wantBodies(t, "queue "+q, items, fmt.Sprintf("g%04d", i))
 	}
 	small, _ := readAll(t, s, "small", 10)
-	wantBodies(t, "queue small", small, "s1")
+	wantBodies(t, "queue small", small, "small")
 }

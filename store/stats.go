@@ -3,7 +3,6 @@ package store
 import (
 	"encoding/binary"
 	"fmt"
-	"sort"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -56,30 +55,6 @@ func (s *Store) Stats() (map[string]QueueStats, error) {
 		return nil, fmt.Errorf("stats: %w", err)
 	}
 	return out, nil
-}
-
-// Queues lists the names of all queues, sorted.
-func (s *Store) Queues() ([]string, error) {
-	st, err := s.Stats()
-	if err != nil {
-		return nil, err
-	}
-	names := make([]string, 0, len(st))
-	for n := range st {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names, nil
-}
-
-// Quarantined reports how many records were moved to quarantine.
-func (s *Store) Quarantined() (int, error) {
-	n := 0
-	err := s.view(func(tx *bolt.Tx) error {
-		n = tx.Bucket(bucketQuarantine).Stats().KeyN
-		return nil
-	})
-	return n, err
 }
 
 func statsKey(kind byte, queue string) []byte {

@@ -355,10 +355,6 @@ func OpenReadOnly(dir string, opts Options) (*Store, error) {
 	return Open(dir, opts)
 }
 
-// IsReadOnly reports whether err comes from writing through a store opened
-// with OpenReadOnly.
-func IsReadOnly(err error) bool { return errors.Is(err, berrors.ErrDatabaseReadOnly) }
-
 // schemaText is a stored schema version as a person reads it.
 func schemaText(v []byte) string {
 	if len(v) != 8 {

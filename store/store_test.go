@@ -373,9 +373,8 @@ func TestPutWithoutQueuesGoesToHold(t *testing.T) {
 	}
 	items, _ := readAll(t, s, HoldQueue, 10)
 	wantBodies(t, HoldQueue, items, "nil", "empty")
-	names, err := s.Queues()
-	if err != nil || len(names) != 1 || names[0] != HoldQueue {
-		t.Fatalf("queues %v, %v", names, err)
+	if st := mustStats(t, s); len(st) != 1 || st[HoldQueue].Entries != 2 {
+		t.Fatalf("queues %v", st)
 	}
 }
 
@@ -730,8 +729,8 @@ func testCorruptRecordQuarantined(t *testing.T, pad int) {
 		if quarantined != 1 {
 			t.Fatalf("queue %s: quarantined = %d, want 1", q, quarantined)
 		}
-		if n, err := s.Quarantined(); err != nil || n != 1 {
-			t.Fatalf("after reading %s: Quarantined() = %d, %v; want 1", q, n, err)
+		if sum, err := s.Summary(); err != nil || sum.Quarantined != 1 {
+			t.Fatalf("after reading %s: Summary().Quarantined = %d, %v; want 1", q, sum.Quarantined, err)
 		}
 		// The bad position is gone: a second read reports nothing new.
 		again, quarantined, err := s.ReadBatch(ctx, q, 0, 100, 1<<30)
@@ -756,8 +755,8 @@ func testCorruptRecordQuarantined(t *testing.T, pad int) {
 		t.Fatalf("quarantine does not hold the damaged record as it was: %d records", len(q))
 	}
 	s = reopen(t, s)
-	if n, err := s.Quarantined(); err != nil || n != 1 {
-		t.Fatalf("Quarantined() after reopen = %d, %v", n, err)
+	if sum, err := s.Summary(); err != nil || sum.Quarantined != 1 {
+		t.Fatalf("Summary().Quarantined after reopen = %d, %v", sum.Quarantined, err)
 	}
 }
 

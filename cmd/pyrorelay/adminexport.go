@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/pyrorelay/pyrorelay/exportfile"
 	"github.com/pyrorelay/pyrorelay/httpserver"
 	"github.com/pyrorelay/pyrorelay/store"
 )
@@ -52,18 +53,18 @@ func exportHandler(st *store.Store, log *slog.Logger) http.Handler {
 		w.Header().Set("Cache-Control", "no-store")
 		w.Header().Set("Trailer", exportCompleteTrailer)
 		rc := http.NewResponseController(w)
-		sink := newNDJSONSink(w)
+		sink := exportfile.NewNDJSONWriter(w)
 		res, err := st.Scan(r.Context(), src, sel.filter, func(rec store.Record) error {
 			_ = rc.SetWriteDeadline(time.Now().Add(exportWriteGrace))
-			x := toExported(rec, src)
+			x := exportfile.FromStore(rec, src)
 			if !bodies {
 				x.App = entryApp(rec.Entry)
-				return sink.write(x, nil)
+				return sink.Write(x, nil)
 			}
-			return sink.write(x, rec.Entry.Body)
+			return sink.Write(x, rec.Entry.Body)
 		})
 		if err == nil {
-			err = sink.close()
+			err = sink.Close()
 		}
 		if err != nil {
 			// Without the trailer the client knows the answer is cut

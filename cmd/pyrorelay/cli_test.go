@@ -27,7 +27,9 @@ import (
 	"github.com/urfave/cli/v2"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/pyrorelay/pyrorelay/exportfile"
 	"github.com/pyrorelay/pyrorelay/httpserver"
+	"github.com/pyrorelay/pyrorelay/pushwire"
 	"github.com/pyrorelay/pyrorelay/store"
 )
 
@@ -125,7 +127,7 @@ func cliReqID(t *testing.T, e *store.Entry) string {
 		return q.Get("req_id")
 	}
 	id := ""
-	_ = eachPushSeries(e.Body, func(l map[string]string) bool { id = l["req_id"]; return false })
+	_ = pushwire.EachSeries(e.Body, func(l map[string]string) bool { id = l["req_id"]; return false })
 	return id
 }
 
@@ -263,7 +265,7 @@ func TestCLIExportImportRoundTrip(t *testing.T) {
 			t.Errorf("%d files, want a body and a sidecar for each of 16 entries", len(files))
 		}
 		// A sidecar says everything about the request and re-sends it.
-		js, err := os.ReadFile(filepath.Join(out, exportName(queued[1].ID)+".json"))
+		js, err := os.ReadFile(filepath.Join(out, exportfile.BaseName(queued[1].ID)+".json"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -279,7 +281,7 @@ func TestCLIExportImportRoundTrip(t *testing.T) {
 		if side["kind"] != "ingest" || side["tenant"] != "team-a" || !strings.HasPrefix(side["content_type"].(string), "multipart/form-data; boundary=") {
 			t.Errorf("sidecar %s", js)
 		}
-		body, err := os.ReadFile(filepath.Join(out, exportName(queued[1].ID)+".body"))
+		body, err := os.ReadFile(filepath.Join(out, exportfile.BaseName(queued[1].ID)+".body"))
 		if err != nil || !bytes.Equal(body, queued[1].Body) {
 			t.Errorf("body file differs from the stored body (%v)", err)
 		}
@@ -295,7 +297,7 @@ func TestCLIExportImportRoundTrip(t *testing.T) {
 			t.Errorf("export into a non-empty dir: %v", r.err)
 		}
 		// A damaged body is refused, naming the file.
-		if err := os.WriteFile(filepath.Join(out, exportName(queued[0].ID)+".body"), []byte("garbage"), 0o600); err != nil {
+		if err := os.WriteFile(filepath.Join(out, exportfile.BaseName(queued[0].ID)+".body"), []byte("garbage"), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		r = cliRun(t, "", "import", out, "--destination", "prod", "--data-dir", t.TempDir())
@@ -307,11 +309,11 @@ func TestCLIExportImportRoundTrip(t *testing.T) {
 	t.Run("dead letters", func(t *testing.T) {
 		out := filepath.Join(t.TempDir(), "dead")
 		cliOK(t, "", "export", "--data-dir", src, "--dead-letter", "prod", "--out", out)
-		js, err := os.ReadFile(filepath.Join(out, exportName(dead[0].ID)+".json"))
+		js, err := os.ReadFile(filepath.Join(out, exportfile.BaseName(dead[0].ID)+".json"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		var x exported
+		var x exportfile.Record
 		if err := json.Unmarshal(js, &x); err != nil {
 			t.Fatal(err)
 		}

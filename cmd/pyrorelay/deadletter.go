@@ -10,6 +10,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/pyrorelay/pyrorelay/exportfile"
 	"github.com/pyrorelay/pyrorelay/store"
 )
 
@@ -124,7 +125,7 @@ func runDeadLetterList(c *cli.Context) error {
 	}
 	res, err := st.Scan(c.Context, src, sel.filter, func(r store.Record) error {
 		if enc != nil {
-			x := toExported(r, src)
+			x := exportfile.FromStore(r, src)
 			x.Request = nil
 			return enc.Encode(x)
 		}

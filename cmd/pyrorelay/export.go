@@ -1,111 +1,18 @@
 package main
 
 import (
-	"bufio"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/pyrorelay/pyrorelay/exportfile"
 	"github.com/pyrorelay/pyrorelay/store"
 )
-
-// exported is one stored request as an export holds it: the JSON sidecar
-// of <id>.body in a directory export, or one line of an ndjson export (with
-// the body inline, base64). Import reads the fields the relay stored back
-// unchanged, so an export/import round trip is byte for byte; Request is a
-// convenience for anyone re-sending the file with another tool.
-type exported struct {
-	ID              uint64    `json:"id"`
-	Kind            string    `json:"kind"` // "ingest" or "push"
-	ReceivedAt      time.Time `json:"received_at"`
-	Query           string    `json:"query"`
-	ContentType     string    `json:"content_type"`
-	ContentEncoding string    `json:"content_encoding"`
-	Tenant          string    `json:"tenant"`
-	// From is where the entry was stored: "queue:NAME",
-	// "dead-letter:NAME" or "archive".
-	From       string `json:"from,omitempty"`
-	BodyFile   string `json:"body_file,omitempty"`
-	BodySize   int    `json:"body_size"`
-	BodySHA256 string `json:"body_sha256"`
-	// Dead-letter fields, for entries exported from a dead-letter list.
-	Reason         string     `json:"reason,omitempty"`
-	Status         int        `json:"status,omitempty"`
-	Attempts       int        `json:"attempts,omitempty"`
-	DeadLetteredAt *time.Time `json:"dead_lettered_at,omitempty"`
-	// App names the entry's application where the body is left out
-	// (the admin API's listing of dead letters).
-	App string `json:"app,omitempty"`
-	// Request says how to send the body to a Pyroscope server by hand.
-	Request *resendHint `json:"request,omitempty"`
-	// Body is the request body, in an ndjson export only.
-	Body []byte `json:"body,omitempty"`
-}
-
-type resendHint struct {
-	Method  string            `json:"method"`
-	Path    string            `json:"path"`
-	Headers map[string]string `json:"headers,omitempty"`
-}
-
-func sourceLabel(src store.Source) string {
-	switch src.Kind {
-	case store.SourceQueue:
-		return "queue:" + src.Queue
-	case store.SourceDeadLetters:
-		return "dead-letter:" + src.Queue
-	default:
-		return "archive"
-	}
-}
-
-func toExported(r store.Record, src store.Source) *exported {
-	e := r.Entry
-	sum := sha256.Sum256(e.Body)
-	x := &exported{
-		ID: e.ID, Kind: e.Kind.String(), ReceivedAt: e.ReceivedAt.UTC(),
-		Query: e.Query, ContentType: e.ContentType, ContentEncoding: e.ContentEncoding, Tenant: e.Tenant,
-		From: sourceLabel(src), BodySize: len(e.Body), BodySHA256: hex.EncodeToString(sum[:]),
-	}
-	if d := r.Dead; d != nil {
-		at := d.At.UTC()
-		x.Reason, x.Status, x.Attempts, x.DeadLetteredAt = d.Reason, d.Status, d.Attempts, &at
-	}
-	h := &resendHint{Method: "POST", Headers: map[string]string{}}
-	if e.Kind == store.KindPush {
-		h.Path = "/push.v1.PusherService/Push"
-		h.Headers["Content-Type"] = "application/proto"
-		if e.ContentEncoding != "" {
-			// Stored as it arrived: gzipped.
-			h.Headers["Content-Encoding"] = e.ContentEncoding
-		}
-	} else {
-		h.Path = "/ingest"
-		if e.Query != "" {
-			h.Path += "?" + e.Query
-		}
-		if e.ContentType != "" {
-			h.Headers["Content-Type"] = e.ContentType
-		}
-		if e.ContentEncoding != "" {
-			h.Headers["Content-Encoding"] = e.ContentEncoding
-		}
-	}
-	if e.Tenant != "" {
-		h.Headers["X-Scope-OrgID"] = e.Tenant
-	}
-	x.Request = h
-	return x
-}
 
 // sourceFlags choose what to read from a data dir.
 func sourceFlags(queueUsage string) []cli.Flag {
@@ -208,13 +115,9 @@ func runExport(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	var sink exportSink
-	if out == "-" {
-		sink = newNDJSONSink(c.App.Writer)
-	} else {
-		if sink, err = newDirSink(out); err != nil {
-			return err
-		}
+	sink, err := newExportWriter(out, c.App.Writer)
+	if err != nil {
+		return err
 	}
 	total, err := st.Count(c.Context, src, sel.filter)
 	if err != nil {
@@ -222,14 +125,14 @@ func runExport(c *cli.Context) error {
 	}
 	prog := newProgress(c.App.ErrWriter, "exported", total.Entries, total.Bytes)
 	res, err := st.Scan(c.Context, src, sel.filter, func(r store.Record) error {
-		if err := sink.write(toExported(r, src), r.Entry.Body); err != nil {
+		if err := sink.Write(exportfile.FromStore(r, src), r.Entry.Body); err != nil {
 			return err
 		}
 		prog.add(int64(r.Size))
 		return nil
 	})
 	prog.finish()
-	if cerr := sink.close(); err == nil {
+	if cerr := sink.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
@@ -253,69 +156,21 @@ func describeSelection(sel selection) string {
 	return " (" + sel.desc + ")"
 }
 
-// exportSink is where export writes.
-type exportSink interface {
-	write(x *exported, body []byte) error
-	close() error
-}
-
-type dirSink struct{ dir string }
-
-// newDirSink makes (or checks) an empty export directory: files of two
-// exports never mix, so an import of the directory means one thing.
-func newDirSink(dir string) (*dirSink, error) {
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return nil, fmt.Errorf("--out: %w", err)
+// newExportWriter is where export writes: the directory out, or ndjson
+// to w when out is "-".
+func newExportWriter(out string, w io.Writer) (exportfile.Writer, error) {
+	if out == "-" {
+		return exportfile.NewNDJSONWriter(w), nil
 	}
-	f, err := os.Open(dir)
+	d, err := exportfile.NewDirWriter(out)
+	if errors.Is(err, exportfile.ErrDirNotEmpty) {
+		return nil, fmt.Errorf("--out %s is not empty: export into a new directory", out)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("--out: %w", err)
 	}
-	defer f.Close()
-	if names, _ := f.Readdirnames(1); len(names) > 0 {
-		return nil, fmt.Errorf("--out %s is not empty: export into a new directory", dir)
-	}
-	return &dirSink{dir: dir}, nil
+	return d, nil
 }
-
-func exportName(id uint64) string { return fmt.Sprintf("%020d", id) }
-
-func (d *dirSink) write(x *exported, body []byte) error {
-	name := exportName(x.ID)
-	x.BodyFile = name + ".body"
-	if err := os.WriteFile(filepath.Join(d.dir, x.BodyFile), body, 0o640); err != nil {
-		return err
-	}
-	js, err := json.MarshalIndent(x, "", "  ")
-	if err != nil {
-		return err
-	}
-	// The sidecar is written last: a body without one is an unfinished
-	// export that import ignores.
-	return os.WriteFile(filepath.Join(d.dir, name+".json"), append(js, '\n'), 0o640)
-}
-
-func (d *dirSink) close() error { return nil }
-
-type ndjsonSink struct {
-	w   *bufio.Writer
-	enc *json.Encoder
-}
-
-func newNDJSONSink(w io.Writer) *ndjsonSink {
-	bw := bufio.NewWriterSize(w, 1<<20)
-	return &ndjsonSink{w: bw, enc: json.NewEncoder(bw)}
-}
-
-func (n *ndjsonSink) write(x *exported, body []byte) error {
-	x.Body = body
-	if x.Body == nil {
-		x.Body = []byte{}
-	}
-	return n.enc.Encode(x)
-}
-
-func (n *ndjsonSink) close() error { return n.w.Flush() }
 
 // importBatch bounds one import transaction.
 const (
@@ -400,7 +255,7 @@ func runImport(c *cli.Context) error {
 		batch, batchBytes = batch[:0], 0
 		return nil
 	}
-	err = readExport(c.Context, from, c.App.Reader, chk, func(_ *exported, e *store.Entry) error {
+	err = exportfile.Read(c.Context, from, c.App.Reader, chk, func(_ *exportfile.Record, e *store.Entry) error {
 		if !sel.matches(e) {
 			skipped++
 			return nil

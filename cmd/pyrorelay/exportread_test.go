@@ -13,15 +13,16 @@ import (
 	typesv1 "github.com/grafana/pyroscope/api/gen/proto/go/types/v1"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/pyrorelay/pyrorelay/exportfile"
 	"github.com/pyrorelay/pyrorelay/store"
 )
 
 // ndjsonLine is one ndjson export record of kind with body; mod may change
 // it before it is encoded.
-func ndjsonLine(t *testing.T, kind, query string, body []byte, mod func(x *exported)) string {
+func ndjsonLine(t *testing.T, kind, query string, body []byte, mod func(x *exportfile.Record)) string {
 	t.Helper()
 	sum := sha256.Sum256(body)
-	x := exported{ID: 7, Kind: kind, ReceivedAt: cliT0(), Query: query, Body: body, BodySize: len(body), BodySHA256: hex.EncodeToString(sum[:])}
+	x := exportfile.Record{ID: 7, Kind: kind, ReceivedAt: cliT0(), Query: query, Body: body, BodySize: len(body), BodySHA256: hex.EncodeToString(sum[:])}
 	if mod != nil {
 		mod(&x)
 	}
@@ -61,9 +62,9 @@ func TestImportChecksInput(t *testing.T) {
 	}{
 		{"valid ingest", ndjsonLine(t, "ingest", q, folded, nil), nil, ""},
 		{"valid push", ndjsonLine(t, "push", "", validPush(t), nil), nil, ""},
-		{"push stored gzipped", ndjsonLine(t, "push", "", gz.Bytes(), func(x *exported) { x.ContentEncoding = "gzip" }), nil, ""},
-		{"no checksum", ndjsonLine(t, "ingest", q, folded, func(x *exported) { x.BodySHA256 = "" }), nil, "--no-verify"},
-		{"no checksum, --no-verify", ndjsonLine(t, "ingest", q, folded, func(x *exported) { x.BodySHA256 = "" }), []string{"--no-verify"}, ""},
+		{"push stored gzipped", ndjsonLine(t, "push", "", gz.Bytes(), func(x *exportfile.Record) { x.ContentEncoding = "gzip" }), nil, ""},
+		{"no checksum", ndjsonLine(t, "ingest", q, folded, func(x *exportfile.Record) { x.BodySHA256 = "" }), nil, "--no-verify"},
+		{"no checksum, --no-verify", ndjsonLine(t, "ingest", q, folded, func(x *exportfile.Record) { x.BodySHA256 = "" }), []string{"--no-verify"}, ""},
 		{"empty body", ndjsonLine(t, "ingest", q, nil, nil), []string{"--no-verify"}, "empty body"},
 		{"push that is not a PushRequest", ndjsonLine(t, "push", "", []byte("main;work 10\n"), nil), nil, "PushRequest"},
 		{"push without series", ndjsonLine(t, "push", "", []byte{0x12, 0x00}, nil), nil, "no series"},
@@ -96,8 +97,8 @@ func TestImportChecksInput(t *testing.T) {
 // TestReplayNamesExportEntries: replay from an export names each entry by
 // its exported id and place, not "entry 0".
 func TestReplayNamesExportEntries(t *testing.T) {
-	in := ndjsonLine(t, "ingest", "name=shop.cpu", []byte("main;work 10\n"), func(x *exported) { x.ID = 42 }) +
-		ndjsonLine(t, "ingest", "name=shop.cpu", []byte("main;work 10\n"), func(x *exported) { x.ID = 0 })
+	in := ndjsonLine(t, "ingest", "name=shop.cpu", []byte("main;work 10\n"), func(x *exportfile.Record) { x.ID = 42 }) +
+		ndjsonLine(t, "ingest", "name=shop.cpu", []byte("main;work 10\n"), func(x *exportfile.Record) { x.ID = 0 })
 	r := cliOK(t, in, "replay", "--from", "-", "--dry-run")
 	for _, want := range []string{"would send entry 42 (record 1 of stdin)", "would send record 2 of stdin"} {
 		if !strings.Contains(r.stdout, want) {
@@ -116,7 +117,7 @@ func TestFiltersReadGzippedPush(t *testing.T) {
 	zw := gzip.NewWriter(&gz)
 	_, _ = zw.Write(validPush(t))
 	_ = zw.Close()
-	in := ndjsonLine(t, "push", "", gz.Bytes(), func(x *exported) { x.ContentEncoding = "gzip" })
+	in := ndjsonLine(t, "push", "", gz.Bytes(), func(x *exportfile.Record) { x.ContentEncoding = "gzip" })
 	r := cliOK(t, in, "replay", "--from", "-", "--dry-run", "--app", "shop")
 	if !strings.Contains(r.stdout, "push shop") || !strings.Contains(r.stdout, "would send 1 entries") {
 		t.Errorf("a gzipped Push of app shop was not matched and named:\n%s", r.stdout)

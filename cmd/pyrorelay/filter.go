@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"net/url"
 	"strconv"
@@ -10,9 +9,9 @@ import (
 
 	"github.com/grafana/pyroscope/api/model/labelset"
 	"github.com/urfave/cli/v2"
-	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/pyrorelay/pyrorelay/httpserver"
+	"github.com/pyrorelay/pyrorelay/pushwire"
 	"github.com/pyrorelay/pyrorelay/store"
 )
 
@@ -175,7 +174,7 @@ func (m *appSelector) match(e *store.Entry) bool {
 		return m.matches(ls.ServiceName(), ls.Labels())
 	case store.KindPush:
 		found := false
-		_ = eachPushSeries(pushBody(e), func(labels map[string]string) bool {
+		_ = pushwire.EachSeries(pushBody(e), func(labels map[string]string) bool {
 			found = m.matches(labels["service_name"], labels)
 			return !found
 		})
@@ -197,88 +196,16 @@ func (m *appSelector) matches(app string, labels map[string]string) bool {
 	return true
 }
 
-var errBadPush = errors.New("push request does not decode")
+// pushBodyLimit bounds what pushBody decompresses: more than any Push the
+// relay accepts with the largest body limit anyone sets.
+const pushBodyLimit = 1 << 30
 
-// eachPushSeries calls fn with the labels of each series of an encoded
-// push.v1.PushRequest until fn returns false. Field numbers are those of
-// push.proto: PushRequest.series = 1, RawProfileSeries.labels = 1,
-// LabelPair.name = 1, LabelPair.value = 2.
-func eachPushSeries(b []byte, fn func(map[string]string) bool) error {
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return errBadPush
-		}
-		b = b[n:]
-		if num != 1 || typ != protowire.BytesType {
-			if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
-				return errBadPush
-			}
-			b = b[n:]
-			continue
-		}
-		series, n := protowire.ConsumeBytes(b)
-		if n < 0 {
-			return errBadPush
-		}
-		b = b[n:]
-		labels, err := seriesLabels(series)
-		if err != nil {
-			return err
-		}
-		if !fn(labels) {
-			return nil
-		}
+// pushBody is the protobuf encoding of a stored Push entry, which the
+// relay keeps gzipped when it arrived so; nil if it does not decompress.
+func pushBody(e *store.Entry) []byte {
+	b, err := httpserver.StoredPushMessage(e, pushBodyLimit)
+	if err != nil {
+		return nil
 	}
-	return nil
-}
-
-func seriesLabels(b []byte) (map[string]string, error) {
-	labels := map[string]string{}
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return nil, errBadPush
-		}
-		b = b[n:]
-		if num != 1 || typ != protowire.BytesType {
-			if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
-				return nil, errBadPush
-			}
-			b = b[n:]
-			continue
-		}
-		pair, n := protowire.ConsumeBytes(b)
-		if n < 0 {
-			return nil, errBadPush
-		}
-		b = b[n:]
-		var name, value string
-		for len(pair) > 0 {
-			num, typ, n := protowire.ConsumeTag(pair)
-			if n < 0 {
-				return nil, errBadPush
-			}
-			pair = pair[n:]
-			if typ != protowire.BytesType || (num != 1 && num != 2) {
-				if n = protowire.ConsumeFieldValue(num, typ, pair); n < 0 {
-					return nil, errBadPush
-				}
-				pair = pair[n:]
-				continue
-			}
-			v, n := protowire.ConsumeBytes(pair)
-			if n < 0 {
-				return nil, errBadPush
-			}
-			pair = pair[n:]
-			if num == 1 {
-				name = string(v)
-			} else {
-				value = string(v)
-			}
-		}
-		labels[name] = value
-	}
-	return labels, nil
+	return b
 }

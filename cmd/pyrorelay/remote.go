@@ -15,6 +15,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/pyrorelay/pyrorelay/exportfile"
 	"github.com/pyrorelay/pyrorelay/store"
 )
 
@@ -30,10 +31,8 @@ func remoteExport(c *cli.Context) error {
 		return err
 	}
 	out := c.String("out")
-	var sink exportSink
-	if out == "-" {
-		sink = newNDJSONSink(c.App.Writer)
-	} else if sink, err = newDirSink(out); err != nil {
+	sink, err := newExportWriter(out, c.App.Writer)
+	if err != nil {
 		return err
 	}
 	t := adminTargetOf(c)
@@ -45,9 +44,9 @@ func remoteExport(c *cli.Context) error {
 	defer resp.Body.Close()
 	prog := newProgress(c.App.ErrWriter, "exported", -1, 0)
 	n, from := 0, ""
-	err = readNDJSON(c.Context, resp.Body, inputChecks{copyOnly: true, maxBodySize: pushBodyLimit}, func(x *exported, e *store.Entry) error {
+	err = exportfile.ReadNDJSON(c.Context, resp.Body, exportfile.Checks{CopyOnly: true, MaxBodySize: pushBodyLimit}, func(x *exportfile.Record, e *store.Entry) error {
 		from = x.From
-		if err := sink.write(x, e.Body); err != nil {
+		if err := sink.Write(x, e.Body); err != nil {
 			return err
 		}
 		n++
@@ -55,7 +54,7 @@ func remoteExport(c *cli.Context) error {
 		return nil
 	})
 	prog.finish()
-	if cerr := sink.close(); err == nil {
+	if cerr := sink.Close(); err == nil {
 		err = cerr
 	}
 	if err == nil {
@@ -112,7 +111,7 @@ func remoteDeadLetterList(c *cli.Context) error {
 	dec := json.NewDecoder(resp.Body)
 	n, bytes := 0, int64(0)
 	for {
-		var x exported
+		var x exportfile.Record
 		err := dec.Decode(&x)
 		if errors.Is(err, io.EOF) {
 			break

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pyrorelay/pyrorelay/exportfile"
 	"github.com/pyrorelay/pyrorelay/store"
 )
 
@@ -72,7 +73,7 @@ func TestReadingCommandsOverAdminAPI(t *testing.T) {
 		sc.Buffer(nil, 1<<20)
 		n := 0
 		for sc.Scan() {
-			var x exported
+			var x exportfile.Record
 			if err := json.Unmarshal(sc.Bytes(), &x); err != nil || len(x.Body) == 0 || x.From != "dead-letter:bad" {
 				t.Errorf("ndjson line %q: %v", sc.Text(), err)
 			}

@@ -17,6 +17,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/pyrorelay/pyrorelay/exportfile"
+	"github.com/pyrorelay/pyrorelay/pushwire"
 	"github.com/pyrorelay/pyrorelay/relay"
 	"github.com/pyrorelay/pyrorelay/store"
 )
@@ -227,7 +229,7 @@ func runReplay(c *cli.Context) error {
 		}
 		each = func(fn func(replayItem) error) error {
 			n := 0
-			return readExport(ctx, from, c.App.Reader, chk, func(_ *exported, e *store.Entry) error {
+			return exportfile.Read(ctx, from, c.App.Reader, chk, func(_ *exportfile.Record, e *store.Entry) error {
 				n++
 				if !sel.matches(e) {
 					return nil
@@ -361,7 +363,7 @@ func entryApp(e *store.Entry) string {
 		return "(no name)"
 	}
 	app := ""
-	err := eachPushSeries(pushBody(e), func(labels map[string]string) bool {
+	err := pushwire.EachSeries(pushBody(e), func(labels map[string]string) bool {
 		app = labels["service_name"]
 		if app == "" {
 			app = labels["__name__"]
