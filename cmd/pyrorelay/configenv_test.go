@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pyrorelay/pyrorelay/daemon"
 )
 
 func TestExpandValue(t *testing.T) {
@@ -57,7 +59,7 @@ destinations:
     headers:
       X-Literal: "$${NOT_EXPANDED}"
 `)
-	cfg := defaultConfig()
+	cfg := daemon.DefaultConfig()
 	if err := loadConfigFile(path, &cfg); err != nil {
 		t.Fatal(err)
 	}

@@ -68,7 +68,7 @@ func runDrain(c *cli.Context) error {
 	// a destination given with --forward-to is drained even though no
 	// receiver feeds it.
 	cfg.Receivers = nil
-	if err := cfg.finish(); err != nil {
+	if err := cfg.Finish(); err != nil {
 		return err
 	}
 	if len(cfg.Destinations) == 0 {
