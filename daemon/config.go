@@ -12,6 +12,8 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/prometheus/common/model"
+
 	"github.com/pyrorelay/pyrorelay/relay"
 )
 
@@ -281,4 +283,18 @@ func (b ByteSize) MarshalYAML() (any, error) {
 		}
 	}
 	return n, nil
+}
+
+// ParseDuration reads Go durations ("1.5h", "250ms") and Prometheus ones,
+// which add days, weeks and years ("7d", "2w", "1d12h"): the form of every
+// duration in the config file and the flags.
+func ParseDuration(s string) (time.Duration, error) {
+	if d, err := time.ParseDuration(s); err == nil {
+		return d, nil
+	}
+	d, err := model.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a duration: want a number and a unit, such as 30s, 15m, 12h, 7d or 2w", s)
+	}
+	return time.Duration(d), nil
 }

@@ -2,42 +2,11 @@ package main
 
 import (
 	"fmt"
-	"os"
-	"reflect"
 	"strings"
-
-	"gopkg.in/yaml.v3"
 
 	"github.com/pyrorelay/pyrorelay/daemon"
 	"github.com/pyrorelay/pyrorelay/relay"
 )
-
-// loadConfigFile reads a YAML config over the defaults. Unknown keys are
-// errors, so a typo never silently falls back to a default; ${NAME} in a
-// value is the environment variable NAME (configenv.go).
-func loadConfigFile(path string, cfg *daemon.Config) error {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Errorf("read config: %w", err)
-	}
-	var root yaml.Node
-	if err := yaml.Unmarshal(b, &root); err != nil {
-		return fmt.Errorf("config %s: %w", path, withSyntaxLine(err, b))
-	}
-	if root.Kind == 0 {
-		return nil // an empty file means "all defaults"
-	}
-	if err := expandEnv(&root, osLookup); err != nil {
-		return fmt.Errorf("config %s: %w", path, err)
-	}
-	if err := checkKeys(&root, reflect.TypeFor[daemon.Config](), ""); err != nil {
-		return fmt.Errorf("config %s: %w", path, err)
-	}
-	if err := root.Decode(cfg); err != nil {
-		return fmt.Errorf("config %s: %w", path, withKeyPaths(err, b))
-	}
-	return nil
-}
 
 // parseForwardTo reads a --forward-to value, NAME=URL.
 func parseForwardTo(v string) (relay.Destination, error) {
@@ -64,3 +33,7 @@ func overrideDestination(ds []relay.Destination, d relay.Destination) []relay.De
 
 // parseByteSize reads a size flag; daemon.ParseByteSize says how.
 func parseByteSize(s string) (daemon.ByteSize, error) { return daemon.ParseByteSize(s) }
+
+// loadConfigFile reads the YAML config at path over cfg
+// (daemon.LoadConfigFile).
+func loadConfigFile(path string, cfg *daemon.Config) error { return daemon.LoadConfigFile(path, cfg) }
