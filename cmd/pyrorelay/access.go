@@ -1,9 +1,8 @@
 package main
 
-// Access to the listener: inbound authentication (htpasswd with bcrypt,
-// bearer tokens), TLS with a certificate that reloads, and client
-// certificates (mTLS). serve.go calls in here at a few hook points; the
-// rest of the relay does not know about any of it.
+// The serve flags of access to the listener: inbound authentication,
+// TLS and client certificates. Package daemon (access.go) loads and
+// reloads them.
 
 import (
 	"github.com/urfave/cli/v2"
