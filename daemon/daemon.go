@@ -29,7 +29,8 @@ type Options struct {
 	// Logger receives every log line; nil discards them.
 	Logger *slog.Logger
 	// Registry is where the metrics go and what /metrics serves; nil
-	// makes a new one. The Go and process collectors are added to it.
+	// makes a new one. Run adds the Go and process collectors, so it
+	// must not hold them already.
 	Registry *prometheus.Registry
 	// Version is shown in each receiver's "serving" line.
 	Version string
@@ -73,14 +74,21 @@ func New(cfg Config, opts Options) (*Daemon, error) {
 // Run opens the store, starts the forwarders and the receivers, and serves
 // until ctx ends or a receiver fails by itself; then it shuts down in
 // order: stop accepting (requests in progress finish), stop forwarders,
-// close the store. SIGHUP reloads the configuration while it runs.
+// close the store. SIGHUP reloads the configuration while it runs. Run
+// registers the relay's metrics with the Registry, so it runs once per
+// Daemon.
 func (d *Daemon) Run(ctx context.Context) error {
 	return d.serve(ctx, d.cfg, d.log, d.opts.Load)
 }
 
-// Reload moves the running relay to cfg (see runningRelay.reload) after
-// re-reading the auth and TLS files, as SIGHUP does; what fails keeps the
-// configuration in force and is returned.
+// Reload moves the running relay to cfg, as SIGHUP does, after re-reading
+// the auth and TLS files. Destinations added get forwarders, removed ones
+// have them stopped (their queues stay), changed ones restart; receivers
+// added start, removed ones stop gracefully, those with a new address or
+// limits restart, those with new forward_to or routes re-route in place.
+// Settings only a restart applies (data_dir, logging, ...) keep their
+// running values, with a warning. What fails keeps the configuration in
+// force and is returned; ErrNotRunning outside Run.
 func (d *Daemon) Reload(ctx context.Context, cfg Config) error {
 	d.mu.Lock()
 	r := d.reloader
