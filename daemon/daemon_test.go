@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -256,4 +257,35 @@ func TestSelfProfileReachesDestination(t *testing.T) {
 			break
 		}
 	}
+}
+
+// TestRunRefusesBusyAddress: a receiver that cannot bind fails Run with
+// an error naming it, and Run closes the store on the way out, so another
+// relay can open the same data dir.
+func TestRunRefusesBusyAddress(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	cfg := testConfig(t)
+	cfg.Listen = busy.Addr().String()
+	d, err := New(cfg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = d.Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), `receiver "default": listen`) {
+		t.Fatalf("Run on a busy address = %v, want a listen error naming the receiver", err)
+	}
+	if d.Ready() || len(d.Addrs()) != 0 {
+		t.Errorf("after a failed Run: ready %v, addrs %v", d.Ready(), d.Addrs())
+	}
+	again := cfg
+	again.Listen = "127.0.0.1:0"
+	d2, err := New(again, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, d2)
 }
