@@ -1,134 +1,12 @@
 package main
 
 import (
-	"errors"
 	"fmt"
-	"net"
-	"net/url"
-	"os"
-	"reflect"
-	"strconv"
 	"strings"
-	"time"
 
-	"gopkg.in/yaml.v3"
-
+	"github.com/pyrorelay/pyrorelay/daemon"
 	"github.com/pyrorelay/pyrorelay/relay"
 )
-
-// Config is everything `serve` needs. YAML keys are the flag names with
-// underscores; flags set on the command line (or through their
-// environment variables) override the file.
-type Config struct {
-	Listen                string              `yaml:"listen"`
-	DataDir               string              `yaml:"data_dir"`
-	MaxBodySize           ByteSize            `yaml:"max_body_size"`
-	MaxConnections        int                 `yaml:"max_connections"`
-	ReadTimeout           time.Duration       `yaml:"read_timeout"`
-	WriteTimeout          time.Duration       `yaml:"write_timeout"`
-	IdleTimeout           time.Duration       `yaml:"idle_timeout"`
-	ForwardConcurrency    int                 `yaml:"forward_concurrency"`
-	ForwardMaxConcurrency int                 `yaml:"forward_max_concurrency"`
-	MaxAttempts           int                 `yaml:"max_attempts"`
-	TenantPassthrough     bool                `yaml:"tenant_passthrough"`
-	ShutdownTimeout       time.Duration       `yaml:"shutdown_timeout"`
-	LogLevel              string              `yaml:"log_level"`
-	LogFormat             string              `yaml:"log_format"`
-	Destinations          []relay.Destination `yaml:"destinations"`
-	// Receivers are the relay's listeners (receivers.go); none means one,
-	// "default", on listen, forwarding to every destination.
-	Receivers []Receiver `yaml:"receivers,omitempty"`
-	// receivers is the effective list finish builds: Receivers with
-	// their limits filled in and routes compiled, or the default one.
-	receivers []Receiver
-	// MaxQueueSize bounds each destination's queue; 0 is no bound.
-	MaxQueueSize ByteSize `yaml:"max_queue_size"`
-	// MaxDiskUsage bounds all stored entries together; 0 is no bound.
-	MaxDiskUsage ByteSize `yaml:"max_disk_usage"`
-	// WhenFull is "reject" (answer 429) or "drop-oldest".
-	WhenFull string `yaml:"when_full"`
-	// MaxAge is the default max_age of destinations; 0 keeps entries
-	// forever.
-	MaxAge time.Duration `yaml:"max_age"`
-	// Inbound auth and listener TLS (access.go). Files, never the secrets
-	// themselves, so the config file can be shared and logged.
-	AuthBasicUsers      string        `yaml:"auth_basic_users"`
-	AuthBearerTokenFile string        `yaml:"auth_bearer_token_file"`
-	AuthProtectMetrics  bool          `yaml:"auth_protect_metrics"`
-	TLSCertFile         string        `yaml:"tls_cert_file"`
-	TLSKeyFile          string        `yaml:"tls_key_file"`
-	TLSClientCAFile     string        `yaml:"tls_client_ca_file"`
-	TLSReloadInterval   time.Duration `yaml:"tls_reload_interval"`
-	// ArchiveRetention and ArchiveMaxSize keep delivered profiles for
-	// replay (archive.go); both 0 keeps none.
-	ArchiveRetention time.Duration `yaml:"archive_retention"`
-	ArchiveMaxSize   ByteSize      `yaml:"archive_max_size"`
-	// SelfProfile sends the relay's own CPU, heap and goroutine profiles
-	// through its queues to its destinations (selfprofile.go).
-	SelfProfile bool `yaml:"self_profile"`
-	// KeepHeld leaves what a store-only relay kept in the hold queue when
-	// destinations are configured (held.go); otherwise it is queued for
-	// every destination at start.
-	KeepHeld bool `yaml:"keep_held"`
-	// SelfProfileInterval is the profile period; a hidden flag for tests,
-	// 0 means the default of 10s.
-	SelfProfileInterval time.Duration `yaml:"-"`
-	// NoGroupCommit gives every store write its own fsync'd transaction.
-	// It exists only to measure what group commit buys (pyrorelay-bench);
-	// it is a hidden flag and has no YAML key.
-	NoGroupCommit bool `yaml:"-"`
-	// RequestLimits bound what clients can take while their requests
-	// are read (requestlimits.go).
-	RequestLimits `yaml:",inline"`
-}
-
-func defaultConfig() Config {
-	return Config{
-		Listen:                ":4040",
-		DataDir:               "./pyrorelay-data",
-		MaxBodySize:           4 << 20, // the Pyroscope server's default profile size limit
-		MaxConnections:        100,
-		ReadTimeout:           30 * time.Second,
-		WriteTimeout:          30 * time.Second,
-		IdleTimeout:           120 * time.Second,
-		ForwardConcurrency:    relay.DefaultConcurrency,
-		ForwardMaxConcurrency: relay.DefaultMaxConcurrency,
-		MaxAttempts:           relay.DefaultMaxAttempts,
-		ShutdownTimeout:       30 * time.Second,
-		LogLevel:              "info",
-		LogFormat:             "text",
-		WhenFull:              "reject",
-		TLSReloadInterval:     defaultTLSReloadInterval,
-		RequestLimits:         defaultRequestLimits(),
-	}
-}
-
-// loadConfigFile reads a YAML config over the defaults. Unknown keys are
-// errors, so a typo never silently falls back to a default; ${NAME} in a
-// value is the environment variable NAME (configenv.go).
-func loadConfigFile(path string, cfg *Config) error {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Errorf("read config: %w", err)
-	}
-	var root yaml.Node
-	if err := yaml.Unmarshal(b, &root); err != nil {
-		return fmt.Errorf("config %s: %w", path, withSyntaxLine(err, b))
-	}
-	if root.Kind == 0 {
-		return nil // an empty file means "all defaults"
-	}
-	if err := expandEnv(&root, osLookup); err != nil {
-		return fmt.Errorf("config %s: %w", path, err)
-	}
-	if err := checkKeys(&root, reflect.TypeFor[Config](), ""); err != nil {
-		return fmt.Errorf("config %s: %w", path, err)
-	}
-	if err := root.Decode(cfg); err != nil {
-		return fmt.Errorf("config %s: %w", path, withKeyPaths(err, b))
-	}
-	return nil
-}
 
 // parseForwardTo reads a --forward-to value, NAME=URL.
 func parseForwardTo(v string) (relay.Destination, error) {
@@ -137,28 +15,6 @@ func parseForwardTo(v string) (relay.Destination, error) {
 		return relay.Destination{}, fmt.Errorf("--forward-to %q: want NAME=URL, for example prod=https://profiles.example.com", relay.RedactURL(v))
 	}
 	return relay.Destination{Name: name, URL: url}, nil
-}
-
-// endpointSuffixes are the paths the relay adds to a destination's URL.
-var endpointSuffixes = []string{"/ingest", "/push.v1.PusherService/Push", "/push.v1.PusherService"}
-
-// checkBaseURL refuses a destination URL that names an endpoint: the relay
-// adds /ingest and the Push path to the base URL itself, so
-// http://x/ingest would be sent http://x/ingest/ingest.
-func checkBaseURL(raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return nil // Validate says what is wrong with it
-	}
-	p := strings.TrimRight(u.Path, "/")
-	for _, suffix := range endpointSuffixes {
-		if strings.HasSuffix(p, suffix) {
-			u.Path = strings.TrimSuffix(p, suffix)
-			return fmt.Errorf("url %s ends in %s: give the server's base URL, %s; the relay adds /ingest and the Push path itself",
-				relay.RedactURL(raw), suffix, relay.RedactURL(u.String()))
-		}
-	}
-	return nil
 }
 
 // overrideDestination adds d, a --forward-to destination, to ds, or puts
@@ -175,116 +31,9 @@ func overrideDestination(ds []relay.Destination, d relay.Destination) []relay.De
 	return append(ds, d)
 }
 
-// finish applies the global destination defaults and checks everything,
-// naming the field that is wrong.
-func (c *Config) finish() error {
-	if c.Listen == "" {
-		return errors.New("listen: must not be empty")
-	}
-	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
-		return fmt.Errorf("listen: %q is not host:port: %v", c.Listen, err)
-	}
-	if c.DataDir == "" {
-		return errors.New("data_dir: must not be empty")
-	}
-	if c.MaxBodySize <= 0 {
-		return fmt.Errorf("max_body_size: must be positive, got %d", c.MaxBodySize)
-	}
-	if c.MaxConnections <= 0 {
-		return fmt.Errorf("max_connections: must be positive, got %d", c.MaxConnections)
-	}
-	if c.ForwardConcurrency <= 0 {
-		return fmt.Errorf("forward_concurrency: must be positive, got %d", c.ForwardConcurrency)
-	}
-	if c.ForwardMaxConcurrency <= 0 {
-		return fmt.Errorf("forward_max_concurrency: must be positive, got %d", c.ForwardMaxConcurrency)
-	}
-	if c.MaxAttempts <= 0 {
-		return fmt.Errorf("max_attempts: must be positive, got %d", c.MaxAttempts)
-	}
-	switch c.LogFormat {
-	case "text", "json":
-	default:
-		return fmt.Errorf("log_format: %q is not text or json", c.LogFormat)
-	}
-	if _, err := parseLevel(c.LogLevel); err != nil {
-		return err
-	}
-	switch c.WhenFull {
-	case "reject", "drop-oldest":
-	default:
-		return fmt.Errorf("when_full: %q is not reject or drop-oldest", c.WhenFull)
-	}
-	if c.MaxQueueSize < 0 || c.MaxDiskUsage < 0 || c.MaxAge < 0 {
-		return errors.New("max_queue_size, max_disk_usage and max_age must not be negative")
-	}
-	if err := c.finishAccess(); err != nil {
-		return err
-	}
-	seen := map[string]bool{}
-	for i := range c.Destinations {
-		d := &c.Destinations[i]
-		if d.Concurrency == 0 {
-			d.Concurrency = c.ForwardConcurrency
-		}
-		if d.MaxConcurrency == 0 {
-			// A top-level maximum below a destination's own concurrency
-			// is no reason to refuse the file: it just adds nothing there.
-			d.MaxConcurrency = max(c.ForwardMaxConcurrency, d.Concurrency)
-		}
-		if d.MaxAttempts == 0 {
-			d.MaxAttempts = c.MaxAttempts
-		}
-		if d.MaxAge == 0 {
-			d.MaxAge = c.MaxAge
-		}
-		if err := d.Validate(); err != nil {
-			return fmt.Errorf("destinations[%d]: %w", i, err)
-		}
-		if err := checkBaseURL(d.URL); err != nil {
-			return fmt.Errorf("destinations[%d] %q: %w", i, d.Name, err)
-		}
-		if seen[d.Name] {
-			return fmt.Errorf("destinations[%d]: name %q is used twice", i, d.Name)
-		}
-		seen[d.Name] = true
-	}
-	return c.finishReceivers()
-}
+// parseByteSize reads a size flag; daemon.ParseByteSize says how.
+func parseByteSize(s string) (daemon.ByteSize, error) { return daemon.ParseByteSize(s) }
 
-// ByteSize is a size in bytes that reads "64MiB", "2GiB", "500KB" or "1024".
-type ByteSize int64
-
-// UnmarshalYAML implements yaml.Unmarshaler.
-func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
-	v, err := parseByteSize(n.Value)
-	if err != nil {
-		return fmt.Errorf("line %d: %w", n.Line, err)
-	}
-	*b = v
-	return nil
-}
-
-func parseByteSize(s string) (ByteSize, error) {
-	s = strings.TrimSpace(s)
-	units := []struct {
-		suffix string
-		mult   int64
-	}{
-		{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40},
-		{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12}, {"B", 1},
-	}
-	mult := int64(1)
-	num := s
-	for _, u := range units {
-		if strings.HasSuffix(s, u.suffix) {
-			mult, num = u.mult, strings.TrimSpace(strings.TrimSuffix(s, u.suffix))
-			break
-		}
-	}
-	n, err := strconv.ParseFloat(num, 64)
-	if err != nil || n < 0 {
-		return 0, fmt.Errorf("size %q: want a number with an optional unit (KiB, MiB, GiB, KB, MB, GB)", s)
-	}
-	return ByteSize(n * float64(mult)), nil
-}
+// loadConfigFile reads the YAML config at path over cfg
+// (daemon.LoadConfigFile).
+func loadConfigFile(path string, cfg *daemon.Config) error { return daemon.LoadConfigFile(path, cfg) }

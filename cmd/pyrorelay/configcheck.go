@@ -5,11 +5,12 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"strconv"
 	"strings"
 
 	"github.com/urfave/cli/v2"
 	"gopkg.in/yaml.v3"
+
+	"github.com/pyrorelay/pyrorelay/daemon"
 )
 
 // maskedValue replaces a secret in the printed configuration. It is still
@@ -67,7 +68,7 @@ func runConfigCheck(c *cli.Context) error {
 }
 
 // effectiveConfigYAML renders cfg as YAML with every secret masked.
-func effectiveConfigYAML(cfg Config) ([]byte, error) {
+func effectiveConfigYAML(cfg daemon.Config) ([]byte, error) {
 	var doc yaml.Node
 	if err := doc.Encode(cfg); err != nil {
 		return nil, fmt.Errorf("render configuration: %w", err)
@@ -86,7 +87,7 @@ func effectiveConfigYAML(cfg Config) ([]byte, error) {
 }
 
 // maskSecrets walks the rendered configuration and masks by key name, not
-// by Go field, so a secret added to Config later is masked without anyone
+// by Go field, so a secret added to daemon.Config later is masked without anyone
 // remembering to come here: any key naming a password, token, secret or
 // key (but not a file or path holding one), the values of credential
 // headers, and passwords inside URLs.
@@ -176,22 +177,4 @@ func maskURLPassword(s string) string {
 		return u.Redacted()
 	}
 	return s
-}
-
-// MarshalYAML writes a size the way it is read: "64MiB" rather than
-// 67108864, so the printed configuration reads like the file.
-func (b ByteSize) MarshalYAML() (any, error) {
-	n := int64(b)
-	if n <= 0 {
-		return n, nil
-	}
-	for _, u := range []struct {
-		suffix string
-		mult   int64
-	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
-		if n%u.mult == 0 {
-			return strconv.FormatInt(n/u.mult, 10) + u.suffix, nil
-		}
-	}
-	return n, nil
 }

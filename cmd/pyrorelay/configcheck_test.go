@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/pyrorelay/pyrorelay/daemon"
 )
 
 // runCLI runs the app in-process with args (after "pyrorelay") and returns
@@ -75,7 +77,7 @@ destinations:
 		}
 	}
 
-	var got Config
+	var got daemon.Config
 	dec := yaml.NewDecoder(strings.NewReader(out))
 	dec.KnownFields(true)
 	if err := dec.Decode(&got); err != nil {
@@ -86,8 +88,8 @@ destinations:
 		got, want any
 	}{
 		{"listen (flag over file)", got.Listen, "127.0.0.1:4999"},
-		{"max_body_size", got.MaxBodySize, ByteSize(32 << 20)},
-		{"max_connections (default)", got.MaxConnections, defaultConfig().MaxConnections},
+		{"max_body_size", got.MaxBodySize, daemon.ByteSize(32 << 20)},
+		{"max_connections (default)", got.MaxConnections, daemon.DefaultConfig().MaxConnections},
 		{"read_timeout (default)", got.ReadTimeout, 30 * time.Second},
 		{"prod password", got.Destinations[0].BasicAuth.Password, maskedValue},
 		{"prod username", got.Destinations[0].BasicAuth.Username, "123456"},
@@ -95,7 +97,7 @@ destinations:
 		{"prod other header", got.Destinations[0].Headers["X-Team"], "a"},
 		{"prod timeout", got.Destinations[0].Timeout, 15 * time.Second},
 		{"prod concurrency (from forward_concurrency)", got.Destinations[0].Concurrency, 3},
-		{"prod max_attempts (default)", got.Destinations[0].MaxAttempts, defaultConfig().MaxAttempts},
+		{"prod max_attempts (default)", got.Destinations[0].MaxAttempts, daemon.DefaultConfig().MaxAttempts},
 		{"staging bearer_token_file (a path)", got.Destinations[1].BearerTokenFile, tokenFile},
 		{"edge bearer_token", got.Destinations[2].BearerToken, maskedValue},
 		{"edge url", got.Destinations[2].URL, "https://relay:xxxxx@central.example.com:4040"},

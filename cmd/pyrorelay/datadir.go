@@ -16,6 +16,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/pyrorelay/pyrorelay/daemon"
 	"github.com/pyrorelay/pyrorelay/store"
 )
 
@@ -27,15 +28,15 @@ const adminLockTimeout = 2 * time.Second
 // dataDirFlags locate the store: --data-dir, or the data_dir of --config.
 func dataDirFlags() []cli.Flag {
 	return []cli.Flag{
-		&cli.StringFlag{Name: "data-dir", EnvVars: env("DATA_DIR"), Value: defaultConfig().DataDir, Usage: "the relay's data directory"},
+		&cli.StringFlag{Name: "data-dir", EnvVars: env("DATA_DIR"), Value: daemon.DefaultConfig().DataDir, Usage: "the relay's data directory"},
 		&cli.StringFlag{Name: "config", EnvVars: env("CONFIG"), Usage: "take data_dir (and the destinations) from this YAML config; --data-dir wins"},
 	}
 }
 
 // adminConfig is the config an operator command works with: defaults, then
 // --config, then --data-dir if given.
-func adminConfig(c *cli.Context) (Config, error) {
-	cfg := defaultConfig()
+func adminConfig(c *cli.Context) (daemon.Config, error) {
+	cfg := daemon.DefaultConfig()
 	if path := c.String("config"); path != "" {
 		if err := loadConfigFile(path, &cfg); err != nil {
 			return cfg, err
@@ -182,7 +183,7 @@ func commandFlag(c *cli.Context, name string) cli.Flag {
 // destination must be in the config, or already a queue of the store. A
 // data dir with no queue yet (a new node) takes any name when no config is
 // given, as moving a backlog to a new node does.
-func checkImportQueue(st *store.Store, cfg Config, configGiven bool, queue string) error {
+func checkImportQueue(st *store.Store, cfg daemon.Config, configGiven bool, queue string) error {
 	stats, err := st.Stats()
 	if err != nil {
 		return fmt.Errorf("read queues: %w", err)
@@ -190,7 +191,7 @@ func checkImportQueue(st *store.Store, cfg Config, configGiven bool, queue strin
 	if _, ok := stats[queue]; ok {
 		return nil
 	}
-	configured := destinationNames(cfg)
+	configured := cfg.DestinationNames()
 	if slices.Contains(configured, queue) || (!configGiven && len(stats) == 0) {
 		return nil
 	}

@@ -1,26 +1,21 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os/signal"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/pyrorelay/pyrorelay/relay"
+	"github.com/pyrorelay/pyrorelay/daemon"
 	"github.com/pyrorelay/pyrorelay/store"
 )
 
 var errNoDestinations = errors.New("no destination configured: give --config with destinations, or --forward-to NAME=URL")
-
-// drainPoll is how often drain looks whether the queues are empty.
-const drainPoll = 100 * time.Millisecond
 
 // drainFlagNames are the serve flags drain shares: where the data is and
 // where it goes; nothing about serving HTTP.
@@ -68,7 +63,7 @@ func runDrain(c *cli.Context) error {
 	// a destination given with --forward-to is drained even though no
 	// receiver feeds it.
 	cfg.Receivers = nil
-	if err := cfg.finish(); err != nil {
+	if err := cfg.Finish(); err != nil {
 		return err
 	}
 	if len(cfg.Destinations) == 0 {
@@ -93,75 +88,28 @@ func runDrain(c *cli.Context) error {
 		return err
 	}
 	defer st.Close()
-	before, err := st.Stats()
+	start := time.Now()
+	results, why, err := daemon.Drain(ctx, st, cfg.Destinations, timeout, log)
 	if err != nil {
 		return err
 	}
-
-	metrics := relay.NewMetrics(nil)
-	var forwarders []*relay.Forwarder
-	for _, d := range cfg.Destinations {
-		f, err := relay.NewForwarder(d, st, metrics, log)
-		if err != nil {
-			return err
-		}
-		forwarders = append(forwarders, f)
-	}
-	start := time.Now()
-	fwdCtx, stopForwarders := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	for _, f := range forwarders {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			f.Run(fwdCtx)
-		}()
-	}
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	tick := time.NewTicker(drainPoll)
-	defer tick.Stop()
-	var after map[string]store.QueueStats
-	var why string
-	for why == "" {
-		if after, err = st.Stats(); err != nil {
-			why = "reading the queues failed: " + err.Error()
-			break
-		}
-		if drained(after, cfg.Destinations) {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			why = "interrupted"
-		case <-deadline.C:
-			why = "timed out after " + timeout.String()
-		case <-tick.C:
-		}
-	}
-	// Forwarders finish what is in flight and ack it; the rest stays.
-	stopForwarders()
-	wg.Wait()
-	if final, err := st.Stats(); err == nil {
-		after = final
-	}
 	left := 0
-	for i, d := range cfg.Destinations {
-		b, a := before[d.Name], after[d.Name]
+	for _, r := range results {
+		b, a := r.Before, r.After
 		dead := max(a.DeadEntries-b.DeadEntries, 0)
 		delivered := max(b.Entries-a.Entries-dead, 0)
-		line := fmt.Sprintf("%s: ", d.Name)
+		line := fmt.Sprintf("%s: ", r.Destination)
 		if a.Entries == 0 {
 			line += fmt.Sprintf("empty; %d delivered", delivered)
 		} else {
 			left++
 			line += fmt.Sprintf("%d entries (%s) left, oldest received %s; %d delivered", a.Entries, humanBytes(a.Bytes), ago(a.Oldest, time.Now()), delivered)
-			if lf := forwarders[i].LastFailure(); lf != nil {
+			if lf := r.LastFailure; lf != nil {
 				line += fmt.Sprintf("; last failure %s: %s", ago(lf.At, time.Now()), lf.Reason)
 			}
 		}
 		if dead > 0 {
-			line += fmt.Sprintf("; %d moved to dead-letter (see `pyrorelay dead-letter list --destination %s`)", dead, d.Name)
+			line += fmt.Sprintf("; %d moved to dead-letter (see `pyrorelay dead-letter list --destination %s`)", dead, r.Destination)
 		}
 		fmt.Fprintln(c.App.Writer, line)
 	}
@@ -173,14 +121,4 @@ func runDrain(c *cli.Context) error {
 	}
 	fmt.Fprintf(c.App.Writer, "drained in %s\n", time.Since(start).Round(time.Millisecond))
 	return nil
-}
-
-// drained reports whether every destination's queue is empty.
-func drained(stats map[string]store.QueueStats, dests []relay.Destination) bool {
-	for _, d := range dests {
-		if stats[d.Name].Entries > 0 {
-			return false
-		}
-	}
-	return true
 }

@@ -29,22 +29,3 @@ receivers:
 		t.Fatalf("config check: %v; want an error naming destination extra", err)
 	}
 }
-
-// TestAllLoopback: the auth-without-TLS warning looks at every receiver's
-// address, not only the top-level listen.
-func TestAllLoopback(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		cfg  Config
-		want bool
-	}{
-		{"flags, loopback", Config{Listen: "127.0.0.1:4040"}, true},
-		{"flags, all interfaces", Config{Listen: ":4040"}, false},
-		{"receivers, all loopback", Config{Listen: ":4040", receivers: []Receiver{{Listen: "127.0.0.1:4040"}, {Listen: "[::1]:4041"}}}, true},
-		{"receivers, one public", Config{Listen: "127.0.0.1:4040", receivers: []Receiver{{Listen: "127.0.0.1:4040"}, {Listen: "0.0.0.0:4041"}}}, false},
-	} {
-		if got := allLoopback(&tc.cfg); got != tc.want {
-			t.Errorf("%s: allLoopback = %v, want %v", tc.name, got, tc.want)
-		}
-	}
-}

@@ -1,32 +1,19 @@
 package main
 
 import (
-	"fmt"
 	"time"
 
-	"github.com/prometheus/common/model"
 	"github.com/urfave/cli/v2"
+
+	"github.com/pyrorelay/pyrorelay/daemon"
 )
 
-// parseDuration reads Go durations ("1.5h", "250ms") and Prometheus ones,
-// which add days, weeks and years ("7d", "2w", "1d12h"), as --since does.
-func parseDuration(s string) (time.Duration, error) {
-	if d, err := time.ParseDuration(s); err == nil {
-		return d, nil
-	}
-	d, err := model.ParseDuration(s)
-	if err != nil {
-		return 0, fmt.Errorf("%q is not a duration: want a number and a unit, such as 30s, 15m, 12h, 7d or 2w", s)
-	}
-	return time.Duration(d), nil
-}
-
-// durationValue is a flag value read by parseDuration. Its String is Go's
+// durationValue is a flag value read by daemon.ParseDuration. Its String is Go's
 // form, so cli.Context.Duration reads it like a DurationFlag's.
 type durationValue time.Duration
 
 func (d *durationValue) Set(s string) error {
-	v, err := parseDuration(s)
+	v, err := daemon.ParseDuration(s)
 	if err != nil {
 		return err
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/pyrorelay/pyrorelay/daemon"
 	"github.com/pyrorelay/pyrorelay/httpserver"
 	"github.com/pyrorelay/pyrorelay/store"
 )
@@ -106,8 +107,8 @@ func readStatus(c *cli.Context) (httpserver.QueuesStatus, error) {
 	// Which receivers feed each destination, when the config says it
 	// consistently (receivers.go); a config that does not check out
 	// still gives the counts.
-	if c.String("config") != "" && cfg.finishReceivers() == nil {
-		status.SetReceivers(feeds(cfg.receivers))
+	if c.String("config") != "" && cfg.FinishReceivers() == nil {
+		status.SetReceivers(cfg.Feeds())
 	}
 	return status, nil
 }
@@ -334,7 +335,7 @@ Example:
 	}
 }
 
-func destinationConfigured(cfg Config, name string) bool {
+func destinationConfigured(cfg daemon.Config, name string) bool {
 	for _, d := range cfg.Destinations {
 		if d.Name == name {
 			return true

@@ -17,6 +17,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/pyrorelay/pyrorelay/daemon"
 	"github.com/pyrorelay/pyrorelay/exportfile"
 	"github.com/pyrorelay/pyrorelay/pushwire"
 	"github.com/pyrorelay/pyrorelay/relay"
@@ -78,7 +79,7 @@ func parseRate(v string) (float64, error) {
 }
 
 // replayDestination builds the destination --to names.
-func replayDestination(c *cli.Context, cfg Config) (relay.Destination, error) {
+func replayDestination(c *cli.Context, cfg daemon.Config) (relay.Destination, error) {
 	to := c.String("to")
 	var d relay.Destination
 	if !strings.Contains(to, "://") {
@@ -96,7 +97,7 @@ func replayDestination(c *cli.Context, cfg Config) (relay.Destination, error) {
 		if u, err := url.Parse(to); err != nil || u.Host == "" {
 			return d, fmt.Errorf("--to %q: not a URL: want http://host:port or https://host", to)
 		}
-		if err := checkBaseURL(to); err != nil {
+		if err := daemon.CheckBaseURL(to); err != nil {
 			return d, fmt.Errorf("--to: %w", err)
 		}
 		d = relay.Destination{Name: "replay", URL: to}

@@ -3,35 +3,11 @@ package main
 import (
 	"fmt"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/urfave/cli/v2"
 
+	"github.com/pyrorelay/pyrorelay/daemon"
 	"github.com/pyrorelay/pyrorelay/httpserver"
 )
-
-// RequestLimits bound what clients can take of the relay while their
-// requests are read: memory, connection slots held by slow bodies, and
-// HTTP/2 streams. They apply to every receiver; changing them takes a
-// restart.
-type RequestLimits struct {
-	// MaxRequestMemory is the one budget of request bytes held in memory
-	// by all receivers together.
-	MaxRequestMemory ByteSize `yaml:"max_request_memory"`
-	// MinBodyRate is the slowest a body may arrive, per second, after a
-	// few seconds' grace; 0 disables the check.
-	MinBodyRate ByteSize `yaml:"min_body_rate"`
-	// MaxConcurrentStreams bounds the requests in progress on one HTTP/2
-	// connection.
-	MaxConcurrentStreams int `yaml:"max_concurrent_streams"`
-}
-
-func defaultRequestLimits() RequestLimits {
-	return RequestLimits{
-		MaxRequestMemory:     httpserver.DefaultMaxRequestMemory,
-		MinBodyRate:          httpserver.DefaultMinBodyRate,
-		MaxConcurrentStreams: httpserver.DefaultMaxConcurrentStreams,
-	}
-}
 
 // requestLimitFlags are serve's request limit settings.
 func requestLimitFlags() []cli.Flag {
@@ -47,8 +23,8 @@ func requestLimitFlags() []cli.Flag {
 
 // applyRequestLimitFlags reads the request limit flags over the YAML and
 // checks them.
-func applyRequestLimitFlags(c *cli.Context, cfg *Config) error {
-	for flag, dst := range map[string]*ByteSize{"max-request-memory": &cfg.MaxRequestMemory, "min-body-rate": &cfg.MinBodyRate} {
+func applyRequestLimitFlags(c *cli.Context, cfg *daemon.Config) error {
+	for flag, dst := range map[string]*daemon.ByteSize{"max-request-memory": &cfg.MaxRequestMemory, "min-body-rate": &cfg.MinBodyRate} {
 		if c.IsSet(flag) {
 			n, err := parseByteSize(c.String(flag))
 			if err != nil {
@@ -69,22 +45,4 @@ func applyRequestLimitFlags(c *cli.Context, cfg *Config) error {
 		return fmt.Errorf("max_concurrent_streams: must be positive, got %d", cfg.MaxConcurrentStreams)
 	}
 	return nil
-}
-
-// newRequestBudget is the budget every receiver of the relay shares,
-// registered with reg.
-func newRequestBudget(l RequestLimits, reg prometheus.Registerer) *httpserver.Budget {
-	b := httpserver.NewBudget(int64(l.MaxRequestMemory), 0)
-	b.Register(reg)
-	return b
-}
-
-// serverLimits fills in cfg's request limits.
-func (l RequestLimits) serverLimits(cfg httpserver.Config) httpserver.Config {
-	cfg.MinBodyRate = int64(l.MinBodyRate)
-	if cfg.MinBodyRate == 0 {
-		cfg.MinBodyRate = -1 // disabled
-	}
-	cfg.MaxConcurrentStreams = l.MaxConcurrentStreams
-	return cfg
 }

@@ -8,25 +8,18 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
-	"slices"
-	"sync"
-	"sync/atomic"
 	"syscall"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/urfave/cli/v2"
 
-	"github.com/pyrorelay/pyrorelay/httpserver"
-	"github.com/pyrorelay/pyrorelay/relay"
-	"github.com/pyrorelay/pyrorelay/store"
+	"github.com/pyrorelay/pyrorelay/daemon"
 )
 
 func env(name string) []string { return []string{"PYRORELAY_" + name} }
 
 func serveFlags() []cli.Flag {
-	d := defaultConfig()
+	d := daemon.DefaultConfig()
 	return append([]cli.Flag{
 		&cli.StringFlag{Name: "config", EnvVars: env("CONFIG"), Usage: "YAML config file; flags given as well override it"},
 		&cli.StringFlag{Name: "listen", EnvVars: env("LISTEN"), Value: d.Listen, Usage: "address to serve the ingest and Push APIs on (127.0.0.1:4040 to stay local)"},
@@ -77,18 +70,18 @@ With no destination, serve runs store-only: every push is kept on disk.`,
 
 // configFromFlags builds the configuration: defaults, then the YAML file,
 // then every flag the user set; then it checks it all.
-func configFromFlags(c *cli.Context) (Config, error) {
+func configFromFlags(c *cli.Context) (daemon.Config, error) {
 	cfg, err := loadConfig(c)
 	if err != nil {
 		return cfg, err
 	}
-	return cfg, cfg.finish()
+	return cfg, cfg.Finish()
 }
 
 // loadConfig is configFromFlags without the final check, for commands that
 // use only part of the configuration.
-func loadConfig(c *cli.Context) (Config, error) {
-	cfg := defaultConfig()
+func loadConfig(c *cli.Context) (daemon.Config, error) {
+	cfg := daemon.DefaultConfig()
 	if path := c.String("config"); path != "" {
 		if err := loadConfigFile(path, &cfg); err != nil {
 			return cfg, err
@@ -118,7 +111,7 @@ func loadConfig(c *cli.Context) (Config, error) {
 	set("when-full", func() { cfg.WhenFull = c.String("when-full") })
 	set("max-age", func() { cfg.MaxAge = c.Duration("max-age") })
 	set("keep-held", func() { cfg.KeepHeld = c.Bool("keep-held") })
-	for flag, dst := range map[string]*ByteSize{"max-queue-size": &cfg.MaxQueueSize, "max-disk-usage": &cfg.MaxDiskUsage} {
+	for flag, dst := range map[string]*daemon.ByteSize{"max-queue-size": &cfg.MaxQueueSize, "max-disk-usage": &cfg.MaxDiskUsage} {
 		if c.IsSet(flag) {
 			n, err := parseByteSize(c.String(flag))
 			if err != nil {
@@ -151,16 +144,8 @@ func loadConfig(c *cli.Context) (Config, error) {
 	return cfg, nil
 }
 
-func parseLevel(s string) (slog.Level, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(s)); err != nil {
-		return 0, fmt.Errorf("log_level: %q is not debug, info, warn or error", s)
-	}
-	return l, nil
-}
-
-func newLogger(w io.Writer, cfg Config) *slog.Logger {
-	level, _ := parseLevel(cfg.LogLevel)
+func newLogger(w io.Writer, cfg daemon.Config) *slog.Logger {
+	level, _ := daemon.ParseLevel(cfg.LogLevel)
 	opts := &slog.HandlerOptions{Level: level}
 	if cfg.LogFormat == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))
@@ -191,7 +176,7 @@ func runServe(c *cli.Context) error {
 	}()
 	// A reload reads the config file again, and the flags and environment
 	// still override it.
-	return serve(ctx, cfg, log, func() (Config, error) { return configFromFlags(c) })
+	return serve(ctx, cfg, log, func() (daemon.Config, error) { return configFromFlags(c) })
 }
 
 // defaultGOGC is the garbage collector's target for `serve` when the
@@ -210,181 +195,14 @@ func setGCDefault() {
 	}
 }
 
-// serve runs the relay until ctx ends, then shuts down in order: stop
-// accepting, stop forwarders, close the store. load, if not nil, reads the
-// configuration again on SIGHUP.
-func serve(ctx context.Context, cfg Config, log *slog.Logger, load func() (Config, error)) error {
+// serve runs the relay of cfg until ctx ends; load, if not nil, reads the
+// configuration again on SIGHUP and POST /-/reload.
+func serve(ctx context.Context, cfg daemon.Config, log *slog.Logger, load func() (daemon.Config, error)) error {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	registerBuildInfo(reg)
-	commitSeconds := prometheus.NewHistogram(prometheus.HistogramOpts{
-		Name:    "pyrorelay_store_commit_duration_seconds",
-		Help:    "Time of one store transaction, fsync included.",
-		Buckets: prometheus.ExponentialBuckets(0.0002, 2, 14),
-	})
-	commitWrites := prometheus.NewHistogram(prometheus.HistogramOpts{
-		Name:    "pyrorelay_store_commit_writes",
-		Help:    "Writes (puts, acks, moves) folded into one store transaction.",
-		Buckets: prometheus.ExponentialBuckets(1, 2, 10),
-	})
-	reg.MustRegister(commitSeconds, commitWrites)
-	// Auth and TLS files load before the store opens: a typo in them
-	// fails the start at once.
-	acc, err := newAccess(cfg, log, reg)
+	d, err := daemon.New(cfg, daemon.Options{Logger: log, Registry: reg, Version: version, Load: load, Export: exportHandler})
 	if err != nil {
 		return err
 	}
-
-	if cfg.NoGroupCommit {
-		log.Warn("group commit is off: one fsync per write (benchmarking only)")
-	}
-	dropped := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "pyrorelay_dropped_total",
-		Help: "Entries dropped, oldest first, to make room under --when-full drop-oldest, by destination.",
-	}, []string{"destination"})
-	reg.MustRegister(dropped)
-	dropLog := newDropLogger(log, 10*time.Second)
-	defer dropLog.close()
-	st, err := store.Open(cfg.DataDir, store.Options{
-		NoGroupCommit: cfg.NoGroupCommit,
-		OnCommit: func(d time.Duration, n int) {
-			commitSeconds.Observe(d.Seconds())
-			commitWrites.Observe(float64(n))
-		},
-		Limits: store.Limits{
-			MaxQueueBytes: int64(cfg.MaxQueueSize),
-			MaxTotalBytes: int64(cfg.MaxDiskUsage),
-			DropOldest:    cfg.WhenFull == "drop-oldest",
-			OnDrop: func(queue string, n int) {
-				dropped.WithLabelValues(queue).Add(float64(n))
-				dropLog.dropped(queue, n)
-			},
-		},
-		MaxFileSize:      fileSizeCap(cfg.MaxDiskUsage),
-		ArchiveRetention: cfg.ArchiveRetention,
-		ArchiveMaxBytes:  int64(cfg.ArchiveMaxSize),
-	})
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err := st.Close(); err != nil {
-			log.Error("close store", "err", err)
-		}
-	}()
-	for _, l := range st.RemovedLeftovers() {
-		log.Warn("removed the leftover of an interrupted compact", "file", l.Path, "bytes", l.Bytes)
-	}
-	reg.MustRegister(relay.NewQueueCollector(st), newStoreSizeCollector(st.Path()))
-	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "pyrorelay_stored_bytes",
-		Help: "Record bytes of all stored entries, each counted once however many queues hold it; what --max-disk-usage bounds.",
-	}, func() float64 { _, b, _ := st.TotalBytes(); return float64(b) }))
-	budget := prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "pyrorelay_disk_budget_bytes",
-		Help: "The --max-disk-usage budget in bytes; 0 when there is none.",
-	})
-	budget.Set(float64(cfg.MaxDiskUsage))
-	reg.MustRegister(budget)
-	reg.MustRegister(newCommitCollector(st))
-
-	names := destinationNames(cfg)
-	var ready atomic.Bool
-	// Receivers and forwarders live in rt, which a SIGHUP reload changes
-	// (reload.go).
-	rt := newRunningRelay(cfg, st, reg, log, relay.NewMetrics(reg), dropped, acc, &ready)
-	rt.exportAPI = exportHandler(st, log)
-	if err := rt.startForwarders(); err != nil {
-		return err
-	}
-	// Receivers finish the requests in progress (and so their commits),
-	// then forwarders finish the attempts in flight (bounded by each
-	// destination's timeout) and ack what succeeded; the rest stays
-	// queued. Deferred for the early returns; the normal way out calls
-	// it below.
-	shutdown := sync.OnceFunc(func() { rt.shutdown(cfg.ShutdownTimeout) })
-	defer shutdown()
-	known := names
-	if len(names) > 0 && !cfg.KeepHeld {
-		known = append(slices.Clone(names), store.HoldQueue) // released below
-	}
-	reportOrphans(st, known, log)
-	// Deferred after st.Close, so it runs before it.
-	defer startReleaseHeld(st, cfg, log)()
-	// Deferred after st.Close, so it runs before it.
-	defer startArchiveSweeper(st, cfg, log)()
-	if len(names) == 0 {
-		log.Warn("no destination configured: running store-only; every push is kept on disk in queue " + store.HoldQueue)
-	}
-	if cfg.SelfProfile {
-		if len(names) == 0 {
-			log.Warn("self-profiling in store-only mode: the relay's own profiles are kept on disk with the rest")
-		}
-		// rt puts into every destination in force, reloads included.
-		stopProfile, err := startSelfProfile(rt, names, cfg.SelfProfileInterval, log)
-		if err != nil {
-			return err
-		}
-		// Deferred after st.Close, so it runs before it: the last CPU
-		// profile is queued while the store is still open.
-		defer stopProfile()
-	}
-
-	// Signals are caught before the first "serving" line: a SIGHUP sent
-	// once the relay says it serves must reload, never kill it.
-	stopAccess := acc.start(ctx) // TLS file watch
-	defer stopAccess()
-	// SIGHUP and POST /-/reload reload the auth and TLS files, receivers
-	// and destinations.
-	reloader := newConfigReloader(acc, rt, load, log, reg)
-	rt.reloadAPI = func(ctx context.Context) error { return reloader.Reload(ctx, "POST "+httpserver.ReloadPath) }
-	stopReload := reloader.watch(ctx)
-	defer stopReload()
-	ready.Store(true)
-	if err := rt.startReceivers(); err != nil {
-		ready.Store(false)
-		return err
-	}
-
-	var runErr error
-	select {
-	case <-ctx.Done():
-		log.Info("shutting down: no new requests; finishing those in progress")
-	case err := <-rt.errs:
-		runErr = err
-	}
-	ready.Store(false)
-	stopReload() // no reload may start receivers while they stop
-	shutdown()
-	log.Info("stopped")
-	return runErr
-}
-
-// reportOrphans logs queues on disk that no configured destination drains.
-func reportOrphans(st *store.Store, configured []string, log *slog.Logger) {
-	stats, err := st.Stats()
-	if err != nil {
-		log.Error("read queue stats", "err", err)
-		return
-	}
-	known := map[string]bool{}
-	for _, n := range configured {
-		known[n] = true
-	}
-	for name, s := range stats {
-		if known[name] || (s.Entries == 0 && s.DeadEntries == 0) {
-			continue
-		}
-		log.Warn("queue has no configured destination: kept as it is", "queue", name, "entries", s.Entries, "dead_letters", s.DeadEntries)
-	}
-}
-
-// fileSizeCap is bbolt's hard cap on the file behind the byte budget: well
-// above it, because pages are never full and deletes need free pages, and
-// acks must always be able to commit on a store that is at its budget.
-func fileSizeCap(budget ByteSize) int {
-	if budget <= 0 {
-		return 0
-	}
-	return int(2*budget + 64<<20)
+	return d.Run(ctx)
 }

@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"fmt"
@@ -26,7 +26,7 @@ var (
 // checkKeys refuses a key the configuration has no field for, naming its
 // line and path, the closest valid key and, for the usual mistakes, where
 // it belongs. yaml.v3's own check names Go types ("not found in type
-// main.Config"), which says nothing to an operator. On the way it rewrites
+// daemon.Config"), which says nothing to an operator. On the way it rewrites
 // every duration in Go's form, so that durations take days and weeks
 // ("7d") as the flags do.
 func checkKeys(n *yaml.Node, t reflect.Type, path string) error {
@@ -48,7 +48,7 @@ func checkKeys(n *yaml.Node, t reflect.Type, path string) error {
 		return nil // it checks its own keys
 	}
 	if t == durationType {
-		if d, err := parseDuration(n.Value); n.Kind == yaml.ScalarNode && err == nil {
+		if d, err := ParseDuration(n.Value); n.Kind == yaml.ScalarNode && err == nil {
 			n.Value, n.Tag = d.String(), "!!str"
 		}
 		return nil // a value that does not parse is yaml.v3's to report

@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"context"
@@ -52,6 +52,12 @@ func newConfigReloader(acc *access, rt *runningRelay, load func() (Config, error
 // Reload re-reads everything and applies what loads; what fails keeps the
 // version in force and is returned.
 func (r *configReloader) Reload(ctx context.Context, trigger string) error {
+	return r.reload(ctx, trigger, r.load)
+}
+
+// reload is Reload with the configuration read by load (nil: only the
+// access files reload).
+func (r *configReloader) reload(ctx context.Context, trigger string, load func() (Config, error)) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
@@ -62,8 +68,8 @@ func (r *configReloader) Reload(ctx context.Context, trigger string) error {
 	}
 	r.log.Info("reload: reading the configuration again", "trigger", trigger)
 	errs := []error{r.acc.reload()}
-	if r.load != nil {
-		cfg, err := r.load()
+	if load != nil {
+		cfg, err := load()
 		if err != nil {
 			r.log.Error("reload: the configuration does not load: keeping the one in force", "err", err)
 			errs = append(errs, fmt.Errorf("the configuration does not load: %w", err))

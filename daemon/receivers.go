@@ -1,4 +1,4 @@
-package main
+package daemon
 
 // Receivers: the relay's listeners. Each has its own address, HTTP limits
 // and destinations (forward_to, and routes that choose among destinations
@@ -64,11 +64,11 @@ func (r Receiver) sameRouting(o Receiver) bool {
 // label value and a log attribute, so the destination name rules apply.
 var receiverNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.\-]*$`)
 
-// finishReceivers builds the effective receiver list (c.receivers) and
+// FinishReceivers builds the effective receiver list (c.receivers) and
 // checks it against the destinations, naming the receiver, the
 // destination and the field of every mistake. It runs after the
 // destinations are checked.
-func (c *Config) finishReceivers() error {
+func (c *Config) FinishReceivers() error {
 	dests := make([]string, 0, len(c.Destinations))
 	known := map[string]bool{}
 	for _, d := range c.Destinations {
@@ -79,7 +79,7 @@ func (c *Config) finishReceivers() error {
 		// The flags' relay: one receiver forwarding to every destination.
 		c.receivers = []Receiver{{Name: defaultReceiver, Listen: c.Listen, ForwardTo: dests}}
 	} else {
-		if c.Listen != defaultConfig().Listen {
+		if c.Listen != DefaultConfig().Listen {
 			return fmt.Errorf("listen: %q is set, but so is receivers: give each receiver its own listen instead", c.Listen)
 		}
 		c.receivers = slices.Clone(c.Receivers)

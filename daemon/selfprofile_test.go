@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"bytes"
@@ -221,30 +221,4 @@ func selfProfileKind(t *testing.T, e *store.Entry) string {
 	default:
 		return "other"
 	}
-}
-
-// TestSelfProfileReachesDestination runs the relay with --self-profile:
-// its own profiles travel through its queue to the destination as /ingest
-// requests named service_name=pyrorelay.
-func TestSelfProfileReachesDestination(t *testing.T) {
-	rec := newRecorder(t, nil)
-	p := startRelay(t, t.TempDir(), "--forward-to", "d="+rec.URL(), "--self-profile", "--self-profile-interval", "200ms")
-	waitFor(t, deliverDeadline, "cpu, heap and goroutine self-profiles at the destination", func() (bool, string) {
-		kinds := map[string]int{}
-		for _, r := range rec.accepted() {
-			q, err := url.ParseQuery(r.RawQuery)
-			if err != nil || !strings.Contains(q.Get("name"), "service_name=pyrorelay") {
-				continue
-			}
-			kinds[selfProfileKind(t, &store.Entry{Query: r.RawQuery, ContentType: r.Header.Get("Content-Type"), Body: r.Body})]++
-		}
-		return kinds["cpu"] > 0 && kinds["heap"] > 0 && kinds["goroutine"] > 0, fmt.Sprint(kinds)
-	})
-	for _, r := range rec.accepted() {
-		if !strings.HasPrefix(r.Header.Get("User-Agent"), "pyrorelay/") {
-			t.Errorf("self-profile forwarded with User-Agent %q, want the relay's", r.Header.Get("User-Agent"))
-			break
-		}
-	}
-	p.stop()
 }
