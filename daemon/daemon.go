@@ -191,7 +191,7 @@ func (d *Daemon) serve(ctx context.Context, cfg Config, log *slog.Logger, load f
 	reg.MustRegister(relay.NewQueueCollector(st), newStoreSizeCollector(st.Path()))
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "pyrorelay_stored_bytes",
-		Help: "Record bytes of all stored entries, each counted once however many queues hold it; what --max-disk-usage bounds.",
+		Help: "Record bytes of all queued entries (dead letters included), each counted once however many queues hold it; the archive is not in it, though --max-disk-usage bounds both together.",
 	}, func() float64 { _, b, _ := st.TotalBytes(); return float64(b) }))
 	budget := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "pyrorelay_disk_budget_bytes",
