@@ -238,8 +238,8 @@ func New(cfg Config, o Options) *Server {
 		// the decoded-size limit (see pushbody.go).
 		connect.WithReadMaxBytes(int(decodedLimit(cfg.MaxBodySize))),
 		// The answer is an empty message: gzipping it for a client that
-		// accepts gzip cost a fresh compressor state per request (3.5%
-		// of the relay's CPU under Push load) to send more bytes.
+		// accepts gzip costs a fresh compressor state per request to send
+		// more bytes.
 		connect.WithCompressMinBytes(1024))
 	mux.Handle(path, s.instrument(endpointPush, s.admit(s.decodePush(push))))
 	mux.Handle("/metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))

@@ -18,10 +18,9 @@ const maxAckBatch = 256
 var ackRetryInterval = time.Second
 
 // acker commits one destination's acks in batches. A worker that delivered
-// an entry hands the position over and goes on to its next entry. Waiting
-// for a commit of its own per entry, as workers did, capped a destination
-// at workers / commit latency deliveries per second (about 400/s with 4
-// workers behind busy 10 ms commits), however fast it answered.
+// an entry hands the position over and goes on to its next entry: waiting
+// for a commit of its own per entry would cap a destination at workers /
+// commit latency deliveries per second, however fast it answered.
 //
 // What is on disk means what it did: an entry leaves its queue when its
 // ack commits, and one delivered but not yet acked at a crash is sent

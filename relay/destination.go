@@ -96,8 +96,9 @@ const (
 	// interval while it is down.
 	DefaultProbeInterval = 10 * time.Second
 	DefaultConcurrency   = 4
-	// DefaultMaxConcurrency: 16 drained a 1 GiB backlog on loopback at
-	// 2.2x the rate it was built, 4 at 1.3x.
+	// DefaultMaxConcurrency is where the limiter stops growing behind a
+	// backlog: enough requests in flight to drain a backlog well faster
+	// than it was built (BENCHMARKS.md, backlog).
 	DefaultMaxConcurrency = 16
 	DefaultMaxAttempts    = 10
 )
@@ -231,13 +232,12 @@ func (d Destination) httpClient() (*http.Client, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = tlsCfg
 	tr.MaxIdleConnsPerHost = max(d.Concurrency, d.MaxConcurrency)
-	// Room for the headers and a typical profile: with the default 4 KiB
-	// the body goes out in a second write through a fresh copy buffer,
-	// which cost 15% of the relay's CPU per forwarded 16 KiB request.
+	// Room for the headers and a typical profile in one write: with the
+	// default 4 KiB the body goes out through a fresh copy buffer each time.
 	tr.WriteBufferSize = 64 << 10
 	// A destination's answers are a few bytes: asking for them gzipped
 	// only makes it compress and us decompress, with a fresh gzip state
-	// each time (1.35% of the relay's CPU under Push load).
+	// each time.
 	tr.DisableCompression = true
 	tr.ResponseHeaderTimeout = d.Timeout
 	// Connect's gRPC protocol needs HTTP/2; plain http URLs speak Connect

@@ -11,9 +11,8 @@ import (
 // Kept as plain values side by side, as schema 1 kept every record, big
 // records shared bbolt leaves: bbolt never splits a leaf of four keys or
 // fewer, so a Put rewrote the records already in the last leaf, and an Ack
-// that freed an entry rewrote the records beside it. That was over 40% of
-// the page memory bbolt allocated per request, and a tenth of the bytes it
-// wrote. A bucket of one record is written once, when it is created, and
+// that freed an entry rewrote the records beside it (BENCHMARKS.md has what
+// that cost). A bucket of one record is written once, when it is created, and
 // its pages are freed with it; the entries bucket holds 16-byte headers.
 // Small records share leaves as before: a bucket each would take a page
 // each.

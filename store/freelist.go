@@ -15,12 +15,11 @@ const FreelistSyncMax = 32 << 10
 //
 // bbolt can write that list in every commit, and then it writes all of
 // it: 8 bytes per free page, sorted first. A file that once held a backlog
-// keeps its free pages (it never shrinks), so after draining 1 GiB every
-// commit wrote and fsync'd 2 MiB of list, and building it took a fifth of
-// the relay's CPU while it caught up. Without the list on disk, bbolt
-// rebuilds it at open by walking the page tree, which on a 1 GiB backlog
-// took 0.7 s with the file in the page cache and 6.6 s without. So a
-// commit writes the list only while it is short (see commit), and Close
+// keeps its free pages (it never shrinks), so after a big drain every
+// commit would write and fsync a long list, and sort it first. Without the
+// list on disk, bbolt rebuilds it at open by walking the page tree, which
+// is slow on a big file read from a cold disk. So a commit writes the list
+// only while it is short (see commit), and Close
 // writes it whatever its length: a restart after a clean stop loads it and
 // is ready at once, and so does one after a crash while the list was
 // short; only a crash while it was long walks the tree.
