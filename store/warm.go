@@ -61,9 +61,8 @@ func validMeta(p []byte) ([]byte, bool) {
 // bbolt opened for writes loads its free-page list, and when the last
 // commit left the list off the disk (see commit: after a crash while the
 // list was long), it rebuilds it by walking the page tree. The walk reads
-// the first page of every big record, one page fault after another: half
-// of a 1.3 GiB file still held (32,768 records) took 3.5 s from a cold
-// disk, nearly all of it waiting for reads a disk serves many at a time.
+// the first page of every big record, one page fault after another, nearly
+// all of its time waiting for reads a disk would serve many at a time.
 // A read-only open does not walk; it lists those pages in the entries
 // bucket (a record's bucket header holds its page), so the walk that
 // follows finds them read or on their way. Reading ahead only helps:
