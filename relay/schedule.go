@@ -21,7 +21,6 @@ type job struct {
 	notBefore time.Time
 	backoff   *backoff.ExponentialBackOff // made at the first failure
 	probe     bool                        // sent as the probe of a down destination
-	index     int                         // in the waiting heap, -1 when not there
 }
 
 func (j *job) size() int { return len(j.it.Entry.Body) }
@@ -68,7 +67,7 @@ type scheduler struct {
 	onWaiting func(n int)
 }
 
-// pick returns the next job allowed to start now, or the time to look again
+// pickLocked returns the next job allowed to start now, or the time to look again
 // (zero: when something changes).
 func (s *scheduler) pickLocked(now time.Time) (*job, time.Time) {
 	if now.Before(s.pauseUntil) {
@@ -156,7 +155,7 @@ func (s *scheduler) add(items []store.Item, backlog bool) {
 	s.backlog = backlog
 	now := s.now()
 	for _, it := range items {
-		j := &job{it: it, readAt: now, index: -1}
+		j := &job{it: it, readAt: now}
 		s.fresh = append(s.fresh, j)
 		s.held += j.size()
 	}
@@ -289,20 +288,12 @@ type jobHeap []*job
 
 func (h jobHeap) Len() int           { return len(h) }
 func (h jobHeap) Less(a, b int) bool { return h[a].notBefore.Before(h[b].notBefore) }
-func (h jobHeap) Swap(a, b int) {
-	h[a], h[b] = h[b], h[a]
-	h[a].index, h[b].index = a, b
-}
-func (h *jobHeap) Push(x any) {
-	j := x.(*job)
-	j.index = len(*h)
-	*h = append(*h, j)
-}
+func (h jobHeap) Swap(a, b int)      { h[a], h[b] = h[b], h[a] }
+func (h *jobHeap) Push(x any)        { *h = append(*h, x.(*job)) }
 func (h *jobHeap) Pop() any {
 	old := *h
 	j := old[len(old)-1]
 	old[len(old)-1] = nil
-	j.index = -1
 	*h = old[:len(old)-1]
 	return j
 }
