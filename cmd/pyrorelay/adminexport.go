@@ -14,6 +14,7 @@ import (
 
 	"github.com/pyrorelay/pyrorelay/exportfile"
 	"github.com/pyrorelay/pyrorelay/httpserver"
+	"github.com/pyrorelay/pyrorelay/selection"
 	"github.com/pyrorelay/pyrorelay/store"
 )
 
@@ -43,7 +44,7 @@ func exportHandler(st *store.Store, log *slog.Logger) http.Handler {
 			http.Error(w, err.Error(), status)
 			return
 		}
-		sel, err := selectionOf(q.Get("since"), q.Get("until"), q.Get("app"), time.Now())
+		sel, err := selection.Parse(q.Get("since"), q.Get("until"), q.Get("app"), time.Now())
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
@@ -54,11 +55,11 @@ func exportHandler(st *store.Store, log *slog.Logger) http.Handler {
 		w.Header().Set("Trailer", exportCompleteTrailer)
 		rc := http.NewResponseController(w)
 		sink := exportfile.NewNDJSONWriter(w)
-		res, err := st.Scan(r.Context(), src, sel.filter, func(rec store.Record) error {
+		res, err := st.Scan(r.Context(), src, sel.Filter, func(rec store.Record) error {
 			_ = rc.SetWriteDeadline(time.Now().Add(exportWriteGrace))
 			x := exportfile.FromStore(rec, src)
 			if !bodies {
-				x.App = entryApp(rec.Entry)
+				x.App = selection.AppOf(rec.Entry)
 				return sink.Write(x, nil)
 			}
 			return sink.Write(x, rec.Entry.Body)

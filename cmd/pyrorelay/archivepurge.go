@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pyrorelay/pyrorelay/selection"
 	"github.com/urfave/cli/v2"
 )
 
@@ -45,7 +46,7 @@ func runArchivePurge(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	until, err := parseWhen("until", c.String("until"), time.Now())
+	until, err := selection.ParseWhen("until", c.String("until"), time.Now())
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/pyrorelay/pyrorelay/exportfile"
+	"github.com/pyrorelay/pyrorelay/selection"
 	"github.com/pyrorelay/pyrorelay/store"
 )
 
@@ -76,14 +77,14 @@ Examples:
 
 // deadLetterStore opens the store for a dead-letter command and checks the
 // destination has a dead-letter list.
-func deadLetterStore(c *cli.Context, mode openMode) (*store.Store, string, selection, error) {
+func deadLetterStore(c *cli.Context, mode openMode) (*store.Store, string, selection.Selection, error) {
 	cfg, err := adminConfig(c)
 	if err != nil {
-		return nil, "", selection{}, err
+		return nil, "", selection.Selection{}, err
 	}
 	sel, err := selectionFromFlags(c, time.Now())
 	if err != nil {
-		return nil, "", selection{}, err
+		return nil, "", selection.Selection{}, err
 	}
 	next := stopRelayFirst
 	if mode == openRead {
@@ -91,17 +92,17 @@ func deadLetterStore(c *cli.Context, mode openMode) (*store.Store, string, selec
 	}
 	st, err := openAdminStore(cfg.DataDir, mode, next)
 	if err != nil {
-		return nil, "", selection{}, err
+		return nil, "", selection.Selection{}, err
 	}
 	name := c.String("destination")
 	sum, err := st.Summary()
 	if err != nil {
 		_ = st.Close()
-		return nil, "", selection{}, err
+		return nil, "", selection.Selection{}, err
 	}
 	if _, ok := sum.Queues[name]; !ok {
 		_ = st.Close()
-		return nil, "", selection{}, fmt.Errorf("no destination %q in %s; it holds %s", name, cfg.DataDir, describeStore(sum))
+		return nil, "", selection.Selection{}, fmt.Errorf("no destination %q in %s; it holds %s", name, cfg.DataDir, describeStore(sum))
 	}
 	return st, name, sel, nil
 }
@@ -123,13 +124,13 @@ func runDeadLetterList(c *cli.Context) error {
 	} else {
 		list = newDeadLetterTable(c.App.Writer)
 	}
-	res, err := st.Scan(c.Context, src, sel.filter, func(r store.Record) error {
+	res, err := st.Scan(c.Context, src, sel.Filter, func(r store.Record) error {
 		if enc != nil {
 			x := exportfile.FromStore(r, src)
 			x.Request = nil
 			return enc.Encode(x)
 		}
-		list.row(r.Entry.ID, r.Entry.ReceivedAt, r.Dead.At, r.Dead.Status, r.Dead.Attempts, int64(r.Size), entryApp(r.Entry), r.Dead.Reason)
+		list.row(r.Entry.ID, r.Entry.ReceivedAt, r.Dead.At, r.Dead.Status, r.Dead.Attempts, int64(r.Size), selection.AppOf(r.Entry), r.Dead.Reason)
 		return nil
 	})
 	if list != nil {
@@ -139,7 +140,7 @@ func runDeadLetterList(c *cli.Context) error {
 		return err
 	}
 	if enc == nil {
-		fmt.Fprintf(c.App.Writer, "%d dead letters (%s) of %s%s\n", res.Entries, humanBytes(res.Bytes), name, describeSelection(sel))
+		fmt.Fprintf(c.App.Writer, "%d dead letters (%s) of %s%s\n", res.Entries, humanBytes(res.Bytes), name, sel.Describe())
 	}
 	return nil
 }
@@ -150,12 +151,12 @@ func runDeadLetterRequeue(c *cli.Context) error {
 		return err
 	}
 	defer st.Close()
-	res, err := st.RequeueDeadLetters(c.Context, name, sel.filter)
+	res, err := st.RequeueDeadLetters(c.Context, name, sel.Filter)
 	if err != nil {
 		return fmt.Errorf("%w (%d were requeued before the error)", err, res.Entries)
 	}
 	fmt.Fprintf(c.App.Writer, "requeued %d dead letters (%s) to the queue of %s%s; the relay sends them when it runs\n",
-		res.Entries, humanBytes(res.Bytes), name, describeSelection(sel))
+		res.Entries, humanBytes(res.Bytes), name, sel.Describe())
 	return nil
 }
 
@@ -165,17 +166,17 @@ func runDeadLetterPurge(c *cli.Context) error {
 		return err
 	}
 	defer st.Close()
-	cnt, err := st.Count(c.Context, store.DeadLetterSource(name), sel.filter)
+	cnt, err := st.Count(c.Context, store.DeadLetterSource(name), sel.Filter)
 	if err != nil {
 		return err
 	}
 	if cnt.Entries == 0 {
-		fmt.Fprintf(c.App.Writer, "no dead letters of %s to purge%s\n", name, describeSelection(sel))
+		fmt.Fprintf(c.App.Writer, "no dead letters of %s to purge%s\n", name, sel.Describe())
 		return nil
 	}
 	if !c.Bool("yes") {
 		fmt.Fprintf(c.App.ErrWriter, "Delete %d dead letters (%s) of %s%s for good? Type yes to continue: ",
-			cnt.Entries, humanBytes(cnt.Bytes), name, describeSelection(sel))
+			cnt.Entries, humanBytes(cnt.Bytes), name, sel.Describe())
 		answer, err := bufio.NewReader(c.App.Reader).ReadString('\n')
 		if err != nil && answer == "" {
 			return errors.New("no answer on stdin: nothing deleted; add --yes to purge without asking")
@@ -184,10 +185,10 @@ func runDeadLetterPurge(c *cli.Context) error {
 			return fmt.Errorf("not confirmed (answer %q): nothing deleted", strings.TrimSpace(answer))
 		}
 	}
-	res, err := st.PurgeDeadLetters(c.Context, name, sel.filter)
+	res, err := st.PurgeDeadLetters(c.Context, name, sel.Filter)
 	if err != nil {
 		return fmt.Errorf("%w (%d were purged before the error)", err, res.Entries)
 	}
-	fmt.Fprintf(c.App.Writer, "purged %d dead letters (%s) of %s%s\n", res.Entries, humanBytes(res.Bytes), name, describeSelection(sel))
+	fmt.Fprintf(c.App.Writer, "purged %d dead letters (%s) of %s%s\n", res.Entries, humanBytes(res.Bytes), name, sel.Describe())
 	return nil
 }

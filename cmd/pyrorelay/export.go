@@ -119,12 +119,12 @@ func runExport(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	total, err := st.Count(c.Context, src, sel.filter)
+	total, err := st.Count(c.Context, src, sel.Filter)
 	if err != nil {
 		return err
 	}
 	prog := newProgress(c.App.ErrWriter, "exported", total.Entries, total.Bytes)
-	res, err := st.Scan(c.Context, src, sel.filter, func(r store.Record) error {
+	res, err := st.Scan(c.Context, src, sel.Filter, func(r store.Record) error {
 		if err := sink.Write(exportfile.FromStore(r, src), r.Entry.Body); err != nil {
 			return err
 		}
@@ -142,18 +142,11 @@ func runExport(c *cli.Context) error {
 	if out == "-" {
 		where = "stdout"
 	}
-	fmt.Fprintf(c.App.ErrWriter, "exported %d entries (%s) from %s to %s%s\n", res.Entries, humanBytes(res.Bytes), src, where, describeSelection(sel))
+	fmt.Fprintf(c.App.ErrWriter, "exported %d entries (%s) from %s to %s%s\n", res.Entries, humanBytes(res.Bytes), src, where, sel.Describe())
 	if res.Skipped > 0 {
 		fmt.Fprintf(c.App.ErrWriter, "warning: %d unreadable entries skipped (corrupt or missing); the relay quarantines them when it reads them\n", res.Skipped)
 	}
 	return nil
-}
-
-func describeSelection(sel selection) string {
-	if sel.desc == "" {
-		return ""
-	}
-	return " (" + sel.desc + ")"
 }
 
 // newExportWriter is where export writes: the directory out, or ndjson
@@ -256,7 +249,7 @@ func runImport(c *cli.Context) error {
 		return nil
 	}
 	err = exportfile.Read(c.Context, from, c.App.Reader, chk, func(_ *exportfile.Record, e *store.Entry) error {
-		if !sel.matches(e) {
+		if !sel.Matches(e) {
 			skipped++
 			return nil
 		}

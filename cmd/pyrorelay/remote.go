@@ -16,6 +16,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/pyrorelay/pyrorelay/exportfile"
+	"github.com/pyrorelay/pyrorelay/selection"
 	"github.com/pyrorelay/pyrorelay/store"
 )
 
@@ -44,7 +45,7 @@ func remoteExport(c *cli.Context) error {
 	defer resp.Body.Close()
 	prog := newProgress(c.App.ErrWriter, "exported", -1, 0)
 	n, from := 0, ""
-	err = exportfile.ReadNDJSON(c.Context, resp.Body, exportfile.Checks{CopyOnly: true, MaxBodySize: pushBodyLimit}, func(x *exportfile.Record, e *store.Entry) error {
+	err = exportfile.ReadNDJSON(c.Context, resp.Body, exportfile.Checks{CopyOnly: true, MaxBodySize: selection.MaxPushBody}, func(x *exportfile.Record, e *store.Entry) error {
 		from = x.From
 		if err := sink.Write(x, e.Body); err != nil {
 			return err
@@ -71,7 +72,7 @@ func remoteExport(c *cli.Context) error {
 	bytes := prog.bytes
 	prog.mu.Unlock()
 	fmt.Fprintf(c.App.ErrWriter, "exported %d entries (%s) from %s of the relay at %s to %s%s\n",
-		n, humanBytes(bytes), from, redactURL(t.base), where, describeSelection(sel))
+		n, humanBytes(bytes), from, redactURL(t.base), where, sel.Describe())
 	return nil
 }
 
@@ -141,7 +142,7 @@ func remoteDeadLetterList(c *cli.Context) error {
 		return err
 	}
 	if enc == nil {
-		fmt.Fprintf(c.App.Writer, "%d dead letters (%s) of %s%s\n", n, humanBytes(bytes), name, describeSelection(sel))
+		fmt.Fprintf(c.App.Writer, "%d dead letters (%s) of %s%s\n", n, humanBytes(bytes), name, sel.Describe())
 	}
 	return nil
 }

@@ -19,8 +19,8 @@ import (
 
 	"github.com/pyrorelay/pyrorelay/daemon"
 	"github.com/pyrorelay/pyrorelay/exportfile"
-	"github.com/pyrorelay/pyrorelay/pushwire"
 	"github.com/pyrorelay/pyrorelay/relay"
+	"github.com/pyrorelay/pyrorelay/selection"
 	"github.com/pyrorelay/pyrorelay/store"
 )
 
@@ -204,13 +204,13 @@ func runReplay(c *cli.Context) error {
 		if err != nil {
 			return err
 		}
-		cnt, err := st.Count(ctx, src, sel.filter)
+		cnt, err := st.Count(ctx, src, sel.Filter)
 		if err != nil {
 			return err
 		}
 		what, total, totalBytes = src.String(), cnt.Entries, cnt.Bytes
 		each = func(fn func(replayItem) error) error {
-			_, err := st.Scan(ctx, src, sel.filter, func(r store.Record) error {
+			_, err := st.Scan(ctx, src, sel.Filter, func(r store.Record) error {
 				return fn(replayItem{e: r.Entry, pos: r.Pos, size: int64(r.Size), name: fmt.Sprintf("entry %d", r.Entry.ID)})
 			})
 			return err
@@ -232,7 +232,7 @@ func runReplay(c *cli.Context) error {
 			n := 0
 			return exportfile.Read(ctx, from, c.App.Reader, chk, func(_ *exportfile.Record, e *store.Entry) error {
 				n++
-				if !sel.matches(e) {
+				if !sel.Matches(e) {
 					return nil
 				}
 				return fn(replayItem{e: e, size: int64(e.Size()), name: exportEntryName(e, n, what)})
@@ -248,7 +248,7 @@ func runReplay(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(c.App.ErrWriter, "replaying %s to %s%s\n", what, redactURL(dest.URL), describeSelection(sel))
+	fmt.Fprintf(c.App.ErrWriter, "replaying %s to %s%s\n", what, redactURL(dest.URL), sel.Describe())
 	prog := newProgressStatus(c.App.Writer, "sent", total, totalBytes, retries.last)
 	pace := newPacer(rate)
 	work := make(chan replayItem, dest.Concurrency)
@@ -325,13 +325,13 @@ func runReplay(c *cli.Context) error {
 }
 
 // dryRun lists what a replay would send.
-func dryRun(c *cli.Context, each func(fn func(replayItem) error) error, what, to string, sel selection) error {
+func dryRun(c *cli.Context, each func(fn func(replayItem) error) error, what, to string, sel selection.Selection) error {
 	n, bytes := 0, int64(0)
 	err := each(func(it replayItem) error {
 		n++
 		bytes += it.size
 		fmt.Fprintf(c.App.Writer, "would send %s: %s, received %s, %s, %s\n", it.name, it.e.Kind,
-			it.e.ReceivedAt.UTC().Format(time.RFC3339), entryApp(it.e), humanBytes(it.size))
+			it.e.ReceivedAt.UTC().Format(time.RFC3339), selection.AppOf(it.e), humanBytes(it.size))
 		return nil
 	})
 	if err != nil {
@@ -340,7 +340,7 @@ func dryRun(c *cli.Context, each func(fn func(replayItem) error) error, what, to
 	if to == "" {
 		to = "--to"
 	}
-	fmt.Fprintf(c.App.Writer, "dry run: would send %d entries (%s) from %s to %s%s\n", n, humanBytes(bytes), what, redactURL(to), describeSelection(sel))
+	fmt.Fprintf(c.App.Writer, "dry run: would send %d entries (%s) from %s to %s%s\n", n, humanBytes(bytes), what, redactURL(to), sel.Describe())
 	return nil
 }
 
@@ -352,27 +352,4 @@ func exportEntryName(e *store.Entry, n int, from string) string {
 		return fmt.Sprintf("record %d of %s", n, from)
 	}
 	return fmt.Sprintf("entry %d (record %d of %s)", e.ID, n, from)
-}
-
-// entryApp names an entry's application for people: the /ingest name, or
-// the service_name of a Push's first series.
-func entryApp(e *store.Entry) string {
-	if e.Kind == store.KindIngest {
-		if q, err := url.ParseQuery(e.Query); err == nil && q.Get("name") != "" {
-			return q.Get("name")
-		}
-		return "(no name)"
-	}
-	app := ""
-	err := pushwire.EachSeries(pushBody(e), func(labels map[string]string) bool {
-		app = labels["service_name"]
-		if app == "" {
-			app = labels["__name__"]
-		}
-		return false
-	})
-	if err != nil || app == "" {
-		return "(push)"
-	}
-	return "push " + app
 }
