@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pyrorelay/pyrorelay/progress"
 	"github.com/pyrorelay/pyrorelay/selection"
 	"github.com/urfave/cli/v2"
 )
@@ -69,7 +70,7 @@ func runArchivePurge(c *cli.Context) error {
 	}
 	if !c.Bool("yes") {
 		fmt.Fprintf(c.App.ErrWriter, "Delete %s (the archive holds %d, %s) for good? Type yes to continue: ",
-			what, sum.Archive.Entries, humanBytes(sum.Archive.Bytes))
+			what, sum.Archive.Entries, progress.Bytes(sum.Archive.Bytes))
 		answer, err := bufio.NewReader(c.App.Reader).ReadString('\n')
 		if err != nil && answer == "" {
 			return errors.New("no answer on stdin: nothing deleted; add --yes to purge without asking")
@@ -83,6 +84,6 @@ func runArchivePurge(c *cli.Context) error {
 		return fmt.Errorf("%w (%d were purged before the error)", err, res.Entries)
 	}
 	fmt.Fprintf(c.App.Writer, "purged %d archived profiles (%s) from %s; the file keeps its size until `pyrorelay compact`\n",
-		res.Entries, humanBytes(res.Bytes), cfg.DataDir)
+		res.Entries, progress.Bytes(res.Bytes), cfg.DataDir)
 	return nil
 }

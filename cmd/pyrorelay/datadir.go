@@ -92,20 +92,6 @@ const stopRelayFirst = "stop the relay first (for example `systemctl stop pyrore
 // locked: the running relay answers it over its admin API.
 const askWithURL = "ask the running relay instead: add --url http://HOST:PORT (its --listen address), with --bearer-token-file or credentials in the URL if it requires them"
 
-// humanBytes formats a byte count for people: 1536 is "1.5 KiB".
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit && exp < 4; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTP"[exp])
-}
-
 // ago formats the age of t for people: "3h12m ago".
 func ago(t, now time.Time) string {
 	if t.IsZero() {

@@ -11,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/pyrorelay/pyrorelay/exportfile"
+	"github.com/pyrorelay/pyrorelay/progress"
 	"github.com/pyrorelay/pyrorelay/selection"
 	"github.com/pyrorelay/pyrorelay/store"
 )
@@ -140,7 +141,7 @@ func runDeadLetterList(c *cli.Context) error {
 		return err
 	}
 	if enc == nil {
-		fmt.Fprintf(c.App.Writer, "%d dead letters (%s) of %s%s\n", res.Entries, humanBytes(res.Bytes), name, sel.Describe())
+		fmt.Fprintf(c.App.Writer, "%d dead letters (%s) of %s%s\n", res.Entries, progress.Bytes(res.Bytes), name, sel.Describe())
 	}
 	return nil
 }
@@ -156,7 +157,7 @@ func runDeadLetterRequeue(c *cli.Context) error {
 		return fmt.Errorf("%w (%d were requeued before the error)", err, res.Entries)
 	}
 	fmt.Fprintf(c.App.Writer, "requeued %d dead letters (%s) to the queue of %s%s; the relay sends them when it runs\n",
-		res.Entries, humanBytes(res.Bytes), name, sel.Describe())
+		res.Entries, progress.Bytes(res.Bytes), name, sel.Describe())
 	return nil
 }
 
@@ -176,7 +177,7 @@ func runDeadLetterPurge(c *cli.Context) error {
 	}
 	if !c.Bool("yes") {
 		fmt.Fprintf(c.App.ErrWriter, "Delete %d dead letters (%s) of %s%s for good? Type yes to continue: ",
-			cnt.Entries, humanBytes(cnt.Bytes), name, sel.Describe())
+			cnt.Entries, progress.Bytes(cnt.Bytes), name, sel.Describe())
 		answer, err := bufio.NewReader(c.App.Reader).ReadString('\n')
 		if err != nil && answer == "" {
 			return errors.New("no answer on stdin: nothing deleted; add --yes to purge without asking")
@@ -189,6 +190,6 @@ func runDeadLetterPurge(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("%w (%d were purged before the error)", err, res.Entries)
 	}
-	fmt.Fprintf(c.App.Writer, "purged %d dead letters (%s) of %s%s\n", res.Entries, humanBytes(res.Bytes), name, sel.Describe())
+	fmt.Fprintf(c.App.Writer, "purged %d dead letters (%s) of %s%s\n", res.Entries, progress.Bytes(res.Bytes), name, sel.Describe())
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/pyrorelay/pyrorelay/daemon"
+	"github.com/pyrorelay/pyrorelay/progress"
 	"github.com/pyrorelay/pyrorelay/store"
 )
 
@@ -103,7 +104,7 @@ func runDrain(c *cli.Context) error {
 			line += fmt.Sprintf("empty; %d delivered", delivered)
 		} else {
 			left++
-			line += fmt.Sprintf("%d entries (%s) left, oldest received %s; %d delivered", a.Entries, humanBytes(a.Bytes), ago(a.Oldest, time.Now()), delivered)
+			line += fmt.Sprintf("%d entries (%s) left, oldest received %s; %d delivered", a.Entries, progress.Bytes(a.Bytes), ago(a.Oldest, time.Now()), delivered)
 			if lf := r.LastFailure; lf != nil {
 				line += fmt.Sprintf("; last failure %s: %s", ago(lf.At, time.Now()), lf.Reason)
 			}

@@ -11,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/pyrorelay/pyrorelay/exportfile"
+	"github.com/pyrorelay/pyrorelay/progress"
 	"github.com/pyrorelay/pyrorelay/store"
 )
 
@@ -123,15 +124,15 @@ func runExport(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	prog := newProgress(c.App.ErrWriter, "exported", total.Entries, total.Bytes)
+	prog := progress.New(c.App.ErrWriter, "exported", total.Entries, total.Bytes)
 	res, err := st.Scan(c.Context, src, sel.Filter, func(r store.Record) error {
 		if err := sink.Write(exportfile.FromStore(r, src), r.Entry.Body); err != nil {
 			return err
 		}
-		prog.add(int64(r.Size))
+		prog.Add(int64(r.Size))
 		return nil
 	})
-	prog.finish()
+	prog.Finish()
 	if cerr := sink.Close(); err == nil {
 		err = cerr
 	}
@@ -142,7 +143,7 @@ func runExport(c *cli.Context) error {
 	if out == "-" {
 		where = "stdout"
 	}
-	fmt.Fprintf(c.App.ErrWriter, "exported %d entries (%s) from %s to %s%s\n", res.Entries, humanBytes(res.Bytes), src, where, sel.Describe())
+	fmt.Fprintf(c.App.ErrWriter, "exported %d entries (%s) from %s to %s%s\n", res.Entries, progress.Bytes(res.Bytes), src, where, sel.Describe())
 	if res.Skipped > 0 {
 		fmt.Fprintf(c.App.ErrWriter, "warning: %d unreadable entries skipped (corrupt or missing); the relay quarantines them when it reads them\n", res.Skipped)
 	}
@@ -266,7 +267,7 @@ func runImport(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("import into queue %q after %d entries (those are stored; import the rest again from a fresh export, or purge and redo): %w", queue, n, err)
 	}
-	msg := fmt.Sprintf("imported %d entries (%s) into queue %q of %s", n, humanBytes(bytes), queue, cfg.DataDir)
+	msg := fmt.Sprintf("imported %d entries (%s) into queue %q of %s", n, progress.Bytes(bytes), queue, cfg.DataDir)
 	if skipped > 0 {
 		msg += fmt.Sprintf("; %d left out by the filters", skipped)
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/pyrorelay/pyrorelay/daemon"
 	"github.com/pyrorelay/pyrorelay/httpserver"
+	"github.com/pyrorelay/pyrorelay/progress"
 	"github.com/pyrorelay/pyrorelay/store"
 )
 
@@ -252,15 +253,15 @@ func printStatus(w io.Writer, st httpserver.QueuesStatus) {
 		if len(q.Receivers) > 0 {
 			receivers = strings.Join(q.Receivers, ",")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%d\t%s\t%s\n", q.Name, state, q.Entries, humanBytes(q.Bytes),
-			agoPtr(q.Oldest, now), agoPtr(q.Newest, now), q.DeadLetters, humanBytes(q.DeadLetterBytes), receivers)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%d\t%s\t%s\n", q.Name, state, q.Entries, progress.Bytes(q.Bytes),
+			agoPtr(q.Oldest, now), agoPtr(q.Newest, now), q.DeadLetters, progress.Bytes(q.DeadLetterBytes), receivers)
 	}
 	_ = tw.Flush()
 	if len(st.Queues) == 0 {
 		fmt.Fprintln(w, "(no queue yet)")
 	}
 	a := st.Archive
-	fmt.Fprintf(w, "\narchive: %d entries, %s", a.Entries, humanBytes(a.Bytes))
+	fmt.Fprintf(w, "\narchive: %d entries, %s", a.Entries, progress.Bytes(a.Bytes))
 	if a.Oldest != nil {
 		fmt.Fprintf(w, ", received %s to %s", a.Oldest.Format(time.RFC3339), a.Newest.Format(time.RFC3339))
 	}
@@ -269,13 +270,13 @@ func printStatus(w io.Writer, st httpserver.QueuesStatus) {
 		settings = append(settings, "retention "+(time.Duration(a.RetentionSeconds)*time.Second).String())
 	}
 	if a.MaxBytes > 0 {
-		settings = append(settings, "max "+humanBytes(a.MaxBytes))
+		settings = append(settings, "max "+progress.Bytes(a.MaxBytes))
 	}
 	if len(settings) > 0 {
 		fmt.Fprintf(w, " (%s)", strings.Join(settings, ", "))
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "file: %s on disk (a stopped relay's file shrinks with `pyrorelay compact`); quarantined records: %d\n", humanBytes(st.FileBytes), st.Quarantined)
+	fmt.Fprintf(w, "file: %s on disk (a stopped relay's file shrinks with `pyrorelay compact`); quarantined records: %d\n", progress.Bytes(st.FileBytes), st.Quarantined)
 	if len(orphans) > 0 {
 		fmt.Fprintf(w, "\n%d orphan queue(s): no configured destination drains %s. Move one to a destination with\n"+
 			"`pyrorelay queue move --from %s --to NEW` (relay stopped), or send it with `pyrorelay replay --queue %s --to URL`.\n",
@@ -370,9 +371,9 @@ Example:
 				return err
 			}
 			for _, l := range res.Removed {
-				fmt.Fprintf(c.App.Writer, "removed %s (%s), left by a compact that was interrupted\n", l.Path, humanBytes(l.Bytes))
+				fmt.Fprintf(c.App.Writer, "removed %s (%s), left by a compact that was interrupted\n", l.Path, progress.Bytes(l.Bytes))
 			}
-			fmt.Fprintf(c.App.Writer, "%s: %s before, %s after (%s freed)\n", cfg.DataDir, humanBytes(res.Before), humanBytes(res.After), humanBytes(max(res.Before-res.After, 0)))
+			fmt.Fprintf(c.App.Writer, "%s: %s before, %s after (%s freed)\n", cfg.DataDir, progress.Bytes(res.Before), progress.Bytes(res.After), progress.Bytes(max(res.Before-res.After, 0)))
 			return nil
 		},
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/pyrorelay/pyrorelay/exportfile"
+	"github.com/pyrorelay/pyrorelay/progress"
 	"github.com/pyrorelay/pyrorelay/selection"
 	"github.com/pyrorelay/pyrorelay/store"
 )
@@ -43,7 +44,7 @@ func remoteExport(c *cli.Context) error {
 		return err
 	}
 	defer resp.Body.Close()
-	prog := newProgress(c.App.ErrWriter, "exported", -1, 0)
+	prog := progress.New(c.App.ErrWriter, "exported", -1, 0)
 	n, from := 0, ""
 	err = exportfile.ReadNDJSON(c.Context, resp.Body, exportfile.Checks{CopyOnly: true, MaxBodySize: selection.MaxPushBody}, func(x *exportfile.Record, e *store.Entry) error {
 		from = x.From
@@ -51,10 +52,10 @@ func remoteExport(c *cli.Context) error {
 			return err
 		}
 		n++
-		prog.add(int64(len(e.Body)))
+		prog.Add(int64(len(e.Body)))
 		return nil
 	})
-	prog.finish()
+	prog.Finish()
 	if cerr := sink.Close(); err == nil {
 		err = cerr
 	}
@@ -68,11 +69,9 @@ func remoteExport(c *cli.Context) error {
 	if out == "-" {
 		where = "stdout"
 	}
-	prog.mu.Lock()
-	bytes := prog.bytes
-	prog.mu.Unlock()
+	_, bytes, _ := prog.Counts()
 	fmt.Fprintf(c.App.ErrWriter, "exported %d entries (%s) from %s of the relay at %s to %s%s\n",
-		n, humanBytes(bytes), from, redactURL(t.base), where, sel.Describe())
+		n, progress.Bytes(bytes), from, redactURL(t.base), where, sel.Describe())
 	return nil
 }
 
@@ -142,7 +141,7 @@ func remoteDeadLetterList(c *cli.Context) error {
 		return err
 	}
 	if enc == nil {
-		fmt.Fprintf(c.App.Writer, "%d dead letters (%s) of %s%s\n", n, humanBytes(bytes), name, sel.Describe())
+		fmt.Fprintf(c.App.Writer, "%d dead letters (%s) of %s%s\n", n, progress.Bytes(bytes), name, sel.Describe())
 	}
 	return nil
 }
@@ -165,7 +164,7 @@ func (t *deadLetterTable) row(id uint64, received, dead time.Time, status, attem
 		reason = reason[:120] + "..."
 	}
 	fmt.Fprintf(t.tw, "%d\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", id, received.UTC().Format(time.RFC3339),
-		dead.UTC().Format(time.RFC3339), st, attempts, humanBytes(size), app, reason)
+		dead.UTC().Format(time.RFC3339), st, attempts, progress.Bytes(size), app, reason)
 }
 
 func (t *deadLetterTable) flush() { _ = t.tw.Flush() }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/pyrorelay/pyrorelay/daemon"
 	"github.com/pyrorelay/pyrorelay/exportfile"
+	"github.com/pyrorelay/pyrorelay/progress"
 	"github.com/pyrorelay/pyrorelay/relay"
 	"github.com/pyrorelay/pyrorelay/selection"
 	"github.com/pyrorelay/pyrorelay/store"
@@ -249,7 +250,7 @@ func runReplay(c *cli.Context) error {
 		return err
 	}
 	fmt.Fprintf(c.App.ErrWriter, "replaying %s to %s%s\n", what, redactURL(dest.URL), sel.Describe())
-	prog := newProgressStatus(c.App.Writer, "sent", total, totalBytes, retries.last)
+	prog := progress.NewWithStatus(c.App.Writer, "sent", total, totalBytes, retries.last)
 	pace := newPacer(rate)
 	work := make(chan replayItem, dest.Concurrency)
 	var wg sync.WaitGroup
@@ -270,11 +271,11 @@ func runReplay(c *cli.Context) error {
 							fmt.Fprintf(c.App.ErrWriter, "%s was delivered but stays queued: %v\n", it.name, err)
 						}
 					}
-					prog.add(it.size)
+					prog.Add(it.size)
 				case relay.FateAbandoned:
 					// Interrupted: it stays where it was.
 				default:
-					prog.fail()
+					prog.Fail()
 					failMu.Lock()
 					if firstFailure == "" {
 						firstFailure = res.Outcome.Reason
@@ -299,12 +300,10 @@ func runReplay(c *cli.Context) error {
 	})
 	close(work)
 	wg.Wait()
-	prog.finish()
-	prog.mu.Lock()
-	sent, sentBytes, failed := prog.n, prog.bytes, prog.failed
-	prog.mu.Unlock()
-	elapsed := time.Since(prog.start).Round(time.Millisecond)
-	fmt.Fprintf(c.App.Writer, "sent %d entries (%s) from %s to %s in %s", sent, humanBytes(sentBytes), what, redactURL(dest.URL), elapsed)
+	prog.Finish()
+	sent, sentBytes, failed := prog.Counts()
+	elapsed := prog.Elapsed().Round(time.Millisecond)
+	fmt.Fprintf(c.App.Writer, "sent %d entries (%s) from %s to %s in %s", sent, progress.Bytes(sentBytes), what, redactURL(dest.URL), elapsed)
 	if failed > 0 {
 		fmt.Fprintf(c.App.Writer, "; %d not sent", failed)
 	}
@@ -331,7 +330,7 @@ func dryRun(c *cli.Context, each func(fn func(replayItem) error) error, what, to
 		n++
 		bytes += it.size
 		fmt.Fprintf(c.App.Writer, "would send %s: %s, received %s, %s, %s\n", it.name, it.e.Kind,
-			it.e.ReceivedAt.UTC().Format(time.RFC3339), selection.AppOf(it.e), humanBytes(it.size))
+			it.e.ReceivedAt.UTC().Format(time.RFC3339), selection.AppOf(it.e), progress.Bytes(it.size))
 		return nil
 	})
 	if err != nil {
@@ -340,7 +339,7 @@ func dryRun(c *cli.Context, each func(fn func(replayItem) error) error, what, to
 	if to == "" {
 		to = "--to"
 	}
-	fmt.Fprintf(c.App.Writer, "dry run: would send %d entries (%s) from %s to %s%s\n", n, humanBytes(bytes), what, redactURL(to), sel.Describe())
+	fmt.Fprintf(c.App.Writer, "dry run: would send %d entries (%s) from %s to %s%s\n", n, progress.Bytes(bytes), what, redactURL(to), sel.Describe())
 	return nil
 }
 
