@@ -774,4 +774,3 @@ func TestCLIRateParsing(t *testing.T) {
 		}
 	}
 }
-
