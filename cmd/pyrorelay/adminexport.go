@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/pyrorelay/pyrorelay/datadir"
 	"github.com/pyrorelay/pyrorelay/exportfile"
 	"github.com/pyrorelay/pyrorelay/httpserver"
 	"github.com/pyrorelay/pyrorelay/selection"
@@ -101,7 +102,7 @@ func exportSource(st *store.Store, q url.Values) (store.Source, int, error) {
 		return src, http.StatusServiceUnavailable, fmt.Errorf("read the store: %w", err)
 	}
 	if _, ok := sum.Queues[src.Queue]; !ok {
-		return src, http.StatusNotFound, fmt.Errorf("no queue %q; the relay holds %s", src.Queue, describeStore(sum))
+		return src, http.StatusNotFound, fmt.Errorf("no queue %q; the relay holds %s", src.Queue, datadir.Describe(sum))
 	}
 	return src, 0, nil
 }

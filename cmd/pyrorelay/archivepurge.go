@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pyrorelay/pyrorelay/datadir"
 	"github.com/pyrorelay/pyrorelay/progress"
 	"github.com/pyrorelay/pyrorelay/selection"
 	"github.com/urfave/cli/v2"
@@ -51,7 +52,7 @@ func runArchivePurge(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	st, err := openAdminStore(cfg.DataDir, openWrite, stopRelayFirst)
+	st, err := datadir.Open(cfg.DataDir, datadir.Write, datadir.StopRelayFirst)
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/pyrorelay/pyrorelay/datadir"
 	"github.com/pyrorelay/pyrorelay/exportfile"
 	"github.com/pyrorelay/pyrorelay/progress"
 	"github.com/pyrorelay/pyrorelay/selection"
@@ -78,7 +79,7 @@ Examples:
 
 // deadLetterStore opens the store for a dead-letter command and checks the
 // destination has a dead-letter list.
-func deadLetterStore(c *cli.Context, mode openMode) (*store.Store, string, selection.Selection, error) {
+func deadLetterStore(c *cli.Context, mode datadir.Mode) (*store.Store, string, selection.Selection, error) {
 	cfg, err := adminConfig(c)
 	if err != nil {
 		return nil, "", selection.Selection{}, err
@@ -87,11 +88,11 @@ func deadLetterStore(c *cli.Context, mode openMode) (*store.Store, string, selec
 	if err != nil {
 		return nil, "", selection.Selection{}, err
 	}
-	next := stopRelayFirst
-	if mode == openRead {
-		next = askWithURL
+	next := datadir.StopRelayFirst
+	if mode == datadir.Read {
+		next = datadir.AskWithURL
 	}
-	st, err := openAdminStore(cfg.DataDir, mode, next)
+	st, err := datadir.Open(cfg.DataDir, mode, next)
 	if err != nil {
 		return nil, "", selection.Selection{}, err
 	}
@@ -103,7 +104,7 @@ func deadLetterStore(c *cli.Context, mode openMode) (*store.Store, string, selec
 	}
 	if _, ok := sum.Queues[name]; !ok {
 		_ = st.Close()
-		return nil, "", selection.Selection{}, fmt.Errorf("no destination %q in %s; it holds %s", name, cfg.DataDir, describeStore(sum))
+		return nil, "", selection.Selection{}, fmt.Errorf("no destination %q in %s; it holds %s", name, cfg.DataDir, datadir.Describe(sum))
 	}
 	return st, name, sel, nil
 }
@@ -112,7 +113,7 @@ func runDeadLetterList(c *cli.Context) error {
 	if c.String("url") != "" {
 		return remoteDeadLetterList(c)
 	}
-	st, name, sel, err := deadLetterStore(c, openRead)
+	st, name, sel, err := deadLetterStore(c, datadir.Read)
 	if err != nil {
 		return err
 	}
@@ -147,7 +148,7 @@ func runDeadLetterList(c *cli.Context) error {
 }
 
 func runDeadLetterRequeue(c *cli.Context) error {
-	st, name, sel, err := deadLetterStore(c, openWrite)
+	st, name, sel, err := deadLetterStore(c, datadir.Write)
 	if err != nil {
 		return err
 	}
@@ -162,7 +163,7 @@ func runDeadLetterRequeue(c *cli.Context) error {
 }
 
 func runDeadLetterPurge(c *cli.Context) error {
-	st, name, sel, err := deadLetterStore(c, openWrite)
+	st, name, sel, err := deadLetterStore(c, datadir.Write)
 	if err != nil {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/pyrorelay/pyrorelay/daemon"
+	"github.com/pyrorelay/pyrorelay/datadir"
 	"github.com/pyrorelay/pyrorelay/progress"
 	"github.com/pyrorelay/pyrorelay/store"
 )
@@ -78,7 +79,7 @@ func runDrain(c *cli.Context) error {
 		return fmt.Errorf("--timeout must be positive, got %s", timeout)
 	}
 	st, err := store.Open(cfg.DataDir, store.Options{
-		LockTimeout:      adminLockTimeout,
+		LockTimeout:      datadir.LockTimeout,
 		ArchiveRetention: cfg.ArchiveRetention,
 		ArchiveMaxBytes:  int64(cfg.ArchiveMaxSize),
 	})

@@ -17,7 +17,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/pyrorelay/pyrorelay/daemon"
+	"github.com/pyrorelay/pyrorelay/datadir"
 	"github.com/pyrorelay/pyrorelay/httpserver"
 	"github.com/pyrorelay/pyrorelay/progress"
 	"github.com/pyrorelay/pyrorelay/store"
@@ -85,7 +85,7 @@ func readStatus(c *cli.Context) (httpserver.QueuesStatus, error) {
 	if err != nil {
 		return httpserver.QueuesStatus{}, err
 	}
-	st, err := openAdminStore(cfg.DataDir, openRead, "ask it instead with `pyrorelay queue status --url "+listenURL(cfg.Listen)+"` (the relay's --listen address)")
+	st, err := datadir.Open(cfg.DataDir, datadir.Read, "ask it instead with `pyrorelay queue status --url "+listenURL(cfg.Listen)+"` (the relay's --listen address)")
 	if err != nil {
 		return httpserver.QueuesStatus{}, err
 	}
@@ -314,7 +314,7 @@ Example:
 				return err
 			}
 			from, to := c.String("from"), c.String("to")
-			st, err := openAdminStore(cfg.DataDir, openWrite, stopRelayFirst)
+			st, err := datadir.Open(cfg.DataDir, datadir.Write, datadir.StopRelayFirst)
 			if err != nil {
 				return err
 			}
@@ -328,21 +328,12 @@ Example:
 				return err
 			}
 			fmt.Fprintf(c.App.Writer, "moved %d entries and %d dead letters from %q to %q\n", res.Entries, res.DeadLetters, from, to)
-			if c.String("config") != "" && !destinationConfigured(cfg, to) {
+			if c.String("config") != "" && !datadir.DestinationConfigured(cfg, to) {
 				fmt.Fprintf(c.App.ErrWriter, "warning: %q is not a destination in %s: nothing will send these entries until it is\n", to, c.String("config"))
 			}
 			return nil
 		},
 	}
-}
-
-func destinationConfigured(cfg daemon.Config, name string) bool {
-	for _, d := range cfg.Destinations {
-		if d.Name == name {
-			return true
-		}
-	}
-	return len(cfg.Destinations) == 0 && name == store.HoldQueue
 }
 
 func compactCommand() *cli.Command {
@@ -363,9 +354,9 @@ Example:
 			if err != nil {
 				return err
 			}
-			res, err := store.Compact(cfg.DataDir, adminLockTimeout)
+			res, err := store.Compact(cfg.DataDir, datadir.LockTimeout)
 			if errors.Is(err, store.ErrLocked) {
-				return fmt.Errorf("data dir %s is in use by a running relay: %s: %w", cfg.DataDir, stopRelayFirst, err)
+				return fmt.Errorf("data dir %s is in use by a running relay: %s: %w", cfg.DataDir, datadir.StopRelayFirst, err)
 			}
 			if err != nil {
 				return err

@@ -17,6 +17,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/pyrorelay/pyrorelay/daemon"
+	"github.com/pyrorelay/pyrorelay/datadir"
 	"github.com/pyrorelay/pyrorelay/progress"
 	"github.com/pyrorelay/pyrorelay/relay"
 	"github.com/pyrorelay/pyrorelay/replay"
@@ -180,11 +181,11 @@ func runReplay(c *cli.Context) error {
 	var ack func(pos uint64) error
 	what, total, totalBytes := from, -1, int64(0)
 	if fromStore {
-		mode := openRead
+		mode := datadir.Read
 		if c.String("destination") != "" && !c.Bool("keep") && !dry {
-			mode = openWrite
+			mode = datadir.Write
 		}
-		st, err := openAdminStore(from, mode, stopRelayFirst)
+		st, err := datadir.Open(from, mode, datadir.StopRelayFirst)
 		if err != nil {
 			return err
 		}
@@ -199,7 +200,7 @@ func runReplay(c *cli.Context) error {
 		}
 		what, total, totalBytes = src.String(), cnt.Entries, cnt.Bytes
 		each = replay.FromStore(ctx, st, src, sel.Filter)
-		if mode == openWrite {
+		if mode == datadir.Write {
 			ack = func(pos uint64) error {
 				return st.Ack(context.WithoutCancel(ctx), src.Queue, pos)
 			}
