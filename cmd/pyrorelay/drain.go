@@ -11,6 +11,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/pyrorelay/pyrorelay/adminapi"
 	"github.com/pyrorelay/pyrorelay/daemon"
 	"github.com/pyrorelay/pyrorelay/datadir"
 	"github.com/pyrorelay/pyrorelay/progress"
@@ -84,7 +85,7 @@ func runDrain(c *cli.Context) error {
 		ArchiveMaxBytes:  int64(cfg.ArchiveMaxSize),
 	})
 	if errors.Is(err, store.ErrLocked) {
-		return fmt.Errorf("data dir %s is in use by a running relay, which forwards already: watch it with `pyrorelay queue status --url %s`: %w", cfg.DataDir, listenURL(cfg.Listen), err)
+		return fmt.Errorf("data dir %s is in use by a running relay, which forwards already: watch it with `pyrorelay queue status --url %s`: %w", cfg.DataDir, adminapi.ListenURL(cfg.Listen), err)
 	}
 	if err != nil {
 		return err

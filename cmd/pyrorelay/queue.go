@@ -1,22 +1,17 @@
 package main
 
 import (
-	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/pyrorelay/pyrorelay/adminapi"
 	"github.com/pyrorelay/pyrorelay/datadir"
 	"github.com/pyrorelay/pyrorelay/httpserver"
 	"github.com/pyrorelay/pyrorelay/progress"
@@ -62,8 +57,8 @@ func runQueueStatus(c *cli.Context) error {
 	}
 	var st httpserver.QueuesStatus
 	var err error
-	if u := c.String("url"); u != "" {
-		st, err = fetchStatus(c.Context, u, c.String("bearer-token-file"), c.String("ca-file"))
+	if c.String("url") != "" {
+		st, err = adminClientOf(c).Status(c.Context)
 	} else {
 		st, err = readStatus(c)
 	}
@@ -85,7 +80,7 @@ func readStatus(c *cli.Context) (httpserver.QueuesStatus, error) {
 	if err != nil {
 		return httpserver.QueuesStatus{}, err
 	}
-	st, err := datadir.Open(cfg.DataDir, datadir.Read, "ask it instead with `pyrorelay queue status --url "+listenURL(cfg.Listen)+"` (the relay's --listen address)")
+	st, err := datadir.Open(cfg.DataDir, datadir.Read, "ask it instead with `pyrorelay queue status --url "+adminapi.ListenURL(cfg.Listen)+"` (the relay's --listen address)")
 	if err != nil {
 		return httpserver.QueuesStatus{}, err
 	}
@@ -114,43 +109,9 @@ func readStatus(c *cli.Context) (httpserver.QueuesStatus, error) {
 	return status, nil
 }
 
-// listenURL turns a --listen address into a URL to reach it locally.
-func listenURL(listen string) string {
-	host, port, err := net.SplitHostPort(listen)
-	if err != nil {
-		return "http://127.0.0.1:4040"
-	}
-	if host == "" || host == "0.0.0.0" || host == "::" {
-		host = "127.0.0.1"
-	}
-	return "http://" + net.JoinHostPort(host, port)
-}
-
-// fetchStatus asks a running relay.
-func fetchStatus(ctx context.Context, base, tokenFile, caFile string) (httpserver.QueuesStatus, error) {
-	var st httpserver.QueuesStatus
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	resp, err := adminGet(ctx, adminTarget{base: base, tokenFile: tokenFile, caFile: caFile}, httpserver.StatusPath)
-	if err != nil {
-		return st, err
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if err := json.Unmarshal(body, &st); err != nil {
-		return st, fmt.Errorf("the relay at %s sent a status that does not decode: %w", redactURL(base), err)
-	}
-	return st, nil
-}
-
-// adminTarget is a running relay's admin API and how to authenticate.
-type adminTarget struct {
-	base, tokenFile, caFile string
-}
-
-// adminTargetOf reads --url, --bearer-token-file and --ca-file.
-func adminTargetOf(c *cli.Context) adminTarget {
-	return adminTarget{base: c.String("url"), tokenFile: c.String("bearer-token-file"), caFile: c.String("ca-file")}
+// adminClientOf reads --url, --bearer-token-file and --ca-file.
+func adminClientOf(c *cli.Context) adminapi.Client {
+	return adminapi.Client{URL: c.String("url"), TokenFile: c.String("bearer-token-file"), CAFile: c.String("ca-file")}
 }
 
 // adminURLFlags ask a running relay instead of reading its data dir.
@@ -160,74 +121,6 @@ func adminURLFlags() []cli.Flag {
 		&cli.StringFlag{Name: "bearer-token-file", Usage: "send the token in `FILE` to the relay at --url"},
 		&cli.StringFlag{Name: "ca-file", Usage: "trust the CA certificates in `FILE` for an https --url"},
 	}
-}
-
-// adminGet GETs path (with its query) from a running relay and returns the
-// answer if it is a 200; any other answer becomes an error saying what to
-// do about it. The caller closes the body.
-func adminGet(ctx context.Context, t adminTarget, path string) (*http.Response, error) {
-	client, err := adminClient(t.caFile)
-	if err != nil {
-		return nil, err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(t.base, "/")+path, nil)
-	if err != nil {
-		return nil, fmt.Errorf("--url %q: %w", redactURL(t.base), err)
-	}
-	if t.tokenFile != "" {
-		tok, err := os.ReadFile(t.tokenFile)
-		if err != nil {
-			return nil, fmt.Errorf("--bearer-token-file: %w", err)
-		}
-		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("ask the relay at %s: %w (is it running, and is --url its --listen address? For a stopped relay use --data-dir)", redactURL(t.base), err)
-	}
-	if resp.StatusCode == http.StatusOK {
-		return resp, nil
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	endpoint, _, _ := strings.Cut(path, "?")
-	switch resp.StatusCode {
-	case http.StatusUnauthorized:
-		return nil, fmt.Errorf("the relay at %s wants credentials: put them in the URL (http://user:password@host:port) or use --bearer-token-file", redactURL(t.base))
-	case http.StatusNotFound:
-		if len(body) > 0 && strings.Contains(string(body), "no queue") {
-			return nil, fmt.Errorf("the relay at %s: %s", redactURL(t.base), strings.TrimSpace(string(body)))
-		}
-		return nil, fmt.Errorf("the server at %s has no %s: is it a pyrorelay with the admin API (this version or later)?", redactURL(t.base), endpoint)
-	default:
-		return nil, fmt.Errorf("the relay at %s answered %d: %s", redactURL(t.base), resp.StatusCode, strings.TrimSpace(string(body)))
-	}
-}
-
-func adminClient(caFile string) (*http.Client, error) {
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	if caFile != "" {
-		pem, err := os.ReadFile(caFile)
-		if err != nil {
-			return nil, fmt.Errorf("--ca-file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--ca-file %s: no PEM certificate found", caFile)
-		}
-		tr.TLSClientConfig = &tls.Config{RootCAs: pool}
-	}
-	return &http.Client{Transport: tr}, nil
-}
-
-// redactURL drops credentials from a URL for messages.
-func redactURL(u string) string {
-	if i := strings.Index(u, "://"); i >= 0 {
-		if j := strings.LastIndexByte(u[i+3:], '@'); j >= 0 {
-			return u[:i+3] + "***@" + u[i+3+j+1:]
-		}
-	}
-	return u
 }
 
 func printStatus(w io.Writer, st httpserver.QueuesStatus) {

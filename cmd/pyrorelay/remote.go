@@ -8,13 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"strconv"
 	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/pyrorelay/pyrorelay/adminapi"
 	"github.com/pyrorelay/pyrorelay/exportfile"
 	"github.com/pyrorelay/pyrorelay/progress"
 	"github.com/pyrorelay/pyrorelay/selection"
@@ -37,9 +37,9 @@ func remoteExport(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	t := adminTargetOf(c)
-	resp, err := adminGet(c.Context, t, exportQuery(c.String("destination"), c.String("dead-letter"), c.Bool("archive"),
-		c.String("since"), c.String("until"), c.String("app"), true))
+	t := adminClientOf(c)
+	resp, err := t.Get(c.Context, adminapi.ExportQuery{Queue: c.String("destination"), DeadLetter: c.String("dead-letter"), Archive: c.Bool("archive"),
+		Since: c.String("since"), Until: c.String("until"), App: c.String("app"), Bodies: true}.Path())
 	if err != nil {
 		return err
 	}
@@ -60,10 +60,10 @@ func remoteExport(c *cli.Context) error {
 		err = cerr
 	}
 	if err == nil {
-		err = exportComplete(resp, n)
+		err = adminapi.ExportComplete(resp, n)
 	}
 	if err != nil {
-		return fmt.Errorf("export from the relay at %s after %d entries: %w", redactURL(t.base), n, err)
+		return fmt.Errorf("export from the relay at %s after %d entries: %w", adminapi.RedactURL(t.URL), n, err)
 	}
 	where := out
 	if out == "-" {
@@ -71,20 +71,7 @@ func remoteExport(c *cli.Context) error {
 	}
 	_, bytes, _ := prog.Counts()
 	fmt.Fprintf(c.App.ErrWriter, "exported %d entries (%s) from %s of the relay at %s to %s%s\n",
-		n, progress.Bytes(bytes), from, redactURL(t.base), where, sel.Describe())
-	return nil
-}
-
-// exportComplete checks that the relay finished the answer it started:
-// the trailer carries the count of entries it sent.
-func exportComplete(resp *http.Response, n int) error {
-	sent := resp.Trailer.Get(exportCompleteTrailer)
-	if sent == "" {
-		return errors.New("the relay's answer ended early: the export is incomplete; run it again")
-	}
-	if m, err := strconv.Atoi(sent); err != nil || m != n {
-		return fmt.Errorf("the relay sent %s entries, %d arrived: run it again", sent, n)
-	}
+		n, progress.Bytes(bytes), from, adminapi.RedactURL(t.URL), where, sel.Describe())
 	return nil
 }
 
@@ -95,8 +82,8 @@ func remoteDeadLetterList(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	resp, err := adminGet(c.Context, adminTargetOf(c), exportQuery("", name, false,
-		c.String("since"), c.String("until"), c.String("app"), false))
+	resp, err := adminClientOf(c).Get(c.Context, adminapi.ExportQuery{DeadLetter: name,
+		Since: c.String("since"), Until: c.String("until"), App: c.String("app")}.Path())
 	if err != nil {
 		return err
 	}
@@ -137,7 +124,7 @@ func remoteDeadLetterList(c *cli.Context) error {
 	if list != nil {
 		list.flush()
 	}
-	if err := exportComplete(resp, n); err != nil {
+	if err := adminapi.ExportComplete(resp, n); err != nil {
 		return err
 	}
 	if enc == nil {

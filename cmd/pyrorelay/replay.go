@@ -16,6 +16,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/pyrorelay/pyrorelay/adminapi"
 	"github.com/pyrorelay/pyrorelay/daemon"
 	"github.com/pyrorelay/pyrorelay/datadir"
 	"github.com/pyrorelay/pyrorelay/progress"
@@ -217,14 +218,14 @@ func runReplay(c *cli.Context) error {
 	}
 
 	if dry {
-		return replay.DryRun(c.App.Writer, each, what, redactURL(dest.URL), sel)
+		return replay.DryRun(c.App.Writer, each, what, adminapi.RedactURL(dest.URL), sel)
 	}
 	retries := replay.NewRetryWatch(c.App.ErrWriter, slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	sender, err := relay.NewSender(dest, slog.New(retries))
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(c.App.ErrWriter, "replaying %s to %s%s\n", what, redactURL(dest.URL), sel.Describe())
+	fmt.Fprintf(c.App.ErrWriter, "replaying %s to %s%s\n", what, adminapi.RedactURL(dest.URL), sel.Describe())
 	prog := progress.NewWithStatus(c.App.Writer, "sent", total, totalBytes, retries.Last)
 	res := replay.Run(ctx, each, replay.Options{
 		Sender: sender, Concurrency: dest.Concurrency, Rate: rate, Ack: ack,
@@ -233,7 +234,7 @@ func runReplay(c *cli.Context) error {
 	prog.Finish()
 	sent, sentBytes, failed := prog.Counts()
 	elapsed := prog.Elapsed().Round(time.Millisecond)
-	fmt.Fprintf(c.App.Writer, "sent %d entries (%s) from %s to %s in %s", sent, progress.Bytes(sentBytes), what, redactURL(dest.URL), elapsed)
+	fmt.Fprintf(c.App.Writer, "sent %d entries (%s) from %s to %s in %s", sent, progress.Bytes(sentBytes), what, adminapi.RedactURL(dest.URL), elapsed)
 	if failed > 0 {
 		fmt.Fprintf(c.App.Writer, "; %d not sent", failed)
 	}
@@ -248,7 +249,7 @@ func runReplay(c *cli.Context) error {
 	case res.FeedErr != nil:
 		return fmt.Errorf("replay stopped after %d entries: %w", sent, res.FeedErr)
 	case failed > 0:
-		return fmt.Errorf("%d entries were refused by %s (first: %s): see the lines above; fix the cause and replay them again", failed, redactURL(dest.URL), res.FirstFailure)
+		return fmt.Errorf("%d entries were refused by %s (first: %s): see the lines above; fix the cause and replay them again", failed, adminapi.RedactURL(dest.URL), res.FirstFailure)
 	}
 	return nil
 }

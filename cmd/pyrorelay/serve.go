@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/urfave/cli/v2"
 
+	"github.com/pyrorelay/pyrorelay/adminapi"
 	"github.com/pyrorelay/pyrorelay/daemon"
 )
 
@@ -200,7 +201,7 @@ func setGCDefault() {
 func serve(ctx context.Context, cfg daemon.Config, log *slog.Logger, load func() (daemon.Config, error)) error {
 	reg := prometheus.NewRegistry()
 	registerBuildInfo(reg)
-	d, err := daemon.New(cfg, daemon.Options{Logger: log, Registry: reg, Version: version, Load: load, Export: exportHandler})
+	d, err := daemon.New(cfg, daemon.Options{Logger: log, Registry: reg, Version: version, Load: load, Export: adminapi.ExportHandler})
 	if err != nil {
 		return err
 	}
