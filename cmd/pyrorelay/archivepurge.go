@@ -7,10 +7,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/urfave/cli/v2"
+
 	"github.com/pyrorelay/pyrorelay/datadir"
 	"github.com/pyrorelay/pyrorelay/progress"
 	"github.com/pyrorelay/pyrorelay/selection"
-	"github.com/urfave/cli/v2"
 )
 
 // archiveCommand groups what an operator does to the archive of delivered

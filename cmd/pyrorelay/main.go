@@ -11,6 +11,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/pyrorelay/pyrorelay/completion"
 	"github.com/pyrorelay/pyrorelay/relay"
 )
 
@@ -19,7 +20,7 @@ var version = "dev"
 
 func main() {
 	relay.UserAgent = "pyrorelay/" + version
-	if err := newApp().Run(completionArgs(os.Args)); err != nil {
+	if err := newApp().Run(completion.SafeArgs(os.Args)); err != nil {
 		fmt.Fprintln(os.Stderr, "pyrorelay:", err)
 		os.Exit(1)
 	}
