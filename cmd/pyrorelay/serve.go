@@ -14,6 +14,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/pyrorelay/pyrorelay/adminapi"
+	"github.com/pyrorelay/pyrorelay/buildinfo"
 	"github.com/pyrorelay/pyrorelay/daemon"
 )
 
@@ -200,7 +201,7 @@ func setGCDefault() {
 // configuration again on SIGHUP and POST /-/reload.
 func serve(ctx context.Context, cfg daemon.Config, log *slog.Logger, load func() (daemon.Config, error)) error {
 	reg := prometheus.NewRegistry()
-	registerBuildInfo(reg)
+	buildinfo.Register(reg, buildinfo.Read(version, revision))
 	d, err := daemon.New(cfg, daemon.Options{Logger: log, Registry: reg, Version: version, Load: load, Export: adminapi.ExportHandler})
 	if err != nil {
 		return err
