@@ -1,11 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -176,16 +173,8 @@ func runDeadLetterPurge(c *cli.Context) error {
 		fmt.Fprintf(c.App.Writer, "no dead letters of %s to purge%s\n", name, sel.Describe())
 		return nil
 	}
-	if !c.Bool("yes") {
-		fmt.Fprintf(c.App.ErrWriter, "Delete %d dead letters (%s) of %s%s for good? Type yes to continue: ",
-			cnt.Entries, progress.Bytes(cnt.Bytes), name, sel.Describe())
-		answer, err := bufio.NewReader(c.App.Reader).ReadString('\n')
-		if err != nil && answer == "" {
-			return errors.New("no answer on stdin: nothing deleted; add --yes to purge without asking")
-		}
-		if a := strings.ToLower(strings.TrimSpace(answer)); a != "yes" && a != "y" {
-			return fmt.Errorf("not confirmed (answer %q): nothing deleted", strings.TrimSpace(answer))
-		}
+	if err := confirmPurge(c, fmt.Sprintf("Delete %d dead letters (%s) of %s%s", cnt.Entries, progress.Bytes(cnt.Bytes), name, sel.Describe())); err != nil {
+		return err
 	}
 	res, err := st.PurgeDeadLetters(c.Context, name, sel.Filter)
 	if err != nil {
