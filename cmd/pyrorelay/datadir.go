@@ -1,8 +1,9 @@
 package main
 
-// Shared plumbing of the operator commands (queue, export, import, replay,
-// dead-letter, compact, drain): which data dir, how to open it, how to say
-// what went wrong.
+// The flags every operator command (queue, export, import, replay,
+// dead-letter, compact, drain) shares: which data dir and config; flags
+// written after the arguments; ages for people. Opening the data dir is
+// package datadir.
 
 import (
 	"errors"
