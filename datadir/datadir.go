@@ -4,10 +4,11 @@
 // is missing, which running relay holds the lock and what to do instead,
 // what a store holds when a queue named is not there.
 //
-// It also holds the two steps of those commands that change a store
-// beyond one call of package store: [Import], which appends an export's
-// entries to a queue in bounded transactions, and [CheckImportQueue],
-// which refuses a queue nothing would send.
+// It also builds a stopped relay's [Status] document (the one a running
+// relay serves), and holds the two steps of those commands that change a
+// store beyond one call of package store: [Import], which appends an
+// export's entries to a queue in bounded transactions, and
+// [CheckImportQueue], which refuses a queue nothing would send.
 package datadir
 
 import (

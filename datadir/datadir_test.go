@@ -134,3 +134,41 @@ func TestCheckImportQueue(t *testing.T) {
 		t.Error("DestinationConfigured")
 	}
 }
+
+func TestStatusMarksOrphansWithAConfig(t *testing.T) {
+	dir := fill(t, 2)
+	st, err := Open(dir, Write, StopRelayFirst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := st.Import(context.Background(), "old", []*store.Entry{entry(9)}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := daemon.DefaultConfig()
+	cfg.Destinations = []relay.Destination{{Name: "prod", URL: "http://127.0.0.1:1"}}
+	for _, configGiven := range []bool{false, true} {
+		status, err := Status(st, cfg, configGiven, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]string{}
+		for _, q := range status.Queues {
+			switch {
+			case q.Configured == nil:
+				got[q.Name] = fmt.Sprintf("unknown, %d entries", q.Entries)
+			case q.Orphan():
+				got[q.Name] = fmt.Sprintf("orphan, %d entries", q.Entries)
+			default:
+				got[q.Name] = fmt.Sprintf("configured %v, %d entries", *q.Configured, q.Entries)
+			}
+		}
+		want := map[string]string{"prod": "unknown, 2 entries", "old": "unknown, 1 entries"}
+		if configGiven {
+			want = map[string]string{"prod": "configured true, 2 entries", "old": "orphan, 1 entries"}
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("config given %v: %v, want %v", configGiven, got, want)
+		}
+	}
+}

@@ -85,28 +85,7 @@ func readStatus(c *cli.Context) (httpserver.QueuesStatus, error) {
 		return httpserver.QueuesStatus{}, err
 	}
 	defer st.Close()
-	sum, err := st.Summary()
-	if err != nil {
-		return httpserver.QueuesStatus{}, err
-	}
-	var configured []string // unknown without a config
-	if c.String("config") != "" {
-		configured = []string{}
-		for _, d := range cfg.Destinations {
-			configured = append(configured, d.Name)
-		}
-		if len(configured) == 0 {
-			configured = append(configured, store.HoldQueue)
-		}
-	}
-	status := httpserver.BuildStatus(sum, configured, time.Now())
-	// Which receivers feed each destination, when the config says it
-	// consistently (receivers.go); a config that does not check out
-	// still gives the counts.
-	if c.String("config") != "" && cfg.FinishReceivers() == nil {
-		status.SetReceivers(cfg.Feeds())
-	}
-	return status, nil
+	return datadir.Status(st, cfg, c.String("config") != "", time.Now())
 }
 
 // adminClientOf reads --url, --bearer-token-file and --ca-file.
