@@ -18,6 +18,8 @@
 // Files, one concept each:
 //
 //   - config.go: Config, its defaults and checks, ByteSize.
+//   - configmask.go: MaskedYAML, the Config as YAML with its secrets
+//     masked (`pyrorelay config check`).
 //   - receivers.go: Receiver, the listeners of the configuration.
 //   - requestlimits.go: RequestLimits, the per-request resource bounds.
 //   - access.go: inbound auth and listener TLS.

@@ -8,6 +8,10 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/pyrorelay/pyrorelay/datadir"
+	"github.com/pyrorelay/pyrorelay/progress"
+	"github.com/pyrorelay/pyrorelay/selection"
 )
 
 // archiveCommand groups what an operator does to the archive of delivered
@@ -45,11 +49,11 @@ func runArchivePurge(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	until, err := parseWhen("until", c.String("until"), time.Now())
+	until, err := selection.ParseWhen("until", c.String("until"), time.Now())
 	if err != nil {
 		return err
 	}
-	st, err := openAdminStore(cfg.DataDir, openWrite, stopRelayFirst)
+	st, err := datadir.Open(cfg.DataDir, datadir.Write, datadir.StopRelayFirst)
 	if err != nil {
 		return err
 	}
@@ -66,22 +70,32 @@ func runArchivePurge(c *cli.Context) error {
 		fmt.Fprintf(c.App.Writer, "the archive of %s is empty\n", cfg.DataDir)
 		return nil
 	}
-	if !c.Bool("yes") {
-		fmt.Fprintf(c.App.ErrWriter, "Delete %s (the archive holds %d, %s) for good? Type yes to continue: ",
-			what, sum.Archive.Entries, humanBytes(sum.Archive.Bytes))
-		answer, err := bufio.NewReader(c.App.Reader).ReadString('\n')
-		if err != nil && answer == "" {
-			return errors.New("no answer on stdin: nothing deleted; add --yes to purge without asking")
-		}
-		if a := strings.ToLower(strings.TrimSpace(answer)); a != "yes" && a != "y" {
-			return fmt.Errorf("not confirmed (answer %q): nothing deleted", strings.TrimSpace(answer))
-		}
+	if err := confirmPurge(c, fmt.Sprintf("Delete %s (the archive holds %d, %s)", what, sum.Archive.Entries, progress.Bytes(sum.Archive.Bytes))); err != nil {
+		return err
 	}
 	res, err := st.PurgeArchive(c.Context, until)
 	if err != nil {
 		return fmt.Errorf("%w (%d were purged before the error)", err, res.Entries)
 	}
 	fmt.Fprintf(c.App.Writer, "purged %d archived profiles (%s) from %s; the file keeps its size until `pyrorelay compact`\n",
-		res.Entries, humanBytes(res.Bytes), cfg.DataDir)
+		res.Entries, progress.Bytes(res.Bytes), cfg.DataDir)
+	return nil
+}
+
+// confirmPurge asks on stderr whether to delete what, for good, and reads
+// the answer from stdin; --yes skips the question. An error says nothing
+// was deleted.
+func confirmPurge(c *cli.Context, what string) error {
+	if c.Bool("yes") {
+		return nil
+	}
+	fmt.Fprintf(c.App.ErrWriter, "%s for good? Type yes to continue: ", what)
+	answer, err := bufio.NewReader(c.App.Reader).ReadString('\n')
+	if err != nil && answer == "" {
+		return errors.New("no answer on stdin: nothing deleted; add --yes to purge without asking")
+	}
+	if a := strings.ToLower(strings.TrimSpace(answer)); a != "yes" && a != "y" {
+		return fmt.Errorf("not confirmed (answer %q): nothing deleted", strings.TrimSpace(answer))
+	}
 	return nil
 }

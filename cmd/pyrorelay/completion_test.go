@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pyrorelay/pyrorelay/completion"
 	"github.com/pyrorelay/pyrorelay/store"
 )
 
@@ -116,7 +117,7 @@ func TestCompletionNeverRunsTheCommand(t *testing.T) {
 			line []string
 			want string
 		}{{serveLine, "--max-age"}, {purgeLine, "--app"}} {
-			args := append(slices.Clone(tc.line), "--", completeFlag)
+			args := append(slices.Clone(tc.line), "--", completion.Flag)
 			p := launch(t, relayOpts{rawArgs: true}, args...)
 			if code := p.waitExit(stopDeadline); code != 0 {
 				t.Errorf("%q: exit %d\n%s", args, code, p.Stderr.String())

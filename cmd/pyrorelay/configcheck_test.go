@@ -91,15 +91,15 @@ destinations:
 		{"max_body_size", got.MaxBodySize, daemon.ByteSize(32 << 20)},
 		{"max_connections (default)", got.MaxConnections, daemon.DefaultConfig().MaxConnections},
 		{"read_timeout (default)", got.ReadTimeout, 30 * time.Second},
-		{"prod password", got.Destinations[0].BasicAuth.Password, maskedValue},
+		{"prod password", got.Destinations[0].BasicAuth.Password, daemon.MaskedValue},
 		{"prod username", got.Destinations[0].BasicAuth.Username, "123456"},
-		{"prod Authorization header", got.Destinations[0].Headers["Authorization"], maskedValue},
+		{"prod Authorization header", got.Destinations[0].Headers["Authorization"], daemon.MaskedValue},
 		{"prod other header", got.Destinations[0].Headers["X-Team"], "a"},
 		{"prod timeout", got.Destinations[0].Timeout, 15 * time.Second},
 		{"prod concurrency (from forward_concurrency)", got.Destinations[0].Concurrency, 3},
 		{"prod max_attempts (default)", got.Destinations[0].MaxAttempts, daemon.DefaultConfig().MaxAttempts},
 		{"staging bearer_token_file (a path)", got.Destinations[1].BearerTokenFile, tokenFile},
-		{"edge bearer_token", got.Destinations[2].BearerToken, maskedValue},
+		{"edge bearer_token", got.Destinations[2].BearerToken, daemon.MaskedValue},
 		{"edge url", got.Destinations[2].URL, "https://relay:xxxxx@central.example.com:4040"},
 		{"edge concurrency (own)", got.Destinations[2].Concurrency, 8},
 		{"prod max_concurrency (from --forward-max-concurrency)", got.Destinations[0].MaxConcurrency, 20},
@@ -202,18 +202,5 @@ func TestConfigCheckExitCode(t *testing.T) {
 	}
 	if !strings.Contains(p.Stdout.String(), "name: a") {
 		t.Errorf("stdout lacks the destination:\n%s", p.Stdout.String())
-	}
-}
-
-func TestIsSecretKey(t *testing.T) {
-	tests := map[string]bool{
-		"password": true, "bearer_token": true, "client_secret": true, "api_key": true, "auth_tokens": true,
-		"bearer_token_file": false, "password_file": false, "ca_file": false, "key_file": false,
-		"username": false, "url": false, "tenant_id": false, "data_dir": false,
-	}
-	for key, want := range tests {
-		if got := isSecretKey(key); got != want {
-			t.Errorf("isSecretKey(%q) = %v, want %v", key, got, want)
-		}
 	}
 }

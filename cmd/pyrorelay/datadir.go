@@ -1,15 +1,13 @@
 package main
 
-// Shared plumbing of the operator commands (queue, export, import, replay,
-// dead-letter, compact, drain): which data dir, how to open it, how to say
-// what went wrong.
+// The flags every operator command (queue, export, import, replay,
+// dead-letter, compact, drain) shares: which data dir and config; flags
+// written after the arguments; ages for people. Opening the data dir is
+// package datadir.
 
 import (
 	"errors"
 	"fmt"
-	"maps"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -17,13 +15,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/pyrorelay/pyrorelay/daemon"
-	"github.com/pyrorelay/pyrorelay/store"
 )
-
-// adminLockTimeout is how long an operator command waits for the data
-// dir's lock: long enough to ride out a relay that is just exiting, short
-// enough to answer at once when one is running.
-const adminLockTimeout = 2 * time.Second
 
 // dataDirFlags locate the store: --data-dir, or the data_dir of --config.
 func dataDirFlags() []cli.Flag {
@@ -49,61 +41,6 @@ func adminConfig(c *cli.Context) (daemon.Config, error) {
 		return cfg, errors.New("--data-dir is empty: name the relay's data directory")
 	}
 	return cfg, nil
-}
-
-// openMode says how an operator command opens the store.
-type openMode int
-
-const (
-	openRead   openMode = iota // shared lock, no writes; the store must exist
-	openWrite                  // exclusive lock; the store must exist
-	openCreate                 // exclusive lock; created if missing (import)
-)
-
-// openAdminStore opens the store in dir for an operator command. While a
-// relay runs on dir, the answer says what to do instead: next says it, as
-// in "stop the relay first" or "ask it with --url".
-func openAdminStore(dir string, mode openMode, next string) (*store.Store, error) {
-	opts := store.Options{LockTimeout: adminLockTimeout}
-	var st *store.Store
-	var err error
-	switch mode {
-	case openRead:
-		st, err = store.OpenReadOnly(dir, opts)
-	case openWrite:
-		// A mistyped --data-dir must not become an empty new store.
-		if _, serr := os.Stat(filepath.Join(dir, store.FileName)); serr != nil {
-			return nil, fmt.Errorf("no pyrorelay store in %s: check --data-dir (or data_dir in --config): %w", dir, store.ErrNotFound)
-		}
-		st, err = store.Open(dir, opts)
-	default:
-		st, err = store.Open(dir, opts)
-	}
-	if errors.Is(err, store.ErrLocked) {
-		return nil, fmt.Errorf("data dir %s is in use by a running relay (it holds the file lock): %s: %w", dir, next, store.ErrLocked)
-	}
-	return st, err
-}
-
-// stopRelayFirst is the usual next step when the store is locked.
-const stopRelayFirst = "stop the relay first (for example `systemctl stop pyrorelay`), run this again, then start it"
-
-// askWithURL is the next step for a reading command when the store is
-// locked: the running relay answers it over its admin API.
-const askWithURL = "ask the running relay instead: add --url http://HOST:PORT (its --listen address), with --bearer-token-file or credentials in the URL if it requires them"
-
-// humanBytes formats a byte count for people: 1536 is "1.5 KiB".
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit && exp < 4; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTP"[exp])
 }
 
 // ago formats the age of t for people: "3h12m ago".
@@ -177,33 +114,4 @@ func commandFlag(c *cli.Context, name string) cli.Flag {
 		}
 	}
 	return nil
-}
-
-// checkImportQueue refuses to import into a queue nothing would send: the
-// destination must be in the config, or already a queue of the store. A
-// data dir with no queue yet (a new node) takes any name when no config is
-// given, as moving a backlog to a new node does.
-func checkImportQueue(st *store.Store, cfg daemon.Config, configGiven bool, queue string) error {
-	stats, err := st.Stats()
-	if err != nil {
-		return fmt.Errorf("read queues: %w", err)
-	}
-	if _, ok := stats[queue]; ok {
-		return nil
-	}
-	configured := cfg.DestinationNames()
-	if slices.Contains(configured, queue) || (!configGiven && len(stats) == 0) {
-		return nil
-	}
-	queues := slices.Sorted(maps.Keys(stats))
-	return fmt.Errorf("--destination %q is not a destination of the config (%s) nor a queue of %s (%s): "+
-		"its entries would sit in a queue nothing sends; check the name, or add the destination to the config and pass --config",
-		queue, listOrNone(configured), cfg.DataDir, listOrNone(queues))
-}
-
-func listOrNone(names []string) string {
-	if len(names) == 0 {
-		return "none"
-	}
-	return strings.Join(names, ", ")
 }

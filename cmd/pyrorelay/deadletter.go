@@ -1,16 +1,16 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/pyrorelay/pyrorelay/datadir"
 	"github.com/pyrorelay/pyrorelay/exportfile"
+	"github.com/pyrorelay/pyrorelay/progress"
+	"github.com/pyrorelay/pyrorelay/selection"
 	"github.com/pyrorelay/pyrorelay/store"
 )
 
@@ -76,32 +76,32 @@ Examples:
 
 // deadLetterStore opens the store for a dead-letter command and checks the
 // destination has a dead-letter list.
-func deadLetterStore(c *cli.Context, mode openMode) (*store.Store, string, selection, error) {
+func deadLetterStore(c *cli.Context, mode datadir.Mode) (*store.Store, string, selection.Selection, error) {
 	cfg, err := adminConfig(c)
 	if err != nil {
-		return nil, "", selection{}, err
+		return nil, "", selection.Selection{}, err
 	}
 	sel, err := selectionFromFlags(c, time.Now())
 	if err != nil {
-		return nil, "", selection{}, err
+		return nil, "", selection.Selection{}, err
 	}
-	next := stopRelayFirst
-	if mode == openRead {
-		next = askWithURL
+	next := datadir.StopRelayFirst
+	if mode == datadir.Read {
+		next = datadir.AskWithURL
 	}
-	st, err := openAdminStore(cfg.DataDir, mode, next)
+	st, err := datadir.Open(cfg.DataDir, mode, next)
 	if err != nil {
-		return nil, "", selection{}, err
+		return nil, "", selection.Selection{}, err
 	}
 	name := c.String("destination")
 	sum, err := st.Summary()
 	if err != nil {
 		_ = st.Close()
-		return nil, "", selection{}, err
+		return nil, "", selection.Selection{}, err
 	}
 	if _, ok := sum.Queues[name]; !ok {
 		_ = st.Close()
-		return nil, "", selection{}, fmt.Errorf("no destination %q in %s; it holds %s", name, cfg.DataDir, describeStore(sum))
+		return nil, "", selection.Selection{}, fmt.Errorf("no destination %q in %s; it holds %s", name, cfg.DataDir, datadir.Describe(sum))
 	}
 	return st, name, sel, nil
 }
@@ -110,7 +110,7 @@ func runDeadLetterList(c *cli.Context) error {
 	if c.String("url") != "" {
 		return remoteDeadLetterList(c)
 	}
-	st, name, sel, err := deadLetterStore(c, openRead)
+	st, name, sel, err := deadLetterStore(c, datadir.Read)
 	if err != nil {
 		return err
 	}
@@ -123,13 +123,13 @@ func runDeadLetterList(c *cli.Context) error {
 	} else {
 		list = newDeadLetterTable(c.App.Writer)
 	}
-	res, err := st.Scan(c.Context, src, sel.filter, func(r store.Record) error {
+	res, err := st.Scan(c.Context, src, sel.Filter, func(r store.Record) error {
 		if enc != nil {
 			x := exportfile.FromStore(r, src)
 			x.Request = nil
 			return enc.Encode(x)
 		}
-		list.row(r.Entry.ID, r.Entry.ReceivedAt, r.Dead.At, r.Dead.Status, r.Dead.Attempts, int64(r.Size), entryApp(r.Entry), r.Dead.Reason)
+		list.row(r.Entry.ID, r.Entry.ReceivedAt, r.Dead.At, r.Dead.Status, r.Dead.Attempts, int64(r.Size), selection.AppOf(r.Entry), r.Dead.Reason)
 		return nil
 	})
 	if list != nil {
@@ -139,55 +139,47 @@ func runDeadLetterList(c *cli.Context) error {
 		return err
 	}
 	if enc == nil {
-		fmt.Fprintf(c.App.Writer, "%d dead letters (%s) of %s%s\n", res.Entries, humanBytes(res.Bytes), name, describeSelection(sel))
+		fmt.Fprintf(c.App.Writer, "%d dead letters (%s) of %s%s\n", res.Entries, progress.Bytes(res.Bytes), name, sel.Describe())
 	}
 	return nil
 }
 
 func runDeadLetterRequeue(c *cli.Context) error {
-	st, name, sel, err := deadLetterStore(c, openWrite)
+	st, name, sel, err := deadLetterStore(c, datadir.Write)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	res, err := st.RequeueDeadLetters(c.Context, name, sel.filter)
+	res, err := st.RequeueDeadLetters(c.Context, name, sel.Filter)
 	if err != nil {
 		return fmt.Errorf("%w (%d were requeued before the error)", err, res.Entries)
 	}
 	fmt.Fprintf(c.App.Writer, "requeued %d dead letters (%s) to the queue of %s%s; the relay sends them when it runs\n",
-		res.Entries, humanBytes(res.Bytes), name, describeSelection(sel))
+		res.Entries, progress.Bytes(res.Bytes), name, sel.Describe())
 	return nil
 }
 
 func runDeadLetterPurge(c *cli.Context) error {
-	st, name, sel, err := deadLetterStore(c, openWrite)
+	st, name, sel, err := deadLetterStore(c, datadir.Write)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	cnt, err := st.Count(c.Context, store.DeadLetterSource(name), sel.filter)
+	cnt, err := st.Count(c.Context, store.DeadLetterSource(name), sel.Filter)
 	if err != nil {
 		return err
 	}
 	if cnt.Entries == 0 {
-		fmt.Fprintf(c.App.Writer, "no dead letters of %s to purge%s\n", name, describeSelection(sel))
+		fmt.Fprintf(c.App.Writer, "no dead letters of %s to purge%s\n", name, sel.Describe())
 		return nil
 	}
-	if !c.Bool("yes") {
-		fmt.Fprintf(c.App.ErrWriter, "Delete %d dead letters (%s) of %s%s for good? Type yes to continue: ",
-			cnt.Entries, humanBytes(cnt.Bytes), name, describeSelection(sel))
-		answer, err := bufio.NewReader(c.App.Reader).ReadString('\n')
-		if err != nil && answer == "" {
-			return errors.New("no answer on stdin: nothing deleted; add --yes to purge without asking")
-		}
-		if a := strings.ToLower(strings.TrimSpace(answer)); a != "yes" && a != "y" {
-			return fmt.Errorf("not confirmed (answer %q): nothing deleted", strings.TrimSpace(answer))
-		}
+	if err := confirmPurge(c, fmt.Sprintf("Delete %d dead letters (%s) of %s%s", cnt.Entries, progress.Bytes(cnt.Bytes), name, sel.Describe())); err != nil {
+		return err
 	}
-	res, err := st.PurgeDeadLetters(c.Context, name, sel.filter)
+	res, err := st.PurgeDeadLetters(c.Context, name, sel.Filter)
 	if err != nil {
 		return fmt.Errorf("%w (%d were purged before the error)", err, res.Entries)
 	}
-	fmt.Fprintf(c.App.Writer, "purged %d dead letters (%s) of %s%s\n", res.Entries, humanBytes(res.Bytes), name, describeSelection(sel))
+	fmt.Fprintf(c.App.Writer, "purged %d dead letters (%s) of %s%s\n", res.Entries, progress.Bytes(res.Bytes), name, sel.Describe())
 	return nil
 }

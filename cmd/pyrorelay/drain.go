@@ -11,7 +11,10 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/pyrorelay/pyrorelay/adminapi"
 	"github.com/pyrorelay/pyrorelay/daemon"
+	"github.com/pyrorelay/pyrorelay/datadir"
+	"github.com/pyrorelay/pyrorelay/progress"
 	"github.com/pyrorelay/pyrorelay/store"
 )
 
@@ -77,12 +80,12 @@ func runDrain(c *cli.Context) error {
 		return fmt.Errorf("--timeout must be positive, got %s", timeout)
 	}
 	st, err := store.Open(cfg.DataDir, store.Options{
-		LockTimeout:      adminLockTimeout,
+		LockTimeout:      datadir.LockTimeout,
 		ArchiveRetention: cfg.ArchiveRetention,
 		ArchiveMaxBytes:  int64(cfg.ArchiveMaxSize),
 	})
 	if errors.Is(err, store.ErrLocked) {
-		return fmt.Errorf("data dir %s is in use by a running relay, which forwards already: watch it with `pyrorelay queue status --url %s`: %w", cfg.DataDir, listenURL(cfg.Listen), err)
+		return fmt.Errorf("data dir %s is in use by a running relay, which forwards already: watch it with `pyrorelay queue status --url %s`: %w", cfg.DataDir, adminapi.ListenURL(cfg.Listen), err)
 	}
 	if err != nil {
 		return err
@@ -103,7 +106,7 @@ func runDrain(c *cli.Context) error {
 			line += fmt.Sprintf("empty; %d delivered", delivered)
 		} else {
 			left++
-			line += fmt.Sprintf("%d entries (%s) left, oldest received %s; %d delivered", a.Entries, humanBytes(a.Bytes), ago(a.Oldest, time.Now()), delivered)
+			line += fmt.Sprintf("%d entries (%s) left, oldest received %s; %d delivered", a.Entries, progress.Bytes(a.Bytes), ago(a.Oldest, time.Now()), delivered)
 			if lf := r.LastFailure; lf != nil {
 				line += fmt.Sprintf("; last failure %s: %s", ago(lf.At, time.Now()), lf.Reason)
 			}

@@ -5,12 +5,13 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/pyrorelay/pyrorelay/datadir"
 	"github.com/pyrorelay/pyrorelay/exportfile"
+	"github.com/pyrorelay/pyrorelay/progress"
 	"github.com/pyrorelay/pyrorelay/store"
 )
 
@@ -25,41 +26,7 @@ func sourceFlags(queueUsage string) []cli.Flag {
 
 // sourceFromFlags reads the source flags, checking the source exists.
 func sourceFromFlags(c *cli.Context, st *store.Store, dir string) (store.Source, error) {
-	var picked []store.Source
-	if n := c.String("destination"); n != "" {
-		picked = append(picked, store.QueueSource(n))
-	}
-	if n := c.String("dead-letter"); n != "" {
-		picked = append(picked, store.DeadLetterSource(n))
-	}
-	if c.Bool("archive") {
-		picked = append(picked, store.ArchiveSource())
-	}
-	sum, err := st.Summary()
-	if err != nil {
-		return store.Source{}, err
-	}
-	if len(picked) != 1 {
-		return store.Source{}, fmt.Errorf("choose one of --destination NAME, --dead-letter NAME or --archive; %s holds %s", dir, describeStore(sum))
-	}
-	src := picked[0]
-	if src.Kind != store.SourceArchive {
-		if _, ok := sum.Queues[src.Queue]; !ok {
-			return src, fmt.Errorf("no queue %q in %s; it holds %s", src.Queue, dir, describeStore(sum))
-		}
-	}
-	return src, nil
-}
-
-// describeStore lists what a store holds, for error messages.
-func describeStore(sum store.Summary) string {
-	var parts []string
-	for _, n := range sum.QueueNames() {
-		q := sum.Queues[n]
-		parts = append(parts, fmt.Sprintf("queue %s (%d entries, %d dead letters)", n, q.Entries, q.DeadEntries))
-	}
-	parts = append(parts, fmt.Sprintf("archive (%d entries)", sum.Archive.Entries))
-	return strings.Join(parts, ", ")
+	return datadir.Source(st, dir, c.String("destination"), c.String("dead-letter"), c.Bool("archive"))
 }
 
 func exportCommand() *cli.Command {
@@ -106,7 +73,7 @@ func runExport(c *cli.Context) error {
 		return err
 	}
 	out := c.String("out")
-	st, err := openAdminStore(cfg.DataDir, openRead, askWithURL)
+	st, err := datadir.Open(cfg.DataDir, datadir.Read, datadir.AskWithURL)
 	if err != nil {
 		return err
 	}
@@ -119,19 +86,19 @@ func runExport(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	total, err := st.Count(c.Context, src, sel.filter)
+	total, err := st.Count(c.Context, src, sel.Filter)
 	if err != nil {
 		return err
 	}
-	prog := newProgress(c.App.ErrWriter, "exported", total.Entries, total.Bytes)
-	res, err := st.Scan(c.Context, src, sel.filter, func(r store.Record) error {
+	prog := progress.New(c.App.ErrWriter, "exported", total.Entries, total.Bytes)
+	res, err := st.Scan(c.Context, src, sel.Filter, func(r store.Record) error {
 		if err := sink.Write(exportfile.FromStore(r, src), r.Entry.Body); err != nil {
 			return err
 		}
-		prog.add(int64(r.Size))
+		prog.Add(int64(r.Size))
 		return nil
 	})
-	prog.finish()
+	prog.Finish()
 	if cerr := sink.Close(); err == nil {
 		err = cerr
 	}
@@ -142,18 +109,11 @@ func runExport(c *cli.Context) error {
 	if out == "-" {
 		where = "stdout"
 	}
-	fmt.Fprintf(c.App.ErrWriter, "exported %d entries (%s) from %s to %s%s\n", res.Entries, humanBytes(res.Bytes), src, where, describeSelection(sel))
+	fmt.Fprintf(c.App.ErrWriter, "exported %d entries (%s) from %s to %s%s\n", res.Entries, progress.Bytes(res.Bytes), src, where, sel.Describe())
 	if res.Skipped > 0 {
 		fmt.Fprintf(c.App.ErrWriter, "warning: %d unreadable entries skipped (corrupt or missing); the relay quarantines them when it reads them\n", res.Skipped)
 	}
 	return nil
-}
-
-func describeSelection(sel selection) string {
-	if sel.desc == "" {
-		return ""
-	}
-	return " (" + sel.desc + ")"
 }
 
 // newExportWriter is where export writes: the directory out, or ndjson
@@ -171,12 +131,6 @@ func newExportWriter(out string, w io.Writer) (exportfile.Writer, error) {
 	}
 	return d, nil
 }
-
-// importBatch bounds one import transaction.
-const (
-	importBatchEntries = 256
-	importBatchBytes   = 32 << 20
-)
 
 func importCommand() *cli.Command {
 	return &cli.Command{
@@ -230,55 +184,33 @@ func runImport(c *cli.Context) error {
 			return fmt.Errorf("import %s: not a directory: give the --out directory of `pyrorelay export`, or - for ndjson on stdin", from)
 		}
 	}
-	st, err := openAdminStore(cfg.DataDir, openCreate, stopRelayFirst)
+	st, err := datadir.Open(cfg.DataDir, datadir.Create, datadir.StopRelayFirst)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	if err := checkImportQueue(st, cfg, c.String("config") != "", queue); err != nil {
+	if err := datadir.CheckImportQueue(st, cfg, c.String("config") != "", queue); err != nil {
 		return err
 	}
-	var batch []*store.Entry
-	batchBytes, n, skipped := 0, 0, 0
-	var bytes int64
-	flush := func() error {
-		if len(batch) == 0 {
-			return nil
-		}
-		if err := st.Import(c.Context, queue, batch); err != nil {
-			return err
-		}
-		for _, e := range batch {
-			n++
-			bytes += int64(e.Size())
-		}
-		batch, batchBytes = batch[:0], 0
-		return nil
-	}
-	err = exportfile.Read(c.Context, from, c.App.Reader, chk, func(_ *exportfile.Record, e *store.Entry) error {
-		if !sel.matches(e) {
-			skipped++
-			return nil
-		}
-		batch = append(batch, e)
-		batchBytes += len(e.Body)
-		if len(batch) >= importBatchEntries || batchBytes >= importBatchBytes {
-			return flush()
-		}
-		return nil
+	skipped := 0
+	n, bytes, err := datadir.Import(c.Context, st, queue, func(add func(*store.Entry) error) error {
+		return exportfile.Read(c.Context, from, c.App.Reader, chk, func(_ *exportfile.Record, e *store.Entry) error {
+			if !sel.Matches(e) {
+				skipped++
+				return nil
+			}
+			return add(e)
+		})
 	})
-	if err == nil {
-		err = flush()
-	}
 	if err != nil {
 		return fmt.Errorf("import into queue %q after %d entries (those are stored; import the rest again from a fresh export, or purge and redo): %w", queue, n, err)
 	}
-	msg := fmt.Sprintf("imported %d entries (%s) into queue %q of %s", n, humanBytes(bytes), queue, cfg.DataDir)
+	msg := fmt.Sprintf("imported %d entries (%s) into queue %q of %s", n, progress.Bytes(bytes), queue, cfg.DataDir)
 	if skipped > 0 {
 		msg += fmt.Sprintf("; %d left out by the filters", skipped)
 	}
 	fmt.Fprintln(c.App.Writer, msg)
-	if c.String("config") != "" && !destinationConfigured(cfg, queue) {
+	if c.String("config") != "" && !datadir.DestinationConfigured(cfg, queue) {
 		fmt.Fprintf(c.App.ErrWriter, "warning: %q is not a destination in %s: nothing will send these entries until it is\n", queue, c.String("config"))
 	}
 	return nil

@@ -11,15 +11,22 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/pyrorelay/pyrorelay/buildinfo"
+	"github.com/pyrorelay/pyrorelay/completion"
 	"github.com/pyrorelay/pyrorelay/relay"
 )
 
 // version is set at build time: -ldflags "-X main.version=v1.2.3".
 var version = "dev"
 
+// revision is the VCS commit, set at build time where the Go toolchain
+// cannot read it (a Docker build without .git):
+// -ldflags "-X main.revision=$(git rev-parse HEAD)".
+var revision = ""
+
 func main() {
 	relay.UserAgent = "pyrorelay/" + version
-	if err := newApp().Run(completionArgs(os.Args)); err != nil {
+	if err := newApp().Run(completion.SafeArgs(os.Args)); err != nil {
 		fmt.Fprintln(os.Stderr, "pyrorelay:", err)
 		os.Exit(1)
 	}
@@ -60,6 +67,6 @@ func versionCommand() *cli.Command {
 }
 
 func printVersion(c *cli.Context) {
-	ver, rev, goVersion := versionInfo()
-	fmt.Fprintf(c.App.Writer, "pyrorelay %s (revision %s, %s, %s/%s)\n", ver, rev, goVersion, runtime.GOOS, runtime.GOARCH)
+	i := buildinfo.Read(version, revision)
+	fmt.Fprintf(c.App.Writer, "pyrorelay %s (revision %s, %s, %s/%s)\n", i.Version, i.Revision, i.GoVersion, runtime.GOOS, runtime.GOARCH)
 }

@@ -1,24 +1,20 @@
 package main
 
 import (
-	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/pyrorelay/pyrorelay/daemon"
+	"github.com/pyrorelay/pyrorelay/adminapi"
+	"github.com/pyrorelay/pyrorelay/datadir"
 	"github.com/pyrorelay/pyrorelay/httpserver"
+	"github.com/pyrorelay/pyrorelay/progress"
 	"github.com/pyrorelay/pyrorelay/store"
 )
 
@@ -61,8 +57,8 @@ func runQueueStatus(c *cli.Context) error {
 	}
 	var st httpserver.QueuesStatus
 	var err error
-	if u := c.String("url"); u != "" {
-		st, err = fetchStatus(c.Context, u, c.String("bearer-token-file"), c.String("ca-file"))
+	if c.String("url") != "" {
+		st, err = adminClientOf(c).Status(c.Context)
 	} else {
 		st, err = readStatus(c)
 	}
@@ -84,72 +80,17 @@ func readStatus(c *cli.Context) (httpserver.QueuesStatus, error) {
 	if err != nil {
 		return httpserver.QueuesStatus{}, err
 	}
-	st, err := openAdminStore(cfg.DataDir, openRead, "ask it instead with `pyrorelay queue status --url "+listenURL(cfg.Listen)+"` (the relay's --listen address)")
+	st, err := datadir.Open(cfg.DataDir, datadir.Read, "ask it instead with `pyrorelay queue status --url "+adminapi.ListenURL(cfg.Listen)+"` (the relay's --listen address)")
 	if err != nil {
 		return httpserver.QueuesStatus{}, err
 	}
 	defer st.Close()
-	sum, err := st.Summary()
-	if err != nil {
-		return httpserver.QueuesStatus{}, err
-	}
-	var configured []string // unknown without a config
-	if c.String("config") != "" {
-		configured = []string{}
-		for _, d := range cfg.Destinations {
-			configured = append(configured, d.Name)
-		}
-		if len(configured) == 0 {
-			configured = append(configured, store.HoldQueue)
-		}
-	}
-	status := httpserver.BuildStatus(sum, configured, time.Now())
-	// Which receivers feed each destination, when the config says it
-	// consistently (receivers.go); a config that does not check out
-	// still gives the counts.
-	if c.String("config") != "" && cfg.FinishReceivers() == nil {
-		status.SetReceivers(cfg.Feeds())
-	}
-	return status, nil
+	return datadir.Status(st, cfg, c.String("config") != "", time.Now())
 }
 
-// listenURL turns a --listen address into a URL to reach it locally.
-func listenURL(listen string) string {
-	host, port, err := net.SplitHostPort(listen)
-	if err != nil {
-		return "http://127.0.0.1:4040"
-	}
-	if host == "" || host == "0.0.0.0" || host == "::" {
-		host = "127.0.0.1"
-	}
-	return "http://" + net.JoinHostPort(host, port)
-}
-
-// fetchStatus asks a running relay.
-func fetchStatus(ctx context.Context, base, tokenFile, caFile string) (httpserver.QueuesStatus, error) {
-	var st httpserver.QueuesStatus
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	resp, err := adminGet(ctx, adminTarget{base: base, tokenFile: tokenFile, caFile: caFile}, httpserver.StatusPath)
-	if err != nil {
-		return st, err
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if err := json.Unmarshal(body, &st); err != nil {
-		return st, fmt.Errorf("the relay at %s sent a status that does not decode: %w", redactURL(base), err)
-	}
-	return st, nil
-}
-
-// adminTarget is a running relay's admin API and how to authenticate.
-type adminTarget struct {
-	base, tokenFile, caFile string
-}
-
-// adminTargetOf reads --url, --bearer-token-file and --ca-file.
-func adminTargetOf(c *cli.Context) adminTarget {
-	return adminTarget{base: c.String("url"), tokenFile: c.String("bearer-token-file"), caFile: c.String("ca-file")}
+// adminClientOf reads --url, --bearer-token-file and --ca-file.
+func adminClientOf(c *cli.Context) adminapi.Client {
+	return adminapi.Client{URL: c.String("url"), TokenFile: c.String("bearer-token-file"), CAFile: c.String("ca-file")}
 }
 
 // adminURLFlags ask a running relay instead of reading its data dir.
@@ -159,74 +100,6 @@ func adminURLFlags() []cli.Flag {
 		&cli.StringFlag{Name: "bearer-token-file", Usage: "send the token in `FILE` to the relay at --url"},
 		&cli.StringFlag{Name: "ca-file", Usage: "trust the CA certificates in `FILE` for an https --url"},
 	}
-}
-
-// adminGet GETs path (with its query) from a running relay and returns the
-// answer if it is a 200; any other answer becomes an error saying what to
-// do about it. The caller closes the body.
-func adminGet(ctx context.Context, t adminTarget, path string) (*http.Response, error) {
-	client, err := adminClient(t.caFile)
-	if err != nil {
-		return nil, err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(t.base, "/")+path, nil)
-	if err != nil {
-		return nil, fmt.Errorf("--url %q: %w", redactURL(t.base), err)
-	}
-	if t.tokenFile != "" {
-		tok, err := os.ReadFile(t.tokenFile)
-		if err != nil {
-			return nil, fmt.Errorf("--bearer-token-file: %w", err)
-		}
-		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("ask the relay at %s: %w (is it running, and is --url its --listen address? For a stopped relay use --data-dir)", redactURL(t.base), err)
-	}
-	if resp.StatusCode == http.StatusOK {
-		return resp, nil
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	endpoint, _, _ := strings.Cut(path, "?")
-	switch resp.StatusCode {
-	case http.StatusUnauthorized:
-		return nil, fmt.Errorf("the relay at %s wants credentials: put them in the URL (http://user:password@host:port) or use --bearer-token-file", redactURL(t.base))
-	case http.StatusNotFound:
-		if len(body) > 0 && strings.Contains(string(body), "no queue") {
-			return nil, fmt.Errorf("the relay at %s: %s", redactURL(t.base), strings.TrimSpace(string(body)))
-		}
-		return nil, fmt.Errorf("the server at %s has no %s: is it a pyrorelay with the admin API (this version or later)?", redactURL(t.base), endpoint)
-	default:
-		return nil, fmt.Errorf("the relay at %s answered %d: %s", redactURL(t.base), resp.StatusCode, strings.TrimSpace(string(body)))
-	}
-}
-
-func adminClient(caFile string) (*http.Client, error) {
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	if caFile != "" {
-		pem, err := os.ReadFile(caFile)
-		if err != nil {
-			return nil, fmt.Errorf("--ca-file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--ca-file %s: no PEM certificate found", caFile)
-		}
-		tr.TLSClientConfig = &tls.Config{RootCAs: pool}
-	}
-	return &http.Client{Transport: tr}, nil
-}
-
-// redactURL drops credentials from a URL for messages.
-func redactURL(u string) string {
-	if i := strings.Index(u, "://"); i >= 0 {
-		if j := strings.LastIndexByte(u[i+3:], '@'); j >= 0 {
-			return u[:i+3] + "***@" + u[i+3+j+1:]
-		}
-	}
-	return u
 }
 
 func printStatus(w io.Writer, st httpserver.QueuesStatus) {
@@ -252,15 +125,15 @@ func printStatus(w io.Writer, st httpserver.QueuesStatus) {
 		if len(q.Receivers) > 0 {
 			receivers = strings.Join(q.Receivers, ",")
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%d\t%s\t%s\n", q.Name, state, q.Entries, humanBytes(q.Bytes),
-			agoPtr(q.Oldest, now), agoPtr(q.Newest, now), q.DeadLetters, humanBytes(q.DeadLetterBytes), receivers)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%d\t%s\t%s\n", q.Name, state, q.Entries, progress.Bytes(q.Bytes),
+			agoPtr(q.Oldest, now), agoPtr(q.Newest, now), q.DeadLetters, progress.Bytes(q.DeadLetterBytes), receivers)
 	}
 	_ = tw.Flush()
 	if len(st.Queues) == 0 {
 		fmt.Fprintln(w, "(no queue yet)")
 	}
 	a := st.Archive
-	fmt.Fprintf(w, "\narchive: %d entries, %s", a.Entries, humanBytes(a.Bytes))
+	fmt.Fprintf(w, "\narchive: %d entries, %s", a.Entries, progress.Bytes(a.Bytes))
 	if a.Oldest != nil {
 		fmt.Fprintf(w, ", received %s to %s", a.Oldest.Format(time.RFC3339), a.Newest.Format(time.RFC3339))
 	}
@@ -269,13 +142,13 @@ func printStatus(w io.Writer, st httpserver.QueuesStatus) {
 		settings = append(settings, "retention "+(time.Duration(a.RetentionSeconds)*time.Second).String())
 	}
 	if a.MaxBytes > 0 {
-		settings = append(settings, "max "+humanBytes(a.MaxBytes))
+		settings = append(settings, "max "+progress.Bytes(a.MaxBytes))
 	}
 	if len(settings) > 0 {
 		fmt.Fprintf(w, " (%s)", strings.Join(settings, ", "))
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "file: %s on disk (a stopped relay's file shrinks with `pyrorelay compact`); quarantined records: %d\n", humanBytes(st.FileBytes), st.Quarantined)
+	fmt.Fprintf(w, "file: %s on disk (a stopped relay's file shrinks with `pyrorelay compact`); quarantined records: %d\n", progress.Bytes(st.FileBytes), st.Quarantined)
 	if len(orphans) > 0 {
 		fmt.Fprintf(w, "\n%d orphan queue(s): no configured destination drains %s. Move one to a destination with\n"+
 			"`pyrorelay queue move --from %s --to NEW` (relay stopped), or send it with `pyrorelay replay --queue %s --to URL`.\n",
@@ -313,7 +186,7 @@ Example:
 				return err
 			}
 			from, to := c.String("from"), c.String("to")
-			st, err := openAdminStore(cfg.DataDir, openWrite, stopRelayFirst)
+			st, err := datadir.Open(cfg.DataDir, datadir.Write, datadir.StopRelayFirst)
 			if err != nil {
 				return err
 			}
@@ -327,21 +200,12 @@ Example:
 				return err
 			}
 			fmt.Fprintf(c.App.Writer, "moved %d entries and %d dead letters from %q to %q\n", res.Entries, res.DeadLetters, from, to)
-			if c.String("config") != "" && !destinationConfigured(cfg, to) {
+			if c.String("config") != "" && !datadir.DestinationConfigured(cfg, to) {
 				fmt.Fprintf(c.App.ErrWriter, "warning: %q is not a destination in %s: nothing will send these entries until it is\n", to, c.String("config"))
 			}
 			return nil
 		},
 	}
-}
-
-func destinationConfigured(cfg daemon.Config, name string) bool {
-	for _, d := range cfg.Destinations {
-		if d.Name == name {
-			return true
-		}
-	}
-	return len(cfg.Destinations) == 0 && name == store.HoldQueue
 }
 
 func compactCommand() *cli.Command {
@@ -362,17 +226,17 @@ Example:
 			if err != nil {
 				return err
 			}
-			res, err := store.Compact(cfg.DataDir, adminLockTimeout)
+			res, err := store.Compact(cfg.DataDir, datadir.LockTimeout)
 			if errors.Is(err, store.ErrLocked) {
-				return fmt.Errorf("data dir %s is in use by a running relay: %s: %w", cfg.DataDir, stopRelayFirst, err)
+				return fmt.Errorf("data dir %s is in use by a running relay: %s: %w", cfg.DataDir, datadir.StopRelayFirst, err)
 			}
 			if err != nil {
 				return err
 			}
 			for _, l := range res.Removed {
-				fmt.Fprintf(c.App.Writer, "removed %s (%s), left by a compact that was interrupted\n", l.Path, humanBytes(l.Bytes))
+				fmt.Fprintf(c.App.Writer, "removed %s (%s), left by a compact that was interrupted\n", l.Path, progress.Bytes(l.Bytes))
 			}
-			fmt.Fprintf(c.App.Writer, "%s: %s before, %s after (%s freed)\n", cfg.DataDir, humanBytes(res.Before), humanBytes(res.After), humanBytes(max(res.Before-res.After, 0)))
+			fmt.Fprintf(c.App.Writer, "%s: %s before, %s after (%s freed)\n", cfg.DataDir, progress.Bytes(res.Before), progress.Bytes(res.After), progress.Bytes(max(res.Before-res.After, 0)))
 			return nil
 		},
 	}

@@ -8,14 +8,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"strconv"
 	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/pyrorelay/pyrorelay/adminapi"
 	"github.com/pyrorelay/pyrorelay/exportfile"
+	"github.com/pyrorelay/pyrorelay/progress"
+	"github.com/pyrorelay/pyrorelay/selection"
 	"github.com/pyrorelay/pyrorelay/store"
 )
 
@@ -35,56 +37,41 @@ func remoteExport(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	t := adminTargetOf(c)
-	resp, err := adminGet(c.Context, t, exportQuery(c.String("destination"), c.String("dead-letter"), c.Bool("archive"),
-		c.String("since"), c.String("until"), c.String("app"), true))
+	t := adminClientOf(c)
+	resp, err := t.Get(c.Context, adminapi.ExportQuery{Queue: c.String("destination"), DeadLetter: c.String("dead-letter"), Archive: c.Bool("archive"),
+		Since: c.String("since"), Until: c.String("until"), App: c.String("app"), Bodies: true}.Path())
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
-	prog := newProgress(c.App.ErrWriter, "exported", -1, 0)
+	prog := progress.New(c.App.ErrWriter, "exported", -1, 0)
 	n, from := 0, ""
-	err = exportfile.ReadNDJSON(c.Context, resp.Body, exportfile.Checks{CopyOnly: true, MaxBodySize: pushBodyLimit}, func(x *exportfile.Record, e *store.Entry) error {
+	err = exportfile.ReadNDJSON(c.Context, resp.Body, exportfile.Checks{CopyOnly: true, MaxBodySize: selection.MaxPushBody}, func(x *exportfile.Record, e *store.Entry) error {
 		from = x.From
 		if err := sink.Write(x, e.Body); err != nil {
 			return err
 		}
 		n++
-		prog.add(int64(len(e.Body)))
+		prog.Add(int64(len(e.Body)))
 		return nil
 	})
-	prog.finish()
+	prog.Finish()
 	if cerr := sink.Close(); err == nil {
 		err = cerr
 	}
 	if err == nil {
-		err = exportComplete(resp, n)
+		err = adminapi.ExportComplete(resp, n)
 	}
 	if err != nil {
-		return fmt.Errorf("export from the relay at %s after %d entries: %w", redactURL(t.base), n, err)
+		return fmt.Errorf("export from the relay at %s after %d entries: %w", adminapi.RedactURL(t.URL), n, err)
 	}
 	where := out
 	if out == "-" {
 		where = "stdout"
 	}
-	prog.mu.Lock()
-	bytes := prog.bytes
-	prog.mu.Unlock()
+	_, bytes, _ := prog.Counts()
 	fmt.Fprintf(c.App.ErrWriter, "exported %d entries (%s) from %s of the relay at %s to %s%s\n",
-		n, humanBytes(bytes), from, redactURL(t.base), where, describeSelection(sel))
-	return nil
-}
-
-// exportComplete checks that the relay finished the answer it started:
-// the trailer carries the count of entries it sent.
-func exportComplete(resp *http.Response, n int) error {
-	sent := resp.Trailer.Get(exportCompleteTrailer)
-	if sent == "" {
-		return errors.New("the relay's answer ended early: the export is incomplete; run it again")
-	}
-	if m, err := strconv.Atoi(sent); err != nil || m != n {
-		return fmt.Errorf("the relay sent %s entries, %d arrived: run it again", sent, n)
-	}
+		n, progress.Bytes(bytes), from, adminapi.RedactURL(t.URL), where, sel.Describe())
 	return nil
 }
 
@@ -95,8 +82,8 @@ func remoteDeadLetterList(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	resp, err := adminGet(c.Context, adminTargetOf(c), exportQuery("", name, false,
-		c.String("since"), c.String("until"), c.String("app"), false))
+	resp, err := adminClientOf(c).Get(c.Context, adminapi.ExportQuery{DeadLetter: name,
+		Since: c.String("since"), Until: c.String("until"), App: c.String("app")}.Path())
 	if err != nil {
 		return err
 	}
@@ -137,11 +124,11 @@ func remoteDeadLetterList(c *cli.Context) error {
 	if list != nil {
 		list.flush()
 	}
-	if err := exportComplete(resp, n); err != nil {
+	if err := adminapi.ExportComplete(resp, n); err != nil {
 		return err
 	}
 	if enc == nil {
-		fmt.Fprintf(c.App.Writer, "%d dead letters (%s) of %s%s\n", n, humanBytes(bytes), name, describeSelection(sel))
+		fmt.Fprintf(c.App.Writer, "%d dead letters (%s) of %s%s\n", n, progress.Bytes(bytes), name, sel.Describe())
 	}
 	return nil
 }
@@ -164,7 +151,7 @@ func (t *deadLetterTable) row(id uint64, received, dead time.Time, status, attem
 		reason = reason[:120] + "..."
 	}
 	fmt.Fprintf(t.tw, "%d\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", id, received.UTC().Format(time.RFC3339),
-		dead.UTC().Format(time.RFC3339), st, attempts, humanBytes(size), app, reason)
+		dead.UTC().Format(time.RFC3339), st, attempts, progress.Bytes(size), app, reason)
 }
 
 func (t *deadLetterTable) flush() { _ = t.tw.Flush() }

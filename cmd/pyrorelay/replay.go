@@ -11,16 +11,17 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/pyrorelay/pyrorelay/adminapi"
 	"github.com/pyrorelay/pyrorelay/daemon"
-	"github.com/pyrorelay/pyrorelay/exportfile"
-	"github.com/pyrorelay/pyrorelay/pushwire"
+	"github.com/pyrorelay/pyrorelay/datadir"
+	"github.com/pyrorelay/pyrorelay/progress"
 	"github.com/pyrorelay/pyrorelay/relay"
+	"github.com/pyrorelay/pyrorelay/replay"
 	"github.com/pyrorelay/pyrorelay/store"
 )
 
@@ -132,16 +133,6 @@ func replayDestination(c *cli.Context, cfg daemon.Config) (relay.Destination, er
 	return d, d.Validate()
 }
 
-// replayItem is one entry on its way to a worker.
-type replayItem struct {
-	e    *store.Entry
-	pos  uint64 // queue position, to ack
-	size int64
-	// name says which entry it is in messages: its id, and where in an
-	// export it was read.
-	name string
-}
-
 func runReplay(c *cli.Context) error {
 	ctx, stop := signal.NotifyContext(c.Context, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -187,15 +178,15 @@ func runReplay(c *cli.Context) error {
 	}
 
 	// each feeds the entries to send; ack, if set, removes a delivered one.
-	var each func(fn func(replayItem) error) error
+	var each replay.Source
 	var ack func(pos uint64) error
 	what, total, totalBytes := from, -1, int64(0)
 	if fromStore {
-		mode := openRead
+		mode := datadir.Read
 		if c.String("destination") != "" && !c.Bool("keep") && !dry {
-			mode = openWrite
+			mode = datadir.Write
 		}
-		st, err := openAdminStore(from, mode, stopRelayFirst)
+		st, err := datadir.Open(from, mode, datadir.StopRelayFirst)
 		if err != nil {
 			return err
 		}
@@ -204,18 +195,13 @@ func runReplay(c *cli.Context) error {
 		if err != nil {
 			return err
 		}
-		cnt, err := st.Count(ctx, src, sel.filter)
+		cnt, err := st.Count(ctx, src, sel.Filter)
 		if err != nil {
 			return err
 		}
 		what, total, totalBytes = src.String(), cnt.Entries, cnt.Bytes
-		each = func(fn func(replayItem) error) error {
-			_, err := st.Scan(ctx, src, sel.filter, func(r store.Record) error {
-				return fn(replayItem{e: r.Entry, pos: r.Pos, size: int64(r.Size), name: fmt.Sprintf("entry %d", r.Entry.ID)})
-			})
-			return err
-		}
-		if mode == openWrite {
+		each = replay.FromStore(ctx, st, src, sel.Filter)
+		if mode == datadir.Write {
 			ack = func(pos uint64) error {
 				return st.Ack(context.WithoutCancel(ctx), src.Queue, pos)
 			}
@@ -228,83 +214,27 @@ func runReplay(c *cli.Context) error {
 		if err != nil {
 			return err
 		}
-		each = func(fn func(replayItem) error) error {
-			n := 0
-			return exportfile.Read(ctx, from, c.App.Reader, chk, func(_ *exportfile.Record, e *store.Entry) error {
-				n++
-				if !sel.matches(e) {
-					return nil
-				}
-				return fn(replayItem{e: e, size: int64(e.Size()), name: exportEntryName(e, n, what)})
-			})
-		}
+		each = replay.FromExport(ctx, from, c.App.Reader, chk, sel, what)
 	}
 
 	if dry {
-		return dryRun(c, each, what, dest.URL, sel)
+		return replay.DryRun(c.App.Writer, each, what, adminapi.RedactURL(dest.URL), sel)
 	}
-	retries := newRetryWatch(c.App.ErrWriter, slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	retries := replay.NewRetryWatch(c.App.ErrWriter, slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	sender, err := relay.NewSender(dest, slog.New(retries))
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(c.App.ErrWriter, "replaying %s to %s%s\n", what, redactURL(dest.URL), describeSelection(sel))
-	prog := newProgressStatus(c.App.Writer, "sent", total, totalBytes, retries.last)
-	pace := newPacer(rate)
-	work := make(chan replayItem, dest.Concurrency)
-	var wg sync.WaitGroup
-	var failMu sync.Mutex
-	var firstFailure string
-	sendCtx, cancelSend := context.WithCancel(ctx)
-	defer cancelSend()
-	for range dest.Concurrency {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for it := range work {
-				res := sender.Send(sendCtx, it.e)
-				switch res.Fate {
-				case relay.FateDelivered:
-					if ack != nil {
-						if err := ack(it.pos); err != nil {
-							fmt.Fprintf(c.App.ErrWriter, "%s was delivered but stays queued: %v\n", it.name, err)
-						}
-					}
-					prog.add(it.size)
-				case relay.FateAbandoned:
-					// Interrupted: it stays where it was.
-				default:
-					prog.fail()
-					failMu.Lock()
-					if firstFailure == "" {
-						firstFailure = res.Outcome.Reason
-					}
-					failMu.Unlock()
-					fmt.Fprintf(c.App.ErrWriter, "%s (received %s) not sent: %s after %d attempts: %s\n",
-						it.name, it.e.ReceivedAt.UTC().Format(time.RFC3339), res.Fate, res.Attempts, res.Outcome.Reason)
-				}
-			}
-		}()
-	}
-	feedErr := each(func(it replayItem) error {
-		if err := pace.wait(sendCtx); err != nil {
-			return err
-		}
-		select {
-		case work <- it:
-			return nil
-		case <-sendCtx.Done():
-			return sendCtx.Err()
-		}
+	fmt.Fprintf(c.App.ErrWriter, "replaying %s to %s%s\n", what, adminapi.RedactURL(dest.URL), sel.Describe())
+	prog := progress.NewWithStatus(c.App.Writer, "sent", total, totalBytes, retries.Last)
+	res := replay.Run(ctx, each, replay.Options{
+		Sender: sender, Concurrency: dest.Concurrency, Rate: rate, Ack: ack,
+		Progress: prog, Errors: c.App.ErrWriter,
 	})
-	close(work)
-	wg.Wait()
-	prog.finish()
-	prog.mu.Lock()
-	sent, sentBytes, failed := prog.n, prog.bytes, prog.failed
-	prog.mu.Unlock()
-	elapsed := time.Since(prog.start).Round(time.Millisecond)
-	fmt.Fprintf(c.App.Writer, "sent %d entries (%s) from %s to %s in %s", sent, humanBytes(sentBytes), what, redactURL(dest.URL), elapsed)
+	prog.Finish()
+	sent, sentBytes, failed := prog.Counts()
+	elapsed := prog.Elapsed().Round(time.Millisecond)
+	fmt.Fprintf(c.App.Writer, "sent %d entries (%s) from %s to %s in %s", sent, progress.Bytes(sentBytes), what, adminapi.RedactURL(dest.URL), elapsed)
 	if failed > 0 {
 		fmt.Fprintf(c.App.Writer, "; %d not sent", failed)
 	}
@@ -312,67 +242,14 @@ func runReplay(c *cli.Context) error {
 	switch {
 	case ctx.Err() != nil:
 		last := ""
-		if l := retries.last(); l != "" {
+		if l := retries.Last(); l != "" {
 			last = " (" + l + ")"
 		}
 		return fmt.Errorf("replay interrupted after %d entries%s: nothing was lost; run it again (with --since, or from the queue, which only holds what was not delivered)", sent, last)
-	case feedErr != nil:
-		return fmt.Errorf("replay stopped after %d entries: %w", sent, feedErr)
+	case res.FeedErr != nil:
+		return fmt.Errorf("replay stopped after %d entries: %w", sent, res.FeedErr)
 	case failed > 0:
-		return fmt.Errorf("%d entries were refused by %s (first: %s): see the lines above; fix the cause and replay them again", failed, redactURL(dest.URL), firstFailure)
+		return fmt.Errorf("%d entries were refused by %s (first: %s): see the lines above; fix the cause and replay them again", failed, adminapi.RedactURL(dest.URL), res.FirstFailure)
 	}
 	return nil
-}
-
-// dryRun lists what a replay would send.
-func dryRun(c *cli.Context, each func(fn func(replayItem) error) error, what, to string, sel selection) error {
-	n, bytes := 0, int64(0)
-	err := each(func(it replayItem) error {
-		n++
-		bytes += it.size
-		fmt.Fprintf(c.App.Writer, "would send %s: %s, received %s, %s, %s\n", it.name, it.e.Kind,
-			it.e.ReceivedAt.UTC().Format(time.RFC3339), entryApp(it.e), humanBytes(it.size))
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	if to == "" {
-		to = "--to"
-	}
-	fmt.Fprintf(c.App.Writer, "dry run: would send %d entries (%s) from %s to %s%s\n", n, humanBytes(bytes), what, redactURL(to), describeSelection(sel))
-	return nil
-}
-
-// exportEntryName names the n-th entry read from an export for messages:
-// by the id it had in the relay it was exported from, and its place in the
-// export (an ndjson file written by hand may have no ids).
-func exportEntryName(e *store.Entry, n int, from string) string {
-	if e.ID == 0 {
-		return fmt.Sprintf("record %d of %s", n, from)
-	}
-	return fmt.Sprintf("entry %d (record %d of %s)", e.ID, n, from)
-}
-
-// entryApp names an entry's application for people: the /ingest name, or
-// the service_name of a Push's first series.
-func entryApp(e *store.Entry) string {
-	if e.Kind == store.KindIngest {
-		if q, err := url.ParseQuery(e.Query); err == nil && q.Get("name") != "" {
-			return q.Get("name")
-		}
-		return "(no name)"
-	}
-	app := ""
-	err := pushwire.EachSeries(pushBody(e), func(labels map[string]string) bool {
-		app = labels["service_name"]
-		if app == "" {
-			app = labels["__name__"]
-		}
-		return false
-	})
-	if err != nil || app == "" {
-		return "(push)"
-	}
-	return "push " + app
 }

@@ -13,6 +13,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/urfave/cli/v2"
 
+	"github.com/pyrorelay/pyrorelay/adminapi"
+	"github.com/pyrorelay/pyrorelay/buildinfo"
 	"github.com/pyrorelay/pyrorelay/daemon"
 )
 
@@ -199,8 +201,8 @@ func setGCDefault() {
 // configuration again on SIGHUP and POST /-/reload.
 func serve(ctx context.Context, cfg daemon.Config, log *slog.Logger, load func() (daemon.Config, error)) error {
 	reg := prometheus.NewRegistry()
-	registerBuildInfo(reg)
-	d, err := daemon.New(cfg, daemon.Options{Logger: log, Registry: reg, Version: version, Load: load, Export: exportHandler})
+	buildinfo.Register(reg, buildinfo.Read(version, revision))
+	d, err := daemon.New(cfg, daemon.Options{Logger: log, Registry: reg, Version: version, Load: load, Export: adminapi.ExportHandler})
 	if err != nil {
 		return err
 	}

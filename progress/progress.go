@@ -1,7 +1,11 @@
-package main
+// Package progress shows how far a long operation of the operator
+// commands is (export, replay): entries and bytes done, rate, ETA and
+// failures. On a terminal the line is redrawn in place; elsewhere a plain
+// log line is written now and then, so a cron job's log does not fill
+// with redraws. The caller prints the final summary.
+package progress
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"os"
@@ -25,8 +29,8 @@ func isTerminal(w io.Writer) bool {
 	return ok && term.IsTerminal(int(f.Fd()))
 }
 
-// progress shows how far a long operation is: entries, bytes, rate, ETA.
-type progress struct {
+// Progress shows how far a long operation is: entries, bytes, rate, ETA.
+type Progress struct {
 	w          io.Writer
 	tty        bool
 	verb       string
@@ -48,15 +52,17 @@ type progress struct {
 	once sync.Once
 }
 
-// newProgress starts showing progress on w. total and totalBytes are what
-// is expected (total -1 when unknown: no ETA then).
-func newProgress(w io.Writer, verb string, total int, totalBytes int64) *progress {
-	return newProgressStatus(w, verb, total, totalBytes, nil)
+// New starts showing progress on w. verb says what is done to the
+// entries ("sent", "exported"); total and totalBytes are what is expected
+// (total -1 when unknown: no ETA then). Finish stops it.
+func New(w io.Writer, verb string, total int, totalBytes int64) *Progress {
+	return NewWithStatus(w, verb, total, totalBytes, nil)
 }
 
-// newProgressStatus is newProgress with a status added to each line.
-func newProgressStatus(w io.Writer, verb string, total int, totalBytes int64, status func() string) *progress {
-	p := &progress{
+// NewWithStatus is New with status, if not nil, adding to each line
+// what is going on (the last error of a destination being retried).
+func NewWithStatus(w io.Writer, verb string, total int, totalBytes int64, status func() string) *Progress {
+	p := &Progress{
 		w: w, tty: isTerminal(w), verb: verb, total: total, totalBytes: totalBytes, status: status,
 		start: time.Now(), stop: make(chan struct{}), done: make(chan struct{}),
 	}
@@ -64,7 +70,18 @@ func newProgressStatus(w io.Writer, verb string, total int, totalBytes int64, st
 	return p
 }
 
-func (p *progress) loop() {
+// Counts is what was counted so far: entries done, their bytes, and the
+// entries that failed.
+func (p *Progress) Counts() (n int, bytes int64, failed int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.n, p.bytes, p.failed
+}
+
+// Elapsed is the time since the progress started.
+func (p *Progress) Elapsed() time.Duration { return time.Since(p.start) }
+
+func (p *Progress) loop() {
 	defer close(p.done)
 	every := progressLogLine
 	if p.tty {
@@ -82,23 +99,23 @@ func (p *progress) loop() {
 	}
 }
 
-// add counts one entry of size bytes done.
-func (p *progress) add(size int64) {
+// Add counts one entry of size bytes done.
+func (p *Progress) Add(size int64) {
 	p.mu.Lock()
 	p.n++
 	p.bytes += size
 	p.mu.Unlock()
 }
 
-// fail counts one entry that could not be done.
-func (p *progress) fail() {
+// Fail counts one entry that could not be done.
+func (p *Progress) Fail() {
 	p.mu.Lock()
 	p.failed++
 	p.mu.Unlock()
 }
 
-// finish stops the display and shows the final state once.
-func (p *progress) finish() {
+// Finish stops the display and shows the final state once.
+func (p *Progress) Finish() {
 	p.once.Do(func() {
 		close(p.stop)
 		<-p.done
@@ -106,7 +123,7 @@ func (p *progress) finish() {
 	})
 }
 
-func (p *progress) draw(final bool) {
+func (p *Progress) draw(final bool) {
 	p.mu.Lock()
 	n, bytes, failed := p.n, p.bytes, p.failed
 	p.mu.Unlock()
@@ -132,7 +149,7 @@ func (p *progress) draw(final bool) {
 	}
 }
 
-func (p *progress) line(n int, bytes int64, failed int, elapsed time.Duration) string {
+func (p *Progress) line(n int, bytes int64, failed int, elapsed time.Duration) string {
 	var b strings.Builder
 	secs := max(elapsed.Seconds(), 1e-3)
 	rate := float64(n) / secs
@@ -149,11 +166,11 @@ func (p *progress) line(n int, bytes int64, failed int, elapsed time.Duration) s
 			}
 			fmt.Fprintf(&b, "[%s%s] %3d%% ", strings.Repeat("#", done), strings.Repeat(".", width-done), pct)
 		}
-		fmt.Fprintf(&b, "%s %d/%d entries, %s/%s", p.verb, n, p.total, humanBytes(bytes), humanBytes(p.totalBytes))
+		fmt.Fprintf(&b, "%s %d/%d entries, %s/%s", p.verb, n, p.total, Bytes(bytes), Bytes(p.totalBytes))
 	} else {
-		fmt.Fprintf(&b, "%s %d entries, %s", p.verb, n, humanBytes(bytes))
+		fmt.Fprintf(&b, "%s %d entries, %s", p.verb, n, Bytes(bytes))
 	}
-	fmt.Fprintf(&b, ", %.1f entries/s, %s/s", rate, humanBytes(int64(float64(bytes)/secs)))
+	fmt.Fprintf(&b, ", %.1f entries/s, %s/s", rate, Bytes(int64(float64(bytes)/secs)))
 	if failed > 0 {
 		fmt.Fprintf(&b, ", %d failed", failed)
 	}
@@ -164,54 +181,16 @@ func (p *progress) line(n int, bytes int64, failed int, elapsed time.Duration) s
 	return b.String()
 }
 
-// pacer spaces events at most rate per second: the first goes at once,
-// each next one interval after the previous one's slot, so n events take at
-// least (n-1)/rate. A slot may lie up to pacerSlack in the past, so that a
-// timer firing late is made up for by the next events instead of lowering
-// the rate; a long stall (a slow destination) is not made up for in a
-// burst. A zero rate does not pace. It is safe for concurrent use.
-type pacer struct {
-	mu       sync.Mutex
-	interval time.Duration
-	next     time.Time
-}
-
-const pacerSlack = 20 * time.Millisecond
-
-func newPacer(rate float64) *pacer {
-	p := &pacer{}
-	if rate > 0 {
-		p.interval = time.Duration(float64(time.Second) / rate)
+// Bytes formats a byte count for people: 1536 is "1.5 KiB".
+func Bytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
 	}
-	return p
-}
-
-// wait blocks until the next slot, or until ctx ends.
-func (p *pacer) wait(ctx context.Context) error {
-	if p.interval <= 0 {
-		return ctx.Err()
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit && exp < 4; m /= unit {
+		div *= unit
+		exp++
 	}
-	p.mu.Lock()
-	now := time.Now()
-	slot := p.next
-	switch {
-	case slot.IsZero():
-		slot = now // the first event: the origin of every later slot
-	case slot.Before(now.Add(-pacerSlack)):
-		slot = now.Add(-pacerSlack)
-	}
-	p.next = slot.Add(p.interval)
-	p.mu.Unlock()
-	d := time.Until(slot)
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTP"[exp])
 }

@@ -1,7 +1,4 @@
-package main
-
-// The admin API's reading of stored entries: what `export --url` and
-// `dead-letter list --url` ask a running relay, whose data dir is locked.
+package adminapi
 
 import (
 	"errors"
@@ -12,25 +9,27 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/pyrorelay/pyrorelay/datadir"
 	"github.com/pyrorelay/pyrorelay/exportfile"
 	"github.com/pyrorelay/pyrorelay/httpserver"
+	"github.com/pyrorelay/pyrorelay/selection"
 	"github.com/pyrorelay/pyrorelay/store"
 )
 
-// exportCompleteTrailer ends an export answer with the number of entries
+// ExportCompleteTrailer ends an export answer with the number of entries
 // sent: an answer without it was cut short, whatever its last line.
-const exportCompleteTrailer = "X-Pyrorelay-Export-Entries"
+const ExportCompleteTrailer = "X-Pyrorelay-Export-Entries"
 
 // exportWriteGrace bounds each write of an export answer: the server's
 // write timeout is for one request, an export may take much longer.
 const exportWriteGrace = time.Minute
 
-// exportHandler serves GET /api/v1/export on the running relay's store:
+// ExportHandler serves GET /api/v1/export on the running relay's store:
 // the entries of ?queue=NAME, ?dead_letter=NAME or ?archive=1, selected by
 // since, until and app as the flags do, as the ndjson `pyrorelay export
 // --out -` writes. bodies=0 leaves the bodies out and names each entry's
 // application instead (for listing).
-func exportHandler(st *store.Store, log *slog.Logger) http.Handler {
+func ExportHandler(st *store.Store, log *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet {
 			w.Header().Set("Allow", http.MethodGet)
@@ -43,7 +42,7 @@ func exportHandler(st *store.Store, log *slog.Logger) http.Handler {
 			http.Error(w, err.Error(), status)
 			return
 		}
-		sel, err := selectionOf(q.Get("since"), q.Get("until"), q.Get("app"), time.Now())
+		sel, err := selection.Parse(q.Get("since"), q.Get("until"), q.Get("app"), time.Now())
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
@@ -51,14 +50,14 @@ func exportHandler(st *store.Store, log *slog.Logger) http.Handler {
 		bodies := q.Get("bodies") != "0"
 		w.Header().Set("Content-Type", "application/x-ndjson")
 		w.Header().Set("Cache-Control", "no-store")
-		w.Header().Set("Trailer", exportCompleteTrailer)
+		w.Header().Set("Trailer", ExportCompleteTrailer)
 		rc := http.NewResponseController(w)
 		sink := exportfile.NewNDJSONWriter(w)
-		res, err := st.Scan(r.Context(), src, sel.filter, func(rec store.Record) error {
+		res, err := st.Scan(r.Context(), src, sel.Filter, func(rec store.Record) error {
 			_ = rc.SetWriteDeadline(time.Now().Add(exportWriteGrace))
 			x := exportfile.FromStore(rec, src)
 			if !bodies {
-				x.App = entryApp(rec.Entry)
+				x.App = selection.AppOf(rec.Entry)
 				return sink.Write(x, nil)
 			}
 			return sink.Write(x, rec.Entry.Body)
@@ -72,7 +71,7 @@ func exportHandler(st *store.Store, log *slog.Logger) http.Handler {
 			log.Warn("admin API export cut short", "source", src.String(), "entries", res.Entries, "err", err)
 			panic(http.ErrAbortHandler)
 		}
-		w.Header().Set(exportCompleteTrailer, strconv.Itoa(res.Entries))
+		w.Header().Set(ExportCompleteTrailer, strconv.Itoa(res.Entries))
 	})
 }
 
@@ -100,24 +99,35 @@ func exportSource(st *store.Store, q url.Values) (store.Source, int, error) {
 		return src, http.StatusServiceUnavailable, fmt.Errorf("read the store: %w", err)
 	}
 	if _, ok := sum.Queues[src.Queue]; !ok {
-		return src, http.StatusNotFound, fmt.Errorf("no queue %q; the relay holds %s", src.Queue, describeStore(sum))
+		return src, http.StatusNotFound, fmt.Errorf("no queue %q; the relay holds %s", src.Queue, datadir.Describe(sum))
 	}
 	return src, 0, nil
 }
 
-// exportQuery is the admin API query for what the export flags select.
-func exportQuery(queue, deadLetter string, archive bool, since, until, app string, bodies bool) string {
-	q := url.Values{}
-	for k, v := range map[string]string{"queue": queue, "dead_letter": deadLetter, "since": since, "until": until, "app": app} {
-		if v != "" {
-			q.Set(k, v)
+// ExportQuery is what an export asks for: the one source (Queue,
+// DeadLetter or Archive) and the selection's flag values, as given.
+type ExportQuery struct {
+	Queue, DeadLetter string
+	Archive           bool
+	Since, Until, App string
+	// Bodies asks for the entries' bodies; without them each record
+	// names its application instead (for listing).
+	Bodies bool
+}
+
+// Path is the admin API path and query of q.
+func (q ExportQuery) Path() string {
+	v := url.Values{}
+	for k, s := range map[string]string{"queue": q.Queue, "dead_letter": q.DeadLetter, "since": q.Since, "until": q.Until, "app": q.App} {
+		if s != "" {
+			v.Set(k, s)
 		}
 	}
-	if archive {
-		q.Set("archive", "1")
+	if q.Archive {
+		v.Set("archive", "1")
 	}
-	if !bodies {
-		q.Set("bodies", "0")
+	if !q.Bodies {
+		v.Set("bodies", "0")
 	}
-	return httpserver.ExportPath + "?" + q.Encode()
+	return httpserver.ExportPath + "?" + v.Encode()
 }

@@ -1,4 +1,4 @@
-package main
+package replay
 
 import (
 	"context"
@@ -9,13 +9,13 @@ import (
 	"time"
 )
 
-// retryWatch is the replay sender's log handler: it passes warnings and
+// RetryWatch is the replay sender's log handler: it passes warnings and
 // errors on to next, and keeps the reason of the last failed attempt,
 // which the sender logs at debug level with each retry. Replay to a
 // destination that is down would otherwise show nothing at all while it
 // retries; with it, the progress shows the error, and a new reason is
 // reported once on w.
-type retryWatch struct {
+type RetryWatch struct {
 	next slog.Handler
 	st   *retryState
 }
@@ -27,13 +27,18 @@ type retryState struct {
 	at     time.Time
 }
 
-func newRetryWatch(w io.Writer, next slog.Handler) *retryWatch {
-	return &retryWatch{next: next, st: &retryState{w: w}}
+// NewRetryWatch returns a RetryWatch that reports new retry reasons on w
+// and passes warnings and errors on to next.
+func NewRetryWatch(w io.Writer, next slog.Handler) *RetryWatch {
+	return &RetryWatch{next: next, st: &retryState{w: w}}
 }
 
-func (h *retryWatch) Enabled(context.Context, slog.Level) bool { return true }
+// Enabled is true at every level: debug records carry the retry reasons.
+func (h *RetryWatch) Enabled(context.Context, slog.Level) bool { return true }
 
-func (h *retryWatch) Handle(ctx context.Context, r slog.Record) error {
+// Handle keeps the reason of r, if it has one, and passes r on to the
+// next handler if that one takes its level.
+func (h *RetryWatch) Handle(ctx context.Context, r slog.Record) error {
 	var reason string
 	r.Attrs(func(a slog.Attr) bool {
 		if a.Key == "reason" {
@@ -57,16 +62,18 @@ func (h *retryWatch) Handle(ctx context.Context, r slog.Record) error {
 	return nil
 }
 
-func (h *retryWatch) WithAttrs(as []slog.Attr) slog.Handler {
-	return &retryWatch{next: h.next.WithAttrs(as), st: h.st}
+// WithAttrs is the next handler's WithAttrs, watched the same way.
+func (h *RetryWatch) WithAttrs(as []slog.Attr) slog.Handler {
+	return &RetryWatch{next: h.next.WithAttrs(as), st: h.st}
 }
 
-func (h *retryWatch) WithGroup(name string) slog.Handler {
-	return &retryWatch{next: h.next.WithGroup(name), st: h.st}
+// WithGroup is the next handler's WithGroup, watched the same way.
+func (h *RetryWatch) WithGroup(name string) slog.Handler {
+	return &RetryWatch{next: h.next.WithGroup(name), st: h.st}
 }
 
-// last describes the last failed attempt, "" when none failed.
-func (h *retryWatch) last() string {
+// Last describes the last failed attempt, "" when none failed.
+func (h *RetryWatch) Last() string {
 	h.st.mu.Lock()
 	defer h.st.mu.Unlock()
 	if h.st.reason == "" {

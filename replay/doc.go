@@ -1,0 +1,13 @@
+// Package replay is the engine of `pyrorelay replay`: it sends entries,
+// read from a stopped relay's queue, dead letters or archive or from an
+// export, to a destination with the relay's own sender (its retry policy,
+// Retry-After and poison cap), paced to a rate, with a number of requests
+// in flight, counting each entry's fate on a [progress.Progress].
+//
+// A [Source] feeds the entries ([FromStore], [FromExport]); [Run] sends
+// them and says what became of them; [DryRun] lists what would be sent.
+// Delivered entries of a queue are acked (removed) when the caller asks
+// for it; entries that are refused are reported one a line and stay where
+// they were. [RetryWatch] lets the progress line show why a destination
+// is being retried.
+package replay
