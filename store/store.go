@@ -107,7 +107,7 @@ type Options struct {
 	ReadOnly bool
 	// RecentBytes is the budget of the cache of entries just committed,
 	// from which ReadBatch takes them without reading the file. Default
-	// 8 MiB; negative turns the cache off.
+	// 4 MiB; negative turns the cache off.
 	RecentBytes int64
 
 	// freelistSyncMax overrides FreelistSyncMax, for tests.
