@@ -15,7 +15,7 @@ import (
 // Queue is the part of the store a Forwarder drains.
 type Queue interface {
 	ReadBatch(ctx context.Context, queue string, after uint64, max, maxBytes int) ([]store.Item, int, error)
-	Ack(ctx context.Context, queue string, seqs ...uint64) error
+	AckDeferred(ctx context.Context, queue string, seqs ...uint64) error
 	MoveToDeadLetter(ctx context.Context, queue string, seq uint64, d store.DeadLetter) error
 	Wake(queue string) <-chan struct{}
 	Expire(ctx context.Context, queue string, cutoff time.Time) (int, error)

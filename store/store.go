@@ -110,6 +110,8 @@ type Options struct {
 	// 4 MiB; negative turns the cache off.
 	RecentBytes int64
 
+	// deferredWait overrides defaultDeferredWait, for tests.
+	deferredWait time.Duration
 	// freelistSyncMax overrides FreelistSyncMax, for tests.
 	freelistSyncMax int
 	// willNeed replaces adviseWillNeed, for tests that record what is read ahead.
@@ -150,6 +152,13 @@ type Store struct {
 
 	recent *recent // nil when off
 
+	// lastPrompt is when the commit loop last committed a write that
+	// would not wait (see awaitCompany); only the loop uses it.
+	lastPrompt time.Time
+	// deferredHeld is how many deferred writes the loop holds while it
+	// waits for company, for tests.
+	deferredHeld atomic.Int64
+
 	// txGrowth is what the puts of the running transaction add to the
 	// file (see fileRoom); only the commit loop uses it.
 	txGrowth int64
@@ -176,6 +185,9 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 	if opts.RecentBytes == 0 {
 		opts.RecentBytes = defaultRecentBytes
+	}
+	if opts.deferredWait == 0 {
+		opts.deferredWait = defaultDeferredWait
 	}
 	if opts.freelistSyncMax == 0 {
 		opts.freelistSyncMax = FreelistSyncMax
