@@ -25,7 +25,8 @@
 //	stats       q/NAME, d/NAME, e/total, a/archive → count and bytes (16 bytes)
 //	meta        schema → version (8 bytes)
 //
-// Where the code is: commit.go (the commit loop), put.go, read.go,
+// Where the code is: commit.go (the commit loop), deferred.go (acks that
+// share the next commit), put.go, read.go,
 // refcount.go (an entry goes with its last reference), queueref.go,
 // stats.go, limits.go and room.go (what bounds the store), freelist.go and
 // warm.go (bbolt's free-page list), archive.go, dead.go, expire.go, scan.go,
