@@ -75,9 +75,7 @@ func (a *acker) run() {
 				break fill
 			}
 		}
-		// A context of its own: a delivered entry must be acked even
-		// while shutting down, or it is sent again.
-		err := a.queue.Ack(context.Background(), a.name, batch...)
+		err := a.commit(batch)
 		if err == nil {
 			batch = batch[:0]
 			continue
@@ -98,4 +96,13 @@ func (a *acker) run() {
 		// duplicate.
 		time.Sleep(ackRetryInterval)
 	}
+}
+
+// commit makes batch's acks durable. They may wait to share the next
+// commit (AckDeferred): a delivered entry needs no commit of its own, as
+// until its ack commits a crash only sends it again.
+func (a *acker) commit(batch []uint64) error {
+	// A context of its own: a delivered entry must be acked even while
+	// shutting down, or it is sent again.
+	return a.queue.AckDeferred(context.Background(), a.name, batch...)
 }

@@ -391,11 +391,11 @@ type failingAcks struct {
 	fail atomic.Int64 // acks left to fail
 }
 
-func (q *failingAcks) Ack(ctx context.Context, queue string, seqs ...uint64) error {
+func (q *failingAcks) AckDeferred(ctx context.Context, queue string, seqs ...uint64) error {
 	if q.fail.Add(-1) >= 0 {
 		return fmt.Errorf("ack: write pyrorelay.db: %w", syscall.ENOSPC)
 	}
-	return q.Store.Ack(ctx, queue, seqs...)
+	return q.Store.AckDeferred(ctx, queue, seqs...)
 }
 
 // TestForwardRetriesFailedAcks: an ack that fails to commit is tried again

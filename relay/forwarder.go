@@ -16,7 +16,7 @@ import (
 // Queue is the part of the store a Forwarder drains.
 type Queue interface {
 	ReadBatch(ctx context.Context, queue string, after uint64, max, maxBytes int) ([]store.Item, int, error)
-	Ack(ctx context.Context, queue string, seqs ...uint64) error
+	AckDeferred(ctx context.Context, queue string, seqs ...uint64) error
 	MoveToDeadLetter(ctx context.Context, queue string, seq uint64, d store.DeadLetter) error
 	Wake(queue string) <-chan struct{}
 	Expire(ctx context.Context, queue string, cutoff time.Time) (int, error)
@@ -25,7 +25,10 @@ type Queue interface {
 
 // maxHeldBytes bounds the bytes of entries a forwarder holds in memory:
 // read ahead, in flight, and waiting for a retry. Reading stops there.
-const maxHeldBytes = 8 << 20
+// Held bytes are live heap, which the garbage collector's target
+// multiplies, so the bound is kept to what keeps the sends busy: at the
+// default 16 requests in flight, hundreds of typical profiles.
+const maxHeldBytes = 4 << 20
 
 // pollInterval is a safety net under the wake signal: a queue is re-read
 // this often even when nothing says it changed.

@@ -112,7 +112,16 @@ func layoutFileSize(b *testing.B, path string) int64 {
 
 // layoutWchar is the bytes this process passed to write syscalls so far
 // (/proc/self/io), or 0 where that is not available.
-func layoutWchar(b *testing.B) int64 {
+func layoutWchar(b *testing.B) int64 { return procIO(b, "wchar: ") }
+
+// layoutDiskWrites is write_bytes of /proc/self/io: the bytes of page cache
+// this process dirtied, which the kernel writes to the disk. It counts
+// whole pages (whole folios, where the kernel caches the file in larger
+// ones), so it exceeds what was passed to pwrite.
+func layoutDiskWrites(b *testing.B) int64 { return procIO(b, "write_bytes: ") }
+
+// procIO reads one counter of /proc/self/io; 0 where there is none.
+func procIO(b *testing.B, prefix string) int64 {
 	f, err := os.Open("/proc/self/io")
 	if err != nil {
 		return 0
@@ -120,7 +129,7 @@ func layoutWchar(b *testing.B) int64 {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "wchar: "); ok {
+		if v, ok := strings.CutPrefix(sc.Text(), prefix); ok {
 			n, err := strconv.ParseInt(v, 10, 64)
 			if err != nil {
 				b.Fatal(err)

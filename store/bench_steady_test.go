@@ -17,7 +17,8 @@ import (
 // reads each batch as it commits and acks it. One op is one request,
 // stored, read twice and acked twice; the queues are empty at the end.
 // write-B/op is what bbolt passed to pwrite per request, commits/op how
-// many commits (two fdatasyncs each) it took.
+// many commits (two fdatasyncs each) it took, disk-B/body-B the bytes
+// the process had the kernel write (write_bytes) per body byte.
 func BenchmarkSteady(b *testing.B) {
 	const writers = 32
 	queues := []string{"a", "b"}
@@ -60,7 +61,7 @@ func BenchmarkSteady(b *testing.B) {
 					seqs[i] = it.Seq
 				}
 				after = seqs[len(seqs)-1]
-				if err := s.Ack(context.Background(), q, seqs...); err != nil {
+				if err := s.AckDeferred(context.Background(), q, seqs...); err != nil {
 					failed.Store(err)
 					return
 				}
@@ -71,7 +72,7 @@ func BenchmarkSteady(b *testing.B) {
 		}()
 	}
 
-	wchar0 := layoutWchar(b)
+	wchar0, disk0 := layoutWchar(b), layoutDiskWrites(b)
 	cpu0 := processCPU(b)
 	c0, _ := s.CommitCounts()
 	b.SetBytes(int64(len(body)))
@@ -98,6 +99,7 @@ func BenchmarkSteady(b *testing.B) {
 	n := float64(b.N)
 	b.ReportMetric(float64(c1-c0)/n, "commits/op")
 	b.ReportMetric(float64(layoutWchar(b)-wchar0)/n, "write-B/op")
+	b.ReportMetric(float64(layoutDiskWrites(b)-disk0)/n/float64(len(body)), "disk-B/body-B")
 	b.ReportMetric(float64(cpu.Microseconds())/n, "cpu-us/op")
 }
 

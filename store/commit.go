@@ -23,6 +23,9 @@ type op struct {
 	// frees marks a write that only deletes or moves what is stored (an
 	// ack, a purge, an eviction): it may use the headroom kept for those.
 	frees bool
+	// deferred marks a write that may wait for the next one to share its
+	// commit (see AckDeferred).
+	deferred bool
 	// size is the record bytes a put adds, for evictForSpace.
 	size int64
 	// refused is the write's refusal in the transaction that ran last.
@@ -89,23 +92,30 @@ func (s *Store) commitLoop() {
 			}
 		}
 		if !s.opts.NoGroupCommit {
-		fill:
-			for len(batch) < s.opts.MaxBatch {
-				select {
-				case o := <-s.ops:
-					batch = append(batch, o)
-				default:
-					break fill
-				}
-			}
+			batch = s.fill(batch)
+			batch = s.awaitCompany(batch)
 		}
 		s.commit(batch)
+		s.noteCommitted(batch)
 		// Let the writers this commit just released answer their
 		// clients before the next batch is taken: the loop would
 		// otherwise run on into the next commit while they wait for a
 		// CPU, and the clients' next requests miss that commit.
 		runtime.Gosched()
 	}
+}
+
+// fill adds to batch the writes waiting now, up to MaxBatch.
+func (s *Store) fill(batch []*op) []*op {
+	for len(batch) < s.opts.MaxBatch {
+		select {
+		case o := <-s.ops:
+			batch = append(batch, o)
+		default:
+			return batch
+		}
+	}
+	return batch
 }
 
 // commit runs batch in one transaction. A write that refuses (see refuse)

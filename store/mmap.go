@@ -3,8 +3,14 @@ package store
 import bolt "go.etcd.io/bbolt"
 
 // dropMappedEvery is how many bytes may pass through bbolt's memory map
-// between two drops of its pages from this process.
-const dropMappedEvery = 32 << 20
+// between two drops of its pages from this process. The count understates
+// what gets mapped: a page fault maps the rest of the page cache's folio
+// around the page (several pages, where the kernel caches the file in large
+// folios), and bbolt touches pages the count never sees (a record's first
+// page when its bucket is deleted, the leaves a commit rewrites). So the
+// drops come often; each costs one madvise and the faults of the few pages
+// read again.
+const dropMappedEvery = 2 << 20
 
 // noteMapped counts n bytes read from or written to the file, and past
 // dropMappedEvery drops the memory map's pages from this process.

@@ -5,9 +5,11 @@ import "sync"
 // defaultRecentBytes is the default budget of the recent-entries cache.
 // Forwarders that keep up read within a few hundred entries of the tail;
 // one that is down or slow leaves its entries here until the budget pushes
-// them out, so the budget is memory held for nothing then: 16 MiB took the
-// relay's RSS to 147 MiB while a 1 GiB backlog built, 8 MiB to 107 MiB.
-const defaultRecentBytes = 8 << 20
+// them out, so the budget is memory held for nothing then, and the
+// garbage collector's target grows with it (GOGC 200: three times the
+// live heap). A few MiB covers the healthy forwarders' distance from the
+// tail; see BENCHMARKS.md for the peak RSS per budget.
+const defaultRecentBytes = 4 << 20
 
 // maxRecentIDs bounds how many entries the cache tracks, whatever their size.
 const maxRecentIDs = 1 << 16

@@ -25,7 +25,8 @@
 //	stats       q/NAME, d/NAME, e/total, a/archive → count and bytes (16 bytes)
 //	meta        schema → version (8 bytes)
 //
-// Where the code is: commit.go (the commit loop), put.go, read.go,
+// Where the code is: commit.go (the commit loop), deferred.go (acks that
+// share the next commit), put.go, read.go,
 // refcount.go (an entry goes with its last reference), queueref.go,
 // stats.go, limits.go and room.go (what bounds the store), freelist.go and
 // warm.go (bbolt's free-page list), archive.go, dead.go, expire.go, scan.go,
@@ -108,9 +109,11 @@ type Options struct {
 	ReadOnly bool
 	// RecentBytes is the budget of the cache of entries just committed,
 	// from which ReadBatch takes them without reading the file. Default
-	// 8 MiB; negative turns the cache off.
+	// 4 MiB; negative turns the cache off.
 	RecentBytes int64
 
+	// deferredWait overrides defaultDeferredWait, for tests.
+	deferredWait time.Duration
 	// freelistSyncMax overrides FreelistSyncMax, for tests.
 	freelistSyncMax int
 	// willNeed replaces adviseWillNeed, for tests that record what is read ahead.
@@ -151,6 +154,13 @@ type Store struct {
 
 	recent *recent // nil when off
 
+	// lastPrompt is when the commit loop last committed a write that
+	// would not wait (see awaitCompany); only the loop uses it.
+	lastPrompt time.Time
+	// deferredHeld is how many deferred writes the loop holds while it
+	// waits for company, for tests.
+	deferredHeld atomic.Int64
+
 	// txGrowth is what the puts of the running transaction add to the
 	// file (see fileRoom); only the commit loop uses it.
 	txGrowth int64
@@ -177,6 +187,9 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 	if opts.RecentBytes == 0 {
 		opts.RecentBytes = defaultRecentBytes
+	}
+	if opts.deferredWait == 0 {
+		opts.deferredWait = defaultDeferredWait
 	}
 	if opts.freelistSyncMax == 0 {
 		opts.freelistSyncMax = FreelistSyncMax
