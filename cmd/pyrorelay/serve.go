@@ -184,9 +184,9 @@ func runServe(c *cli.Context) error {
 // defaultGOGC is the garbage collector's target for `serve` when the
 // environment sets no GOGC. Every request allocates its body, and bbolt
 // allocates the pages it writes: with the Go default of 100 the relay
-// spent a sixth of its CPU allocating and collecting. 200 took 12% more
-// requests per second at 0.85x the CPU per request, for a heap 7 MiB
-// bigger (BENCHMARKS.md). GOMEMLIMIT, if set, still caps the heap.
+// spends a large share of its CPU allocating and collecting, for a heap
+// only a little smaller (BENCHMARKS.md has the figures). GOMEMLIMIT, if
+// set, still caps the heap.
 const defaultGOGC = 200
 
 // setGCDefault applies defaultGOGC unless GOGC is set, as Prometheus does
