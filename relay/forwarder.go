@@ -179,6 +179,21 @@ func (f *Forwarder) work(ctx context.Context, acks *acker) {
 		if j.probe {
 			m.probes.WithLabelValues(f.dest.Name).Inc()
 		}
+		if j.it.Entry == nil {
+			ok, err := f.reload(ctx, j)
+			switch {
+			case err != nil:
+				f.log.Debug("read an entry again for its retry", "seq", j.it.Seq, "err", err)
+				f.sched.later(j)
+				continue
+			case !ok:
+				f.sched.drop(j) // it left the queue while it waited
+				continue
+			}
+		} else if f.gone(j) {
+			f.sched.drop(j)
+			continue
+		}
 		e := j.it.Entry
 		if f.dest.MaxAge > 0 && f.outlived(e) {
 			// Left queued: expireLoop moves it to dead-letter, counts it
@@ -187,10 +202,6 @@ func (f *Forwarder) work(ctx context.Context, acks *acker) {
 			// way).
 			f.sched.drop(j)
 			f.log.Debug("entry older than max_age: not sent again, expiry moves it to dead-letter", "entry", e.ID, "attempts", j.attempts, "max_age", f.dest.MaxAge)
-			continue
-		}
-		if f.gone(j) {
-			f.sched.drop(j)
 			continue
 		}
 		start := time.Now()
@@ -216,13 +227,28 @@ func (f *Forwarder) work(ctx context.Context, acks *acker) {
 // asked whether it still holds the entry.
 const heldLong = time.Second
 
-// gone reports whether j's entry has left the queue while the forwarder
-// held it (dropped to make room, expired, moved by an operator): sending it
-// would deliver what the operator was told was not. Only entries that
-// waited are checked, so the common path costs no read; if the store
+// reload reads again the entry of a job that waited for a retry without it
+// in memory. It reports false if the entry left the queue meanwhile
+// (dropped to make room, expired, moved by an operator): sending it would
+// deliver what the operator was told was not.
+func (f *Forwarder) reload(ctx context.Context, j *job) (bool, error) {
+	items, _, err := f.queue.ReadBatch(ctx, f.dest.Name, j.it.Seq-1, 1, maxHeldBytes)
+	if err != nil {
+		return false, err
+	}
+	if len(items) == 0 || items[0].Seq != j.it.Seq {
+		return false, nil
+	}
+	f.sched.loaded(j, items[0].Entry)
+	return true, nil
+}
+
+// gone reports whether the entry of a fresh job held longer than heldLong
+// has left the queue meanwhile (see reload). Entries sent soon after their
+// read are not checked, so the common path costs no read; if the store
 // cannot say, the entry is sent (at-least-once).
 func (f *Forwarder) gone(j *job) bool {
-	if j.attempts == 0 && time.Since(j.readAt) < heldLong {
+	if time.Since(j.readAt) < heldLong {
 		return false
 	}
 	ok, err := f.queue.Queued(f.dest.Name, j.it.Seq)

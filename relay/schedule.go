@@ -14,7 +14,11 @@ import (
 // job is one queued entry a forwarder holds in memory: read from the queue,
 // then in flight, waiting for its next attempt, or done.
 type job struct {
+	// it is the entry and its position. A job waiting for a retry keeps
+	// only the position (it.Entry is nil): the entry is read again when
+	// the job is next sent, so that many waiting entries cost little memory.
 	it        store.Item
+	bytes     int // body bytes held in memory now
 	readAt    time.Time
 	attempts  int
 	strikes   int
@@ -22,8 +26,6 @@ type job struct {
 	backoff   *backoff.ExponentialBackOff // made at the first failure
 	probe     bool                        // sent as the probe of a down destination
 }
-
-func (j *job) size() int { return len(j.it.Entry.Body) }
 
 // decision is what a worker does with a job after an attempt.
 type decision int
@@ -123,7 +125,10 @@ func (s *scheduler) popWaitingLocked() *job {
 	return j
 }
 
+// waitLocked sets j aside until at, without its entry.
 func (s *scheduler) waitLocked(j *job, at time.Time) {
+	s.held -= j.bytes
+	j.it.Entry, j.bytes = nil, 0
 	j.notBefore = at
 	heap.Push(&s.waiting, j)
 	s.onWaiting(s.waiting.Len())
@@ -155,9 +160,9 @@ func (s *scheduler) add(items []store.Item, backlog bool) {
 	s.backlog = backlog
 	now := s.now()
 	for _, it := range items {
-		j := &job{it: it, readAt: now}
+		j := &job{it: it, readAt: now, bytes: len(it.Entry.Body)}
 		s.fresh = append(s.fresh, j)
-		s.held += j.size()
+		s.held += j.bytes
 	}
 }
 
@@ -169,7 +174,7 @@ func (s *scheduler) room() (entries, bytes int, changed <-chan struct{}) {
 	changed = s.mu.lock()
 	defer s.mu.unlock()
 	want := s.lim.current()
-	if len(s.fresh) >= want || s.held >= s.maxHeld {
+	if len(s.fresh) >= want || s.held >= s.maxHeld || s.waiting.Len() >= maxWaiting {
 		return 0, 0, changed
 	}
 	if s.health.state == StateDown && len(s.fresh)+s.waiting.Len() > 0 {
@@ -184,7 +189,28 @@ func (s *scheduler) drop(j *job) {
 	s.mu.lock()
 	defer s.mu.signal()
 	s.inFlight--
-	s.held -= j.size()
+	s.held -= j.bytes
+}
+
+// loaded records that the job's entry, read again for a retry, is in
+// memory.
+func (s *scheduler) loaded(j *job, e *store.Entry) {
+	s.mu.lock()
+	defer s.mu.unlock()
+	j.it.Entry, j.bytes = e, len(e.Body)
+	s.held += j.bytes
+}
+
+// later puts back a job whose entry could not be read again, for its next
+// backoff; the destination's health is not its business.
+func (s *scheduler) later(j *job) {
+	s.mu.lock()
+	defer s.mu.signal()
+	s.inFlight--
+	if j.backoff == nil {
+		j.backoff = s.policy.newBackoff()
+	}
+	s.waitLocked(j, s.now().Add(s.policy.next(j.backoff)))
 }
 
 // result is what done tells the worker.
@@ -241,7 +267,7 @@ func (s *scheduler) done(j *job, o Outcome, latency time.Duration, maxStrikes in
 		s.waitLocked(j, now.Add(s.policy.next(j.backoff)))
 		return r
 	}
-	s.held -= j.size()
+	s.held -= j.bytes
 	return r
 }
 
@@ -315,6 +341,10 @@ func wait(ctx context.Context, changed <-chan struct{}, at time.Time, now func()
 	}
 	return true
 }
+
+// maxWaiting bounds the jobs waiting for a retry: past it, reading stops
+// until some are delivered.
+const maxWaiting = 1 << 16
 
 // chanMutex is a mutex that can announce a change on unlock: lock returns a
 // channel that the next signal closes.

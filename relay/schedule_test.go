@@ -202,8 +202,21 @@ func runModel(t *testing.T, seed uint64, dest modelDest, back func(time.Duration
 				_ = at
 				break
 			}
+			if j.it.Entry == nil {
+				// A job that waited for a retry is sent after its entry
+				// is read again, as the forwarder's reload does.
+				s.loaded(j, item(int(j.it.Seq-1)).Entry)
+			}
 			// Answers take 1-20 ms.
 			inFlight = append(inFlight, flight{j, now.Add(time.Duration(1+rng.IntN(20)) * time.Millisecond)})
+			// Only entries about to be sent or in flight are in memory;
+			// waiting ones keep their position alone.
+			s.mu.lock()
+			heldBytes, want := s.held, len(s.fresh)+len(inFlight)
+			s.mu.unlock()
+			if heldBytes != want {
+				t.Fatalf("at %v: %d bytes held, want %d (one per entry read ahead or in flight)", now.Sub(start), heldBytes, want)
+			}
 		}
 		if len(inFlight) == 0 {
 			waiting, held := s.counts()
