@@ -558,19 +558,26 @@ func TestForwardLongReplyIsCutInReason(t *testing.T) {
 	}
 }
 
-func TestForwardPoisonEntryDeadLettered(t *testing.T) {
-	st := openStore(t)
-	var got answered200
-	var poisonCalls atomic.Int64
-	srv := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+// failingOne is a destination that answers status and reply to the entry
+// whose body is bad, counting its tries, and 200 to every other.
+func failingOne(t *testing.T, bad string, status int, reply string) (srv *httptest.Server, got *answered200, tries *atomic.Int64) {
+	t.Helper()
+	got, tries = &answered200{}, &atomic.Int64{}
+	srv = newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
-		if string(body) == "poison" {
-			poisonCalls.Add(1)
-			http.Error(w, "panic: runtime error: index out of range", http.StatusInternalServerError)
+		if string(body) == bad {
+			tries.Add(1)
+			http.Error(w, reply, status)
 			return
 		}
 		got.ok(w, body)
 	}))
+	return srv, got, tries
+}
+
+func TestForwardPoisonEntryDeadLettered(t *testing.T) {
+	st := openStore(t)
+	srv, got, poisonCalls := failingOne(t, "poison", http.StatusInternalServerError, "panic: runtime error: index out of range")
 	put(t, st, []string{"dest"}, bodies("ok-1", "poison", "ok-2", "ok-3", "ok-4")...)
 	d := testDest("dest", srv.URL)
 	d.MaxAttempts = 3

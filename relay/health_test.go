@@ -90,17 +90,7 @@ func TestForwardRandomFailuresLoseNothing(t *testing.T) {
 // slot for the hour.
 func TestForwardFailedEntryHoldsNoSlot(t *testing.T) {
 	st := openStore(t)
-	var got answered200
-	var stuckTries atomic.Int64
-	srv := newServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		if string(body) == "stuck" {
-			stuckTries.Add(1)
-			http.Error(w, "busy", http.StatusServiceUnavailable)
-			return
-		}
-		got.ok(w, body)
-	}))
+	srv, got, stuckTries := failingOne(t, "stuck", http.StatusServiceUnavailable, "busy")
 	put(t, st, []string{"dest"}, bodies("stuck", "a", "b", "c")...)
 	d := testDest("dest", srv.URL)
 	d.Concurrency, d.MaxConcurrency = 1, 1
