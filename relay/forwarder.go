@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pyrorelay/pyrorelay/store"
 )
@@ -43,6 +44,8 @@ type Forwarder struct {
 	lim   *limiter
 	sched *scheduler
 	log   *slog.Logger
+	// lastDelivery is set at every delivery: the child is looked up once.
+	lastDelivery prometheus.Gauge
 }
 
 // NewForwarder returns a forwarder for dest over q. metrics may be shared
@@ -58,11 +61,12 @@ func NewForwarder(dest Destination, q Queue, metrics *Metrics, logger *slog.Logg
 	now := time.Now()
 	waiting := m.retriesWaiting.WithLabelValues(dest.Name)
 	f := &Forwarder{
-		c:     c,
-		dest:  dest,
-		queue: q,
-		lim:   lim,
-		log:   c.log,
+		c:            c,
+		dest:         dest,
+		queue:        q,
+		lim:          lim,
+		log:          c.log,
+		lastDelivery: m.lastDelivery.WithLabelValues(dest.Name),
 		sched: &scheduler{
 			now:       time.Now,
 			policy:    retryPolicy{min: dest.MinBackoff, max: dest.MaxBackoff},
@@ -212,7 +216,7 @@ func (f *Forwarder) work(ctx context.Context, acks *acker) {
 		case decideAck:
 			// Acks share commits (see acker); the worker does not wait for one.
 			acks.ack(j.it.Seq)
-			m.lastDelivery.WithLabelValues(f.dest.Name).SetToCurrentTime()
+			f.lastDelivery.SetToCurrentTime()
 		case decidePermanent:
 			f.deadLetter(ctx, j, o, "permanent", o.Reason)
 		case decidePoison:
