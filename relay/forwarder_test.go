@@ -140,6 +140,15 @@ func put(t *testing.T, st *store.Store, queues []string, entries ...*store.Entry
 }
 
 // bodies returns ingest entries with the given bodies.
+// numbered is n entry names, entry-000 and on.
+func numbered(n int) []string {
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("entry-%03d", i)
+	}
+	return names
+}
+
 func bodies(names ...string) []*store.Entry {
 	out := make([]*store.Entry, len(names))
 	for i, n := range names {
@@ -469,10 +478,7 @@ func TestForwardRetriesUnavailableUntilDelivered(t *testing.T) {
 		}
 		got.ok(w, body)
 	}))
-	names := make([]string, n)
-	for i := range names {
-		names[i] = fmt.Sprintf("entry-%02d", i)
-	}
+	names := numbered(n)
 	put(t, st, []string{"dest"}, bodies(names...)...)
 	m := NewMetrics(nil)
 	runForwarder(t, testDest("dest", srv.URL), st, m)

@@ -64,10 +64,7 @@ func TestForwardRandomFailuresLoseNothing(t *testing.T) {
 		}
 		got.ok(w, body)
 	}))
-	names := make([]string, n)
-	for i := range names {
-		names[i] = fmt.Sprintf("entry-%03d", i)
-	}
+	names := numbered(n)
 	put(t, st, []string{"dest"}, bodies(names...)...)
 	d := testDest("dest", srv.URL)
 	d.MaxAttempts = 2
@@ -203,10 +200,7 @@ func TestForwardMisconfiguredDestinationGoesDown(t *testing.T) {
 		}
 		got.ok(w, body)
 	}))
-	names := make([]string, n)
-	for i := range names {
-		names[i] = fmt.Sprintf("entry-%02d", i)
-	}
+	names := numbered(n)
 	put(t, st, []string{"dest"}, bodies(names...)...)
 	d := testDest("dest", srv.URL)
 	d.Concurrency, d.MaxConcurrency = 4, 8

@@ -110,18 +110,7 @@ func TestCrashRecovery(t *testing.T) {
 
 	relay := startRelay(t, dir, args...)
 	dests := map[string]*recorder{"a": a, "b": b}
-	// Wait without failing at the deadline: the summary below reports the
-	// loss, if any, with the figures.
-	deadline := time.Now().Add(deliverDeadline)
-	for _, d := range dests {
-		for {
-			n, _ := missing(acked, receivedIDs(d))
-			if n == 0 || time.Now().After(deadline) {
-				break
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
+	awaitDelivered(acked, dests)
 	lost, duplicates := map[string]bool{}, 0
 	for name, d := range dests {
 		ids := receivedIDs(d)
@@ -158,6 +147,22 @@ func TestCrashRecovery(t *testing.T) {
 		waitMetric(t, relay.URL, `pyrorelay_queue_entries{destination="`+name+`"}`, 0)
 	}
 	relay.stop()
+}
+
+// awaitDelivered waits, up to deliverDeadline, for every acked id to reach
+// every destination. It does not fail at the deadline: the caller reports
+// the loss, if any, with its figures.
+func awaitDelivered(acked map[string]bool, dests map[string]*recorder) {
+	deadline := time.Now().Add(deliverDeadline)
+	for _, d := range dests {
+		for {
+			n, _ := missing(acked, receivedIDs(d))
+			if n == 0 || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
 }
 
 // receivedIDs counts what d accepted by id, over /ingest and Push.

@@ -153,18 +153,7 @@ func TestPowerCut(t *testing.T) {
 	mount()
 	relay := startRelay(t, dataDir, args...)
 	dests := map[string]*recorder{"a": a, "b": b}
-	// Wait without failing at the deadline: the summary below reports the
-	// loss, if any, with the figures.
-	deadline := time.Now().Add(deliverDeadline)
-	for _, d := range dests {
-		for {
-			n, _ := missing(acked, receivedIDs(d))
-			if n == 0 || time.Now().After(deadline) {
-				break
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
+	awaitDelivered(acked, dests)
 	lost := map[string]bool{}
 	for name, d := range dests {
 		ids := receivedIDs(d)
