@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"strconv"
@@ -130,17 +129,4 @@ func RedactURL(u string) string {
 		}
 	}
 	return u
-}
-
-// ListenURL turns a --listen address into a URL to reach it locally, for
-// messages that tell the operator to use --url.
-func ListenURL(listen string) string {
-	host, port, err := net.SplitHostPort(listen)
-	if err != nil {
-		return "http://127.0.0.1:4040"
-	}
-	if host == "" || host == "0.0.0.0" || host == "::" {
-		host = "127.0.0.1"
-	}
-	return "http://" + net.JoinHostPort(host, port)
 }

@@ -5,10 +5,12 @@
 // what a store holds when a queue named is not there.
 //
 // It also builds a stopped relay's [Status] document (the one a running
-// relay serves), and holds the two steps of those commands that change a
+// relay serves), and holds the steps of those commands that change a
 // store beyond one call of package store: [Import], which appends an
 // export's entries to a queue in bounded transactions, and
-// [CheckImportQueue], which refuses a queue nothing would send.
+// [CheckImportQueue], which refuses a queue nothing would send; [Drain],
+// which forwards what a stopped relay's data dir holds and says what is
+// left ([DrainConfig] is the configuration it runs with).
 package datadir
 
 import (

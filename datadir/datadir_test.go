@@ -172,3 +172,17 @@ func TestStatusMarksOrphansWithAConfig(t *testing.T) {
 		}
 	}
 }
+
+func TestListenURL(t *testing.T) {
+	for in, want := range map[string]string{
+		":4040":          "http://127.0.0.1:4040",
+		"0.0.0.0:9000":   "http://127.0.0.1:9000",
+		"[::]:4040":      "http://127.0.0.1:4040",
+		"10.0.0.7:4040":  "http://10.0.0.7:4040",
+		"not an address": "http://127.0.0.1:4040",
+	} {
+		if got := ListenURL(in); got != want {
+			t.Errorf("ListenURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

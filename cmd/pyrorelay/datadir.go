@@ -2,7 +2,7 @@ package main
 
 // The flags every operator command (queue, export, import, replay,
 // dead-letter, compact, drain) shares: which data dir and config; flags
-// written after the arguments; ages for people. Opening the data dir is
+// written after the arguments. Opening the data dir is
 // package datadir.
 
 import (
@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -41,27 +40,6 @@ func adminConfig(c *cli.Context) (daemon.Config, error) {
 		return cfg, errors.New("--data-dir is empty: name the relay's data directory")
 	}
 	return cfg, nil
-}
-
-// ago formats the age of t for people: "3h12m ago".
-func ago(t, now time.Time) string {
-	if t.IsZero() {
-		return "-"
-	}
-	d := now.Sub(t)
-	if d < 0 {
-		return "in the future"
-	}
-	switch {
-	case d < time.Minute:
-		return fmt.Sprintf("%ds ago", int(d.Seconds()))
-	case d < time.Hour:
-		return fmt.Sprintf("%dm ago", int(d.Minutes()))
-	case d < 48*time.Hour:
-		return fmt.Sprintf("%dh%02dm ago", int(d.Hours()), int(d.Minutes())%60)
-	default:
-		return fmt.Sprintf("%dd ago", int(d.Hours()/24))
-	}
 }
 
 // flagsAfterArgs applies flags written after the positional arguments and

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -10,6 +9,7 @@ import (
 	"github.com/pyrorelay/pyrorelay/datadir"
 	"github.com/pyrorelay/pyrorelay/exportfile"
 	"github.com/pyrorelay/pyrorelay/progress"
+	"github.com/pyrorelay/pyrorelay/report"
 	"github.com/pyrorelay/pyrorelay/selection"
 	"github.com/pyrorelay/pyrorelay/store"
 )
@@ -116,31 +116,15 @@ func runDeadLetterList(c *cli.Context) error {
 	}
 	defer st.Close()
 	src := store.DeadLetterSource(name)
-	var list *deadLetterTable
-	var enc *json.Encoder
-	if c.Bool("json") {
-		enc = json.NewEncoder(c.App.Writer)
-	} else {
-		list = newDeadLetterTable(c.App.Writer)
-	}
+	list := report.NewDeadLetters(c.App.Writer, c.Bool("json"))
 	res, err := st.Scan(c.Context, src, sel.Filter, func(r store.Record) error {
-		if enc != nil {
-			x := exportfile.FromStore(r, src)
-			x.Request = nil
-			return enc.Encode(x)
-		}
-		list.row(r.Entry.ID, r.Entry.ReceivedAt, r.Dead.At, r.Dead.Status, r.Dead.Attempts, int64(r.Size), selection.AppOf(r.Entry), r.Dead.Reason)
-		return nil
+		return list.Add(exportfile.FromStore(r, src), int64(r.Size), selection.AppOf(r.Entry))
 	})
-	if list != nil {
-		list.flush()
-	}
+	list.Flush()
 	if err != nil {
 		return err
 	}
-	if enc == nil {
-		fmt.Fprintf(c.App.Writer, "%d dead letters (%s) of %s%s\n", res.Entries, progress.Bytes(res.Bytes), name, sel.Describe())
-	}
+	list.Summary(res.Entries, res.Bytes, name, sel.Describe())
 	return nil
 }
 

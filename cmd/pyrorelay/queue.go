@@ -4,9 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -14,7 +12,7 @@ import (
 	"github.com/pyrorelay/pyrorelay/adminapi"
 	"github.com/pyrorelay/pyrorelay/datadir"
 	"github.com/pyrorelay/pyrorelay/httpserver"
-	"github.com/pyrorelay/pyrorelay/progress"
+	"github.com/pyrorelay/pyrorelay/report"
 	"github.com/pyrorelay/pyrorelay/store"
 )
 
@@ -70,7 +68,7 @@ func runQueueStatus(c *cli.Context) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(st)
 	}
-	printStatus(c.App.Writer, st)
+	report.QueueStatus(c.App.Writer, st)
 	return nil
 }
 
@@ -80,7 +78,7 @@ func readStatus(c *cli.Context) (httpserver.QueuesStatus, error) {
 	if err != nil {
 		return httpserver.QueuesStatus{}, err
 	}
-	st, err := datadir.Open(cfg.DataDir, datadir.Read, "ask it instead with `pyrorelay queue status --url "+adminapi.ListenURL(cfg.Listen)+"` (the relay's --listen address)")
+	st, err := datadir.Open(cfg.DataDir, datadir.Read, "ask it instead with `pyrorelay queue status --url "+datadir.ListenURL(cfg.Listen)+"` (the relay's --listen address)")
 	if err != nil {
 		return httpserver.QueuesStatus{}, err
 	}
@@ -100,67 +98,6 @@ func adminURLFlags() []cli.Flag {
 		&cli.StringFlag{Name: "bearer-token-file", Usage: "send the token in `FILE` to the relay at --url"},
 		&cli.StringFlag{Name: "ca-file", Usage: "trust the CA certificates in `FILE` for an https --url"},
 	}
-}
-
-func printStatus(w io.Writer, st httpserver.QueuesStatus) {
-	now := st.GeneratedAt
-	if now.IsZero() {
-		now = time.Now()
-	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "DESTINATION\tSTATE\tENTRIES\tBYTES\tOLDEST\tNEWEST\tDEAD LETTERS\tDEAD BYTES\tRECEIVERS")
-	var orphans []string
-	for _, q := range st.Queues {
-		state := "-"
-		switch {
-		case q.Orphan():
-			state = "ORPHAN"
-			orphans = append(orphans, q.Name)
-		case q.Configured != nil && *q.Configured:
-			state = "configured"
-		case q.Configured != nil:
-			state = "not configured"
-		}
-		receivers := "-"
-		if len(q.Receivers) > 0 {
-			receivers = strings.Join(q.Receivers, ",")
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\t%d\t%s\t%s\n", q.Name, state, q.Entries, progress.Bytes(q.Bytes),
-			agoPtr(q.Oldest, now), agoPtr(q.Newest, now), q.DeadLetters, progress.Bytes(q.DeadLetterBytes), receivers)
-	}
-	_ = tw.Flush()
-	if len(st.Queues) == 0 {
-		fmt.Fprintln(w, "(no queue yet)")
-	}
-	a := st.Archive
-	fmt.Fprintf(w, "\narchive: %d entries, %s", a.Entries, progress.Bytes(a.Bytes))
-	if a.Oldest != nil {
-		fmt.Fprintf(w, ", received %s to %s", a.Oldest.Format(time.RFC3339), a.Newest.Format(time.RFC3339))
-	}
-	var settings []string
-	if a.RetentionSeconds > 0 {
-		settings = append(settings, "retention "+(time.Duration(a.RetentionSeconds)*time.Second).String())
-	}
-	if a.MaxBytes > 0 {
-		settings = append(settings, "max "+progress.Bytes(a.MaxBytes))
-	}
-	if len(settings) > 0 {
-		fmt.Fprintf(w, " (%s)", strings.Join(settings, ", "))
-	}
-	fmt.Fprintln(w)
-	fmt.Fprintf(w, "file: %s on disk (a stopped relay's file shrinks with `pyrorelay compact`); quarantined records: %d\n", progress.Bytes(st.FileBytes), st.Quarantined)
-	if len(orphans) > 0 {
-		fmt.Fprintf(w, "\n%d orphan queue(s): no configured destination drains %s. Move one to a destination with\n"+
-			"`pyrorelay queue move --from %s --to NEW` (relay stopped), or send it with `pyrorelay replay --queue %s --to URL`.\n",
-			len(orphans), strings.Join(orphans, ", "), orphans[0], orphans[0])
-	}
-}
-
-func agoPtr(t *time.Time, now time.Time) string {
-	if t == nil {
-		return "-"
-	}
-	return ago(*t, now)
 }
 
 func queueMoveCommand() *cli.Command {
@@ -233,10 +170,7 @@ Example:
 			if err != nil {
 				return err
 			}
-			for _, l := range res.Removed {
-				fmt.Fprintf(c.App.Writer, "removed %s (%s), left by a compact that was interrupted\n", l.Path, progress.Bytes(l.Bytes))
-			}
-			fmt.Fprintf(c.App.Writer, "%s: %s before, %s after (%s freed)\n", cfg.DataDir, progress.Bytes(res.Before), progress.Bytes(res.After), progress.Bytes(max(res.Before-res.After, 0)))
+			report.Compact(c.App.Writer, cfg.DataDir, res)
 			return nil
 		},
 	}

@@ -8,8 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
-	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -17,6 +15,7 @@ import (
 	"github.com/pyrorelay/pyrorelay/adminapi"
 	"github.com/pyrorelay/pyrorelay/exportfile"
 	"github.com/pyrorelay/pyrorelay/progress"
+	"github.com/pyrorelay/pyrorelay/report"
 	"github.com/pyrorelay/pyrorelay/selection"
 	"github.com/pyrorelay/pyrorelay/store"
 )
@@ -88,13 +87,7 @@ func remoteDeadLetterList(c *cli.Context) error {
 		return err
 	}
 	defer resp.Body.Close()
-	var enc *json.Encoder
-	var list *deadLetterTable
-	if c.Bool("json") {
-		enc = json.NewEncoder(c.App.Writer)
-	} else {
-		list = newDeadLetterTable(c.App.Writer)
-	}
+	list := report.NewDeadLetters(c.App.Writer, c.Bool("json"))
 	dec := json.NewDecoder(resp.Body)
 	n, bytes := 0, int64(0)
 	for {
@@ -108,50 +101,14 @@ func remoteDeadLetterList(c *cli.Context) error {
 		}
 		n++
 		bytes += int64(x.BodySize)
-		if enc != nil {
-			x.Request = nil
-			if err := enc.Encode(x); err != nil {
-				return err
-			}
-			continue
+		if err := list.Add(&x, int64(x.BodySize), x.App); err != nil {
+			return err
 		}
-		at := time.Time{}
-		if x.DeadLetteredAt != nil {
-			at = *x.DeadLetteredAt
-		}
-		list.row(x.ID, x.ReceivedAt, at, x.Status, x.Attempts, int64(x.BodySize), x.App, x.Reason)
 	}
-	if list != nil {
-		list.flush()
-	}
+	list.Flush()
 	if err := adminapi.ExportComplete(resp, n); err != nil {
 		return err
 	}
-	if enc == nil {
-		fmt.Fprintf(c.App.Writer, "%d dead letters (%s) of %s%s\n", n, progress.Bytes(bytes), name, sel.Describe())
-	}
+	list.Summary(n, bytes, name, sel.Describe())
 	return nil
 }
-
-// deadLetterTable prints dead letters for people, one a line.
-type deadLetterTable struct{ tw *tabwriter.Writer }
-
-func newDeadLetterTable(w io.Writer) *deadLetterTable {
-	t := &deadLetterTable{tw: tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)}
-	fmt.Fprintln(t.tw, "ID\tRECEIVED\tDEAD-LETTERED\tSTATUS\tATTEMPTS\tSIZE\tAPP\tREASON")
-	return t
-}
-
-func (t *deadLetterTable) row(id uint64, received, dead time.Time, status, attempts int, size int64, app, reason string) {
-	st := "-"
-	if status != 0 {
-		st = strconv.Itoa(status)
-	}
-	if len(reason) > 120 {
-		reason = reason[:120] + "..."
-	}
-	fmt.Fprintf(t.tw, "%d\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", id, received.UTC().Format(time.RFC3339),
-		dead.UTC().Format(time.RFC3339), st, attempts, progress.Bytes(size), app, reason)
-}
-
-func (t *deadLetterTable) flush() { _ = t.tw.Flush() }
