@@ -188,3 +188,14 @@ func TestDrain(t *testing.T) {
 		t.Errorf("got\n%s\nwant\n%s", b.String(), want)
 	}
 }
+
+func TestReplayed(t *testing.T) {
+	var b bytes.Buffer
+	Replayed(&b, 3, 3072, 0, `queue "prod"`, "http://***@p:4040", 1500*time.Microsecond)
+	Replayed(&b, 1, 10, 2, "stdin", "http://p:4040", 2*time.Second)
+	want := "sent 3 entries (3.0 KiB) from queue \"prod\" to http://***@p:4040 in 2ms\n" +
+		"sent 1 entries (10 B) from stdin to http://p:4040 in 2s; 2 not sent\n"
+	if b.String() != want {
+		t.Errorf("got\n%s\nwant\n%s", b.String(), want)
+	}
+}
