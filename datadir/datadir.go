@@ -6,7 +6,8 @@
 //
 // It also builds a stopped relay's [Status] document (the one a running
 // relay serves), and holds the steps of those commands that change a
-// store beyond one call of package store: [Import], which appends an
+// store beyond one call of package store: [Export], which writes a
+// source's entries to an export, [Import], which appends an
 // export's entries to a queue in bounded transactions, and
 // [CheckImportQueue], which refuses a queue nothing would send; [Drain],
 // which forwards what a stopped relay's data dir holds and says what is

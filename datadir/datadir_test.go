@@ -1,6 +1,7 @@
 package datadir
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	"github.com/pyrorelay/pyrorelay/daemon"
+	"github.com/pyrorelay/pyrorelay/exportfile"
+	"github.com/pyrorelay/pyrorelay/progress"
 	"github.com/pyrorelay/pyrorelay/relay"
 	"github.com/pyrorelay/pyrorelay/store"
 )
@@ -184,5 +187,34 @@ func TestListenURL(t *testing.T) {
 		if got := ListenURL(in); got != want {
 			t.Errorf("ListenURL(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+func TestExport(t *testing.T) {
+	st, err := store.OpenReadOnly(fill(t, 3), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var out, status bytes.Buffer
+	prog := progress.New(&status, "exported", 3, 0)
+	res, err := Export(context.Background(), st, store.QueueSource("prod"), store.Filter{}, exportfile.NewNDJSONWriter(&out), prog)
+	if err != nil || res.Entries != 3 {
+		t.Fatalf("Export = %+v, %v", res, err)
+	}
+	if n, _, _ := prog.Counts(); n != 3 {
+		t.Errorf("progress counted %d", n)
+	}
+	// The ndjson writer is flushed (closed) and reads back.
+	n := 0
+	err = exportfile.ReadNDJSON(context.Background(), &out, exportfile.Checks{MaxBodySize: 1 << 20}, func(x *exportfile.Record, _ *store.Entry) error {
+		n++
+		if x.From != "queue:prod" {
+			t.Errorf("from %q", x.From)
+		}
+		return nil
+	})
+	if err != nil || n != 3 {
+		t.Errorf("read back %d: %v", n, err)
 	}
 }

@@ -199,3 +199,14 @@ func TestReplayed(t *testing.T) {
 		t.Errorf("got\n%s\nwant\n%s", b.String(), want)
 	}
 }
+
+func TestExported(t *testing.T) {
+	var b bytes.Buffer
+	Exported(&b, 2, 2048, `queue "prod"`, "/tmp/x", " received since 2026-03-01T00:00:00Z")
+	Exported(&b, 0, 0, "dead-letter:prod of the relay at http://p:4040", "-", "")
+	want := "exported 2 entries (2.0 KiB) from queue \"prod\" to /tmp/x received since 2026-03-01T00:00:00Z\n" +
+		"exported 0 entries (0 B) from dead-letter:prod of the relay at http://p:4040 to stdout\n"
+	if b.String() != want {
+		t.Errorf("got\n%s\nwant\n%s", b.String(), want)
+	}
+}

@@ -17,3 +17,13 @@ func Replayed(w io.Writer, n int, bytes int64, failed int, what, to string, elap
 	}
 	fmt.Fprintln(w)
 }
+
+// Exported writes the last line of an export: n entries (bytes) from
+// where they were read, to out (a directory, or "-" for stdout); desc says
+// which were selected (selection.Describe).
+func Exported(w io.Writer, n int, bytes int64, from, out, desc string) {
+	if out == "-" {
+		out = "stdout"
+	}
+	fmt.Fprintf(w, "exported %d entries (%s) from %s to %s%s\n", n, progress.Bytes(bytes), from, out, desc)
+}

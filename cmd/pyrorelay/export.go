@@ -12,6 +12,7 @@ import (
 	"github.com/pyrorelay/pyrorelay/datadir"
 	"github.com/pyrorelay/pyrorelay/exportfile"
 	"github.com/pyrorelay/pyrorelay/progress"
+	"github.com/pyrorelay/pyrorelay/report"
 	"github.com/pyrorelay/pyrorelay/store"
 )
 
@@ -90,26 +91,11 @@ func runExport(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	prog := progress.New(c.App.ErrWriter, "exported", total.Entries, total.Bytes)
-	res, err := st.Scan(c.Context, src, sel.Filter, func(r store.Record) error {
-		if err := sink.Write(exportfile.FromStore(r, src), r.Entry.Body); err != nil {
-			return err
-		}
-		prog.Add(int64(r.Size))
-		return nil
-	})
-	prog.Finish()
-	if cerr := sink.Close(); err == nil {
-		err = cerr
-	}
+	res, err := datadir.Export(c.Context, st, src, sel.Filter, sink, progress.New(c.App.ErrWriter, "exported", total.Entries, total.Bytes))
 	if err != nil {
 		return fmt.Errorf("export %s after %d entries: %w", src, res.Entries, err)
 	}
-	where := out
-	if out == "-" {
-		where = "stdout"
-	}
-	fmt.Fprintf(c.App.ErrWriter, "exported %d entries (%s) from %s to %s%s\n", res.Entries, progress.Bytes(res.Bytes), src, where, sel.Describe())
+	report.Exported(c.App.ErrWriter, res.Entries, res.Bytes, src.String(), out, sel.Describe())
 	if res.Skipped > 0 {
 		fmt.Fprintf(c.App.ErrWriter, "warning: %d unreadable entries skipped (corrupt or missing); the relay quarantines them when it reads them\n", res.Skipped)
 	}
