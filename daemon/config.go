@@ -131,6 +131,12 @@ func CheckBaseURL(raw string) error {
 // Finish applies the global destination defaults and checks everything,
 // naming the field that is wrong.
 func (c *Config) Finish() error {
+	if err := c.checkArchive(); err != nil {
+		return err
+	}
+	if err := c.RequestLimits.check(); err != nil {
+		return err
+	}
 	if c.Listen == "" {
 		return errors.New("listen: must not be empty")
 	}
