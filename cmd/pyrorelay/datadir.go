@@ -29,7 +29,7 @@ func dataDirFlags() []cli.Flag {
 func adminConfig(c *cli.Context) (daemon.Config, error) {
 	cfg := daemon.DefaultConfig()
 	if path := c.String("config"); path != "" {
-		if err := loadConfigFile(path, &cfg); err != nil {
+		if err := daemon.LoadConfigFile(path, &cfg); err != nil {
 			return cfg, err
 		}
 	}

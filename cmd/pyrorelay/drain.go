@@ -58,7 +58,7 @@ func runDrain(c *cli.Context) error {
 	if cfg, err = datadir.DrainConfig(cfg); err != nil {
 		return err
 	}
-	log := newLogger(c.App.ErrWriter, cfg)
+	log := cfg.NewLogger(c.App.ErrWriter)
 	ctx, stop := signal.NotifyContext(c.Context, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	timeout := c.Duration("timeout")

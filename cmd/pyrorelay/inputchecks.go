@@ -5,6 +5,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/pyrorelay/pyrorelay/daemon"
 	"github.com/pyrorelay/pyrorelay/exportfile"
 )
 
@@ -19,7 +20,7 @@ func inputCheckFlags() []cli.Flag {
 
 // inputChecksFromFlags reads --no-verify and --max-body-size.
 func inputChecksFromFlags(c *cli.Context) (exportfile.Checks, error) {
-	n, err := parseByteSize(c.String("max-body-size"))
+	n, err := daemon.ParseByteSize(c.String("max-body-size"))
 	if err != nil || n <= 0 {
 		return exportfile.Checks{}, fmt.Errorf("--max-body-size %q: want a positive size such as 4MiB", c.String("max-body-size"))
 	}
