@@ -5,13 +5,15 @@
 // what a store holds when a queue named is not there.
 //
 // It also builds a stopped relay's [Status] document (the one a running
-// relay serves), and holds the steps of those commands that change a
-// store beyond one call of package store: [Export], which writes a
-// source's entries to an export, [Import], which appends an
-// export's entries to a queue in bounded transactions, and
-// [CheckImportQueue], which refuses a queue nothing would send; [Drain],
-// which forwards what a stopped relay's data dir holds and says what is
-// left ([DrainConfig] is the configuration it runs with).
+// relay serves; [ReadStatus] opens the data dir for it), and holds the
+// steps of those commands that take more than one call of package
+// store, each saying what to do when it cannot: [Export], which writes a
+// source's entries to an export; [Import], which appends an export's
+// entries to a queue in bounded transactions, and [CheckImportQueue],
+// which refuses a queue nothing would send; [MoveQueue]; [Compact];
+// [OpenDeadLetters] for the dead-letter commands; [Drain], which forwards
+// what a stopped relay's data dir holds and says what is left
+// ([DrainConfig] is the configuration it runs with).
 package datadir
 
 import (
