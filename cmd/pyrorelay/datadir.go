@@ -14,6 +14,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/pyrorelay/pyrorelay/daemon"
+	"github.com/pyrorelay/pyrorelay/datadir"
 )
 
 // dataDirFlags locate the store: --data-dir, or the data_dir of --config.
@@ -40,6 +41,15 @@ func adminConfig(c *cli.Context) (daemon.Config, error) {
 		return cfg, errors.New("--data-dir is empty: name the relay's data directory")
 	}
 	return cfg, nil
+}
+
+// warnNotConfigured warns, when --config is given, that nothing sends the
+// queue name, which the command just filled, while it is no destination
+// of the config.
+func warnNotConfigured(c *cli.Context, cfg daemon.Config, name string) {
+	if c.String("config") != "" && !datadir.DestinationConfigured(cfg, name) {
+		fmt.Fprintf(c.App.ErrWriter, "warning: %q is not a destination in %s: nothing will send these entries until it is\n", name, c.String("config"))
+	}
 }
 
 // flagsAfterArgs applies flags written after the positional arguments and

@@ -85,23 +85,10 @@ func deadLetterStore(c *cli.Context, mode datadir.Mode) (*store.Store, string, s
 	if err != nil {
 		return nil, "", selection.Selection{}, err
 	}
-	next := datadir.StopRelayFirst
-	if mode == datadir.Read {
-		next = datadir.AskWithURL
-	}
-	st, err := datadir.Open(cfg.DataDir, mode, next)
-	if err != nil {
-		return nil, "", selection.Selection{}, err
-	}
 	name := c.String("destination")
-	sum, err := st.Summary()
+	st, err := datadir.OpenDeadLetters(cfg.DataDir, mode, name)
 	if err != nil {
-		_ = st.Close()
 		return nil, "", selection.Selection{}, err
-	}
-	if _, ok := sum.Queues[name]; !ok {
-		_ = st.Close()
-		return nil, "", selection.Selection{}, fmt.Errorf("no destination %q in %s; it holds %s", name, cfg.DataDir, datadir.Describe(sum))
 	}
 	return st, name, sel, nil
 }

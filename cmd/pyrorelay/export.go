@@ -196,8 +196,6 @@ func runImport(c *cli.Context) error {
 		msg += fmt.Sprintf("; %d left out by the filters", skipped)
 	}
 	fmt.Fprintln(c.App.Writer, msg)
-	if c.String("config") != "" && !datadir.DestinationConfigured(cfg, queue) {
-		fmt.Fprintf(c.App.ErrWriter, "warning: %q is not a destination in %s: nothing will send these entries until it is\n", queue, c.String("config"))
-	}
+	warnNotConfigured(c, cfg, queue)
 	return nil
 }

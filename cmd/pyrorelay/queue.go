@@ -2,18 +2,16 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/pyrorelay/pyrorelay/adminapi"
+	"github.com/pyrorelay/pyrorelay/daemon"
 	"github.com/pyrorelay/pyrorelay/datadir"
 	"github.com/pyrorelay/pyrorelay/httpserver"
 	"github.com/pyrorelay/pyrorelay/report"
-	"github.com/pyrorelay/pyrorelay/store"
 )
 
 func queueCommand() *cli.Command {
@@ -58,7 +56,10 @@ func runQueueStatus(c *cli.Context) error {
 	if c.String("url") != "" {
 		st, err = adminClientOf(c).Status(c.Context)
 	} else {
-		st, err = readStatus(c)
+		var cfg daemon.Config
+		if cfg, err = adminConfig(c); err == nil {
+			st, err = datadir.ReadStatus(cfg, c.String("config") != "", time.Now())
+		}
 	}
 	if err != nil {
 		return err
@@ -70,20 +71,6 @@ func runQueueStatus(c *cli.Context) error {
 	}
 	report.QueueStatus(c.App.Writer, st)
 	return nil
-}
-
-// readStatus reads a stopped relay's data dir.
-func readStatus(c *cli.Context) (httpserver.QueuesStatus, error) {
-	cfg, err := adminConfig(c)
-	if err != nil {
-		return httpserver.QueuesStatus{}, err
-	}
-	st, err := datadir.Open(cfg.DataDir, datadir.Read, "ask it instead with `pyrorelay queue status --url "+datadir.ListenURL(cfg.Listen)+"` (the relay's --listen address)")
-	if err != nil {
-		return httpserver.QueuesStatus{}, err
-	}
-	defer st.Close()
-	return datadir.Status(st, cfg, c.String("config") != "", time.Now())
 }
 
 // adminClientOf reads --url, --bearer-token-file and --ca-file.
@@ -123,23 +110,12 @@ Example:
 				return err
 			}
 			from, to := c.String("from"), c.String("to")
-			st, err := datadir.Open(cfg.DataDir, datadir.Write, datadir.StopRelayFirst)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			res, err := st.MoveQueue(c.Context, from, to)
-			if errors.Is(err, store.ErrNotFound) {
-				sum, _ := st.Summary()
-				return fmt.Errorf("no queue %q in %s (queues: %s): check --from", from, cfg.DataDir, strings.Join(sum.QueueNames(), ", "))
-			}
+			res, err := datadir.MoveQueue(c.Context, cfg.DataDir, from, to)
 			if err != nil {
 				return err
 			}
 			fmt.Fprintf(c.App.Writer, "moved %d entries and %d dead letters from %q to %q\n", res.Entries, res.DeadLetters, from, to)
-			if c.String("config") != "" && !datadir.DestinationConfigured(cfg, to) {
-				fmt.Fprintf(c.App.ErrWriter, "warning: %q is not a destination in %s: nothing will send these entries until it is\n", to, c.String("config"))
-			}
+			warnNotConfigured(c, cfg, to)
 			return nil
 		},
 	}
@@ -163,10 +139,7 @@ Example:
 			if err != nil {
 				return err
 			}
-			res, err := store.Compact(cfg.DataDir, datadir.LockTimeout)
-			if errors.Is(err, store.ErrLocked) {
-				return fmt.Errorf("data dir %s is in use by a running relay: %s: %w", cfg.DataDir, datadir.StopRelayFirst, err)
-			}
+			res, err := datadir.Compact(cfg.DataDir)
 			if err != nil {
 				return err
 			}
