@@ -9,8 +9,9 @@
 // steps of those commands that take more than one call of package
 // store, each saying what to do when it cannot: [Export], which writes a
 // source's entries to an export; [Import], which appends an export's
-// entries to a queue in bounded transactions, and [CheckImportQueue],
-// which refuses a queue nothing would send; [MoveQueue]; [Compact];
+// entries to a queue in bounded transactions, [CheckImportQueue], which
+// refuses a queue nothing would send, and [ImportExport], which does both
+// for an export on disk or stdin; [MoveQueue]; [Compact];
 // [OpenDeadLetters] for the dead-letter commands; [Drain], which forwards
 // what a stopped relay's data dir holds and says what is left
 // ([DrainConfig] is the configuration it runs with).

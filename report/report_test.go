@@ -210,3 +210,14 @@ func TestExported(t *testing.T) {
 		t.Errorf("got\n%s\nwant\n%s", b.String(), want)
 	}
 }
+
+func TestImported(t *testing.T) {
+	var b bytes.Buffer
+	Imported(&b, 2, 20, 0, "prod", "/d")
+	Imported(&b, 0, 0, 3, "prod", "/d")
+	want := "imported 2 entries (20 B) into queue \"prod\" of /d\n" +
+		"imported 0 entries (0 B) into queue \"prod\" of /d; 3 left out by the filters\n"
+	if b.String() != want {
+		t.Errorf("got\n%s\nwant\n%s", b.String(), want)
+	}
+}

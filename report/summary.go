@@ -27,3 +27,13 @@ func Exported(w io.Writer, n int, bytes int64, from, out, desc string) {
 	}
 	fmt.Fprintf(w, "exported %d entries (%s) from %s to %s%s\n", n, progress.Bytes(bytes), from, out, desc)
 }
+
+// Imported writes the last line of an import: n entries (bytes) stored in
+// queue of the data dir dir, and how many the filters left out.
+func Imported(w io.Writer, n int, bytes int64, skipped int, queue, dir string) {
+	fmt.Fprintf(w, "imported %d entries (%s) into queue %q of %s", n, progress.Bytes(bytes), queue, dir)
+	if skipped > 0 {
+		fmt.Fprintf(w, "; %d left out by the filters", skipped)
+	}
+	fmt.Fprintln(w)
+}
