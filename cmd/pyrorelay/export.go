@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -165,37 +164,12 @@ func runImport(c *cli.Context) error {
 		return err
 	}
 	queue := c.String("destination")
-	if from != "-" {
-		if fi, err := os.Stat(from); err != nil || !fi.IsDir() {
-			return fmt.Errorf("import %s: not a directory: give the --out directory of `pyrorelay export`, or - for ndjson on stdin", from)
-		}
-	}
-	st, err := datadir.Open(cfg.DataDir, datadir.Create, datadir.StopRelayFirst)
+	res, err := datadir.ImportExport(c.Context, cfg, c.String("config") != "", queue,
+		datadir.ExportInput{Path: from, Stdin: c.App.Reader, Checks: chk, Selection: sel})
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	if err := datadir.CheckImportQueue(st, cfg, c.String("config") != "", queue); err != nil {
-		return err
-	}
-	skipped := 0
-	n, bytes, err := datadir.Import(c.Context, st, queue, func(add func(*store.Entry) error) error {
-		return exportfile.Read(c.Context, from, c.App.Reader, chk, func(_ *exportfile.Record, e *store.Entry) error {
-			if !sel.Matches(e) {
-				skipped++
-				return nil
-			}
-			return add(e)
-		})
-	})
-	if err != nil {
-		return fmt.Errorf("import into queue %q after %d entries (those are stored; import the rest again from a fresh export, or purge and redo): %w", queue, n, err)
-	}
-	msg := fmt.Sprintf("imported %d entries (%s) into queue %q of %s", n, progress.Bytes(bytes), queue, cfg.DataDir)
-	if skipped > 0 {
-		msg += fmt.Sprintf("; %d left out by the filters", skipped)
-	}
-	fmt.Fprintln(c.App.Writer, msg)
+	report.Imported(c.App.Writer, res.Entries, res.Bytes, res.Skipped, queue, cfg.DataDir)
 	warnNotConfigured(c, cfg, queue)
 	return nil
 }
