@@ -107,6 +107,21 @@ func Source(st *store.Store, dir, queue, deadLetter string, archive bool) (store
 	return src, nil
 }
 
+// OpenSource opens dir as Open does, then picks the source queue,
+// deadLetter or archive names, as Source does.
+func OpenSource(dir string, mode Mode, next, queue, deadLetter string, archive bool) (*store.Store, store.Source, error) {
+	st, err := Open(dir, mode, next)
+	if err != nil {
+		return nil, store.Source{}, err
+	}
+	src, err := Source(st, dir, queue, deadLetter, archive)
+	if err != nil {
+		_ = st.Close()
+		return nil, store.Source{}, err
+	}
+	return st, src, nil
+}
+
 // Describe lists what a store holds, for error messages.
 func Describe(sum store.Summary) string {
 	var parts []string

@@ -69,3 +69,21 @@ func TestCompactAndReadStatusWhileLocked(t *testing.T) {
 		t.Errorf("ReadStatus, locked: %v", err)
 	}
 }
+
+func TestOpenSource(t *testing.T) {
+	dir := fill(t, 1)
+	st, src, err := OpenSource(dir, Read, AskWithURL, "", "prod", false)
+	if err != nil || src != store.DeadLetterSource("prod") {
+		t.Fatalf("OpenSource = %v, %v", src, err)
+	}
+	_ = st.Close()
+	if _, _, err := OpenSource(dir, Read, AskWithURL, "prod", "", true); err == nil || !strings.Contains(err.Error(), "choose one of --destination NAME, --dead-letter NAME or --archive") {
+		t.Errorf("two sources: %v", err)
+	}
+	// The store is closed again after a refused source: it opens for writing.
+	st, _, err = OpenSource(dir, Write, StopRelayFirst, "prod", "", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = st.Close()
+}

@@ -96,16 +96,11 @@ func Open(ctx context.Context, f From) (*Input, error) {
 	if f.Queue != "" && !f.Keep && !f.DryRun {
 		mode = datadir.Write
 	}
-	st, err := datadir.Open(path, mode, datadir.StopRelayFirst)
+	st, src, err := datadir.OpenSource(path, mode, datadir.StopRelayFirst, f.Queue, f.DeadLetter, f.Archive)
 	if err != nil {
 		return nil, err
 	}
 	in := &Input{st: st}
-	src, err := datadir.Source(st, path, f.Queue, f.DeadLetter, f.Archive)
-	if err != nil {
-		_ = in.Close()
-		return nil, err
-	}
 	cnt, err := st.Count(ctx, src, f.Selection.Filter)
 	if err != nil {
 		_ = in.Close()

@@ -202,10 +202,13 @@ func TestReplayed(t *testing.T) {
 
 func TestExported(t *testing.T) {
 	var b bytes.Buffer
-	Exported(&b, 2, 2048, `queue "prod"`, "/tmp/x", " received since 2026-03-01T00:00:00Z")
-	Exported(&b, 0, 0, "dead-letter:prod of the relay at http://p:4040", "-", "")
+	Exported(&b, 2, 2048, 0, `queue "prod"`, "/tmp/x", " received since 2026-03-01T00:00:00Z")
+	Exported(&b, 0, 0, 0, "dead-letter:prod of the relay at http://p:4040", "-", "")
+	Exported(&b, 1, 10, 2, "archive", "-", "")
 	want := "exported 2 entries (2.0 KiB) from queue \"prod\" to /tmp/x received since 2026-03-01T00:00:00Z\n" +
-		"exported 0 entries (0 B) from dead-letter:prod of the relay at http://p:4040 to stdout\n"
+		"exported 0 entries (0 B) from dead-letter:prod of the relay at http://p:4040 to stdout\n" +
+		"exported 1 entries (10 B) from archive to stdout\n" +
+		"warning: 2 unreadable entries skipped (corrupt or missing); the relay quarantines them when it reads them\n"
 	if b.String() != want {
 		t.Errorf("got\n%s\nwant\n%s", b.String(), want)
 	}

@@ -20,12 +20,16 @@ func Replayed(w io.Writer, n int, bytes int64, failed int, what, to string, elap
 
 // Exported writes the last line of an export: n entries (bytes) from
 // where they were read, to out (a directory, or "-" for stdout); desc says
-// which were selected (selection.Describe).
-func Exported(w io.Writer, n int, bytes int64, from, out, desc string) {
+// which were selected (selection.Describe). A warning follows when
+// entries were skipped as unreadable.
+func Exported(w io.Writer, n int, bytes int64, skipped int, from, out, desc string) {
 	if out == "-" {
 		out = "stdout"
 	}
 	fmt.Fprintf(w, "exported %d entries (%s) from %s to %s%s\n", n, progress.Bytes(bytes), from, out, desc)
+	if skipped > 0 {
+		fmt.Fprintf(w, "warning: %d unreadable entries skipped (corrupt or missing); the relay quarantines them when it reads them\n", skipped)
+	}
 }
 
 // Imported writes the last line of an import: n entries (bytes) stored in

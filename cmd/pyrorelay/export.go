@@ -12,22 +12,7 @@ import (
 	"github.com/pyrorelay/pyrorelay/exportfile"
 	"github.com/pyrorelay/pyrorelay/progress"
 	"github.com/pyrorelay/pyrorelay/report"
-	"github.com/pyrorelay/pyrorelay/store"
 )
-
-// sourceFlags choose what to read from a data dir.
-func sourceFlags(queueUsage string) []cli.Flag {
-	return []cli.Flag{
-		&cli.StringFlag{Name: "destination", Aliases: []string{"queue"}, Usage: queueUsage},
-		&cli.StringFlag{Name: "dead-letter", Usage: "the dead letters of destination `NAME`"},
-		&cli.BoolFlag{Name: "archive", Usage: "the archive of delivered entries (serve --archive-retention)"},
-	}
-}
-
-// sourceFromFlags reads the source flags, checking the source exists.
-func sourceFromFlags(c *cli.Context, st *store.Store, dir string) (store.Source, error) {
-	return datadir.Source(st, dir, c.String("destination"), c.String("dead-letter"), c.Bool("archive"))
-}
 
 func exportCommand() *cli.Command {
 	return &cli.Command{
@@ -73,15 +58,11 @@ func runExport(c *cli.Context) error {
 		return err
 	}
 	out := c.String("out")
-	st, err := datadir.Open(cfg.DataDir, datadir.Read, datadir.AskWithURL)
+	st, src, err := datadir.OpenSource(cfg.DataDir, datadir.Read, datadir.AskWithURL, c.String("destination"), c.String("dead-letter"), c.Bool("archive"))
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	src, err := sourceFromFlags(c, st, cfg.DataDir)
-	if err != nil {
-		return err
-	}
 	sink, err := newExportWriter(out, c.App.Writer)
 	if err != nil {
 		return err
@@ -94,10 +75,7 @@ func runExport(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("export %s after %d entries: %w", src, res.Entries, err)
 	}
-	report.Exported(c.App.ErrWriter, res.Entries, res.Bytes, src.String(), out, sel.Describe())
-	if res.Skipped > 0 {
-		fmt.Fprintf(c.App.ErrWriter, "warning: %d unreadable entries skipped (corrupt or missing); the relay quarantines them when it reads them\n", res.Skipped)
-	}
+	report.Exported(c.App.ErrWriter, res.Entries, res.Bytes, res.Skipped, src.String(), out, sel.Describe())
 	return nil
 }
 

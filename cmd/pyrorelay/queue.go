@@ -7,7 +7,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/pyrorelay/pyrorelay/adminapi"
 	"github.com/pyrorelay/pyrorelay/daemon"
 	"github.com/pyrorelay/pyrorelay/datadir"
 	"github.com/pyrorelay/pyrorelay/httpserver"
@@ -71,20 +70,6 @@ func runQueueStatus(c *cli.Context) error {
 	}
 	report.QueueStatus(c.App.Writer, st)
 	return nil
-}
-
-// adminClientOf reads --url, --bearer-token-file and --ca-file.
-func adminClientOf(c *cli.Context) adminapi.Client {
-	return adminapi.Client{URL: c.String("url"), TokenFile: c.String("bearer-token-file"), CAFile: c.String("ca-file")}
-}
-
-// adminURLFlags ask a running relay instead of reading its data dir.
-func adminURLFlags() []cli.Flag {
-	return []cli.Flag{
-		&cli.StringFlag{Name: "url", EnvVars: env("URL"), Usage: "ask the relay serving at `URL` (its --listen address) instead of reading a stopped relay's data dir; credentials may go in the URL"},
-		&cli.StringFlag{Name: "bearer-token-file", Usage: "send the token in `FILE` to the relay at --url"},
-		&cli.StringFlag{Name: "ca-file", Usage: "trust the CA certificates in `FILE` for an https --url"},
-	}
 }
 
 func queueMoveCommand() *cli.Command {

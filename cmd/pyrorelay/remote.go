@@ -36,7 +36,7 @@ func remoteExport(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	report.Exported(c.App.ErrWriter, res.Entries, res.Bytes, res.From+" of the relay at "+adminapi.RedactURL(t.URL), out, sel.Describe())
+	report.Exported(c.App.ErrWriter, res.Entries, res.Bytes, 0, res.From+" of the relay at "+adminapi.RedactURL(t.URL), out, sel.Describe())
 	return nil
 }
 
