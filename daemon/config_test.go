@@ -2,9 +2,14 @@ package daemon
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pyrorelay/pyrorelay/relay"
 )
 
 // TestFinishChecksArchiveAndRequestLimits: Finish refuses the archive
@@ -50,6 +55,34 @@ func TestNewLogger(t *testing.T) {
 		cfg.NewLogger(&b).Info("hello", "k", "v")
 		if got := b.String(); c.dropsInfo != (got == "") || (!c.dropsInfo && !strings.Contains(got, c.want)) {
 			t.Errorf("%s/%s: logged %q", c.level, c.format, got)
+		}
+	}
+}
+
+// TestOverrideDestination: a destination of the same name is replaced
+// whole (its credentials do not follow to the new URL); a new one is added.
+func TestOverrideDestination(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Destinations = []relay.Destination{{Name: "prod", URL: "https://old", BearerToken: "secret"}, {Name: "staging", URL: "http://s"}}
+	cfg.OverrideDestination(relay.Destination{Name: "prod", URL: "http://new"})
+	cfg.OverrideDestination(relay.Destination{Name: "dev", URL: "http://d"})
+	want := []relay.Destination{{Name: "prod", URL: "http://new"}, {Name: "staging", URL: "http://s"}, {Name: "dev", URL: "http://d"}}
+	if !reflect.DeepEqual(cfg.Destinations, want) {
+		t.Errorf("destinations %+v, want %+v", cfg.Destinations, want)
+	}
+}
+
+func TestCheckDataDir(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]string{dir: "", filepath.Join(dir, "new"): "", file: "data_dir: " + file + " is not a directory"} {
+		cfg := Config{DataDir: path}
+		err := cfg.CheckDataDir()
+		if (err == nil) != (want == "") || (err != nil && err.Error() != want) {
+			t.Errorf("%s: %v, want %q", path, err, want)
 		}
 	}
 }

@@ -224,3 +224,34 @@ func TestImported(t *testing.T) {
 		t.Errorf("got\n%s\nwant\n%s", b.String(), want)
 	}
 }
+
+func TestQueueStatusJSON(t *testing.T) {
+	var b bytes.Buffer
+	st := httpserver.QueuesStatus{GeneratedAt: now, Queues: []httpserver.QueueStatus{{Name: "prod", Entries: 1}}, FileBytes: 10}
+	if err := QueueStatusJSON(&b, st); err != nil {
+		t.Fatal(err)
+	}
+	want := `{
+  "generated_at": "2026-03-10T12:00:00Z",
+  "queues": [
+    {
+      "name": "prod",
+      "entries": 1,
+      "bytes": 0,
+      "oldest_age_seconds": 0,
+      "dead_letters": 0,
+      "dead_letter_bytes": 0
+    }
+  ],
+  "archive": {
+    "entries": 0,
+    "bytes": 0
+  },
+  "quarantined": 0,
+  "file_bytes": 10
+}
+`
+	if b.String() != want {
+		t.Errorf("got\n%s\nwant\n%s", b.String(), want)
+	}
+}

@@ -1,6 +1,7 @@
 package report
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -67,4 +68,12 @@ func QueueStatus(w io.Writer, st httpserver.QueuesStatus) {
 			"`pyrorelay queue move --from %s --to NEW` (relay stopped), or send it with `pyrorelay replay --queue %s --to URL`.\n",
 			len(orphans), strings.Join(orphans, ", "), orphans[0], orphans[0])
 	}
+}
+
+// QueueStatusJSON writes st as `pyrorelay queue status --json` does: the
+// admin API's document, indented.
+func QueueStatusJSON(w io.Writer, st httpserver.QueuesStatus) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(st)
 }
