@@ -74,34 +74,31 @@ Examples:
 	}
 }
 
-// deadLetterStore opens the store for a dead-letter command and checks the
-// destination has a dead-letter list.
-func deadLetterStore(c *cli.Context, mode datadir.Mode) (*store.Store, string, selection.Selection, error) {
+// deadLetterStore reads the filters and opens the store for a
+// dead-letter command, checking that --destination has a dead-letter list.
+func deadLetterStore(c *cli.Context, mode datadir.Mode) (*store.Store, selection.Selection, error) {
 	cfg, err := adminConfig(c)
 	if err != nil {
-		return nil, "", selection.Selection{}, err
+		return nil, selection.Selection{}, err
 	}
 	sel, err := selectionFromFlags(c, time.Now())
 	if err != nil {
-		return nil, "", selection.Selection{}, err
+		return nil, sel, err
 	}
-	name := c.String("destination")
-	st, err := datadir.OpenDeadLetters(cfg.DataDir, mode, name)
-	if err != nil {
-		return nil, "", selection.Selection{}, err
-	}
-	return st, name, sel, nil
+	st, err := datadir.OpenDeadLetters(cfg.DataDir, mode, c.String("destination"))
+	return st, sel, err
 }
 
 func runDeadLetterList(c *cli.Context) error {
 	if c.String("url") != "" {
 		return remoteDeadLetterList(c)
 	}
-	st, name, sel, err := deadLetterStore(c, datadir.Read)
+	st, sel, err := deadLetterStore(c, datadir.Read)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	name := c.String("destination")
 	src := store.DeadLetterSource(name)
 	list := report.NewDeadLetters(c.App.Writer, c.Bool("json"))
 	res, err := st.Scan(c.Context, src, sel.Filter, func(r store.Record) error {
@@ -116,11 +113,12 @@ func runDeadLetterList(c *cli.Context) error {
 }
 
 func runDeadLetterRequeue(c *cli.Context) error {
-	st, name, sel, err := deadLetterStore(c, datadir.Write)
+	st, sel, err := deadLetterStore(c, datadir.Write)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	name := c.String("destination")
 	res, err := st.RequeueDeadLetters(c.Context, name, sel.Filter)
 	if err != nil {
 		return fmt.Errorf("%w (%d were requeued before the error)", err, res.Entries)
@@ -131,11 +129,12 @@ func runDeadLetterRequeue(c *cli.Context) error {
 }
 
 func runDeadLetterPurge(c *cli.Context) error {
-	st, name, sel, err := deadLetterStore(c, datadir.Write)
+	st, sel, err := deadLetterStore(c, datadir.Write)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	name := c.String("destination")
 	cnt, err := st.Count(c.Context, store.DeadLetterSource(name), sel.Filter)
 	if err != nil {
 		return err

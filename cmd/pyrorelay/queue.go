@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -64,9 +63,7 @@ func runQueueStatus(c *cli.Context) error {
 		return err
 	}
 	if c.Bool("json") {
-		enc := json.NewEncoder(c.App.Writer)
-		enc.SetIndent("", "  ")
-		return enc.Encode(st)
+		return report.QueueStatusJSON(c.App.Writer, st)
 	}
 	report.QueueStatus(c.App.Writer, st)
 	return nil

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"log/slog"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -54,9 +53,16 @@ func runServe(c *cli.Context) error {
 		log.Warn("second signal: exiting now")
 		os.Exit(1)
 	}()
+	reg := prometheus.NewRegistry()
+	buildinfo.Register(reg, buildinfo.Read(version, revision))
 	// A reload reads the config file again, and the flags and environment
 	// still override it.
-	return serve(ctx, cfg, log, func() (daemon.Config, error) { return configFromFlags(c) })
+	load := func() (daemon.Config, error) { return configFromFlags(c) }
+	d, err := daemon.New(cfg, daemon.Options{Logger: log, Registry: reg, Version: version, Load: load, Export: adminapi.ExportHandler})
+	if err != nil {
+		return err
+	}
+	return d.Run(ctx)
 }
 
 // defaultGOGC is the garbage collector's target for `serve` when the
@@ -73,16 +79,4 @@ func setGCDefault() {
 	if _, set := os.LookupEnv("GOGC"); !set {
 		debug.SetGCPercent(defaultGOGC)
 	}
-}
-
-// serve runs the relay of cfg until ctx ends; load, if not nil, reads the
-// configuration again on SIGHUP and POST /-/reload.
-func serve(ctx context.Context, cfg daemon.Config, log *slog.Logger, load func() (daemon.Config, error)) error {
-	reg := prometheus.NewRegistry()
-	buildinfo.Register(reg, buildinfo.Read(version, revision))
-	d, err := daemon.New(cfg, daemon.Options{Logger: log, Registry: reg, Version: version, Load: load, Export: adminapi.ExportHandler})
-	if err != nil {
-		return err
-	}
-	return d.Run(ctx)
 }

@@ -139,7 +139,7 @@ func loadConfig(c *cli.Context) (daemon.Config, error) {
 		if err != nil {
 			return cfg, err
 		}
-		cfg.Destinations = overrideDestination(cfg.Destinations, d)
+		cfg.OverrideDestination(d)
 	}
 	return cfg, nil
 }
@@ -151,18 +151,4 @@ func parseForwardTo(v string) (relay.Destination, error) {
 		return relay.Destination{}, fmt.Errorf("--forward-to %q: want NAME=URL, for example prod=https://profiles.example.com", relay.RedactURL(v))
 	}
 	return relay.Destination{Name: name, URL: url}, nil
-}
-
-// overrideDestination adds d, a --forward-to destination, to ds, or puts
-// it in place of the file's destination of the same name: the flag says
-// everything about it, so nothing of the file's (credentials included,
-// which must not go to a new URL) is kept.
-func overrideDestination(ds []relay.Destination, d relay.Destination) []relay.Destination {
-	for i := range ds {
-		if ds[i].Name == d.Name {
-			ds[i] = d
-			return ds
-		}
-	}
-	return append(ds, d)
 }
