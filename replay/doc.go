@@ -12,6 +12,7 @@
 // ends with); [DryRun] lists what would be sent.
 // Delivered entries of a queue are acked (removed) when the caller asks
 // for it; entries that are refused are reported one a line and stay where
-// they were. [RetryWatch] lets the progress line show why a destination
-// is being retried.
+// they were. [NewSender] is the sender a replay sends with: relay's, whose
+// [RetryWatch] lets the progress line show why a destination is being
+// retried.
 package replay

@@ -1,14 +1,20 @@
 package replay
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/pyrorelay/pyrorelay/relay"
+	"github.com/pyrorelay/pyrorelay/store"
 )
 
 func TestParseRate(t *testing.T) {
@@ -90,4 +96,56 @@ func TestResultErr(t *testing.T) {
 			t.Errorf("%+v: %v, want %q", c.res, err, c.want)
 		}
 	}
+}
+
+// TestNewSenderReportsRetries: the sender a replay uses tells w why it
+// retries, and its RetryWatch keeps the reason for the progress line.
+func TestNewSenderReportsRetries(t *testing.T) {
+	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "down for maintenance", http.StatusServiceUnavailable)
+	}))
+	defer down.Close()
+	d, err := Destination(nil, Target{To: down.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.MinBackoff, d.MaxBackoff = time.Millisecond, 5*time.Millisecond
+	var w syncBuffer
+	s, retries, err := NewSender(d, &w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.Send(ctx, &store.Entry{Kind: store.KindIngest, ReceivedAt: time.Now(), Query: "name=app", Body: []byte("x")})
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for retries.Last() == "" && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	if !strings.Contains(retries.Last(), "503") || !strings.Contains(w.String(), "retrying: ") {
+		t.Errorf("Last() = %q; reported:\n%s", retries.Last(), w.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the sender's goroutine.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
