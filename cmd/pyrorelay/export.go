@@ -10,7 +10,6 @@ import (
 
 	"github.com/pyrorelay/pyrorelay/datadir"
 	"github.com/pyrorelay/pyrorelay/exportfile"
-	"github.com/pyrorelay/pyrorelay/progress"
 	"github.com/pyrorelay/pyrorelay/report"
 )
 
@@ -67,11 +66,7 @@ func runExport(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	total, err := st.Count(c.Context, src, sel.Filter)
-	if err != nil {
-		return err
-	}
-	res, err := datadir.Export(c.Context, st, src, sel.Filter, sink, progress.New(c.App.ErrWriter, "exported", total.Entries, total.Bytes))
+	res, err := datadir.Export(c.Context, st, src, sel.Filter, sink, c.App.ErrWriter)
 	if err != nil {
 		return fmt.Errorf("export %s after %d entries: %w", src, res.Entries, err)
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 	"os/signal"
 	"syscall"
 	"time"
@@ -111,8 +110,7 @@ func runReplay(c *cli.Context) error {
 	if dry {
 		return replay.DryRun(c.App.Writer, in.Source, in.What, to, sel)
 	}
-	retries := replay.NewRetryWatch(c.App.ErrWriter, slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	sender, err := relay.NewSender(dest, slog.New(retries))
+	sender, retries, err := replay.NewSender(dest, c.App.ErrWriter)
 	if err != nil {
 		return err
 	}
