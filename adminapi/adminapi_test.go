@@ -109,7 +109,7 @@ func TestClientSaysWhatToDo(t *testing.T) {
 	}
 }
 
-func TestRedactAndListenURL(t *testing.T) {
+func TestRedactURL(t *testing.T) {
 	for in, want := range map[string]string{
 		"http://user:secret@relay:4040": "http://***@relay:4040",
 		"https://relay:4040/x":          "https://relay:4040/x",
@@ -117,17 +117,6 @@ func TestRedactAndListenURL(t *testing.T) {
 	} {
 		if got := RedactURL(in); got != want {
 			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)
-		}
-	}
-	for in, want := range map[string]string{
-		":4040":          "http://127.0.0.1:4040",
-		"0.0.0.0:9000":   "http://127.0.0.1:9000",
-		"[::]:4040":      "http://127.0.0.1:4040",
-		"10.0.0.7:4040":  "http://10.0.0.7:4040",
-		"not an address": "http://127.0.0.1:4040",
-	} {
-		if got := ListenURL(in); got != want {
-			t.Errorf("ListenURL(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

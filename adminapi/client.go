@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"strconv"
@@ -108,16 +107,27 @@ func httpClient(caFile string) (*http.Client, error) {
 	return &http.Client{Transport: tr}, nil
 }
 
+// ErrIncomplete is what the errors of ExportComplete wrap: the relay's
+// export answer ended before all it sent arrived.
+var ErrIncomplete = errors.New("incomplete export")
+
+// incomplete is an error of ExportComplete, saying what to do.
+type incomplete string
+
+func (e incomplete) Error() string      { return string(e) }
+func (incomplete) Is(target error) bool { return target == ErrIncomplete }
+
 // ExportComplete checks that the relay finished the export answer it
 // started, of which n entries arrived: the trailer carries the count of
-// entries it sent. Call it after reading the whole body.
+// entries it sent. Call it after reading the whole body. Its errors wrap
+// ErrIncomplete.
 func ExportComplete(resp *http.Response, n int) error {
 	sent := resp.Trailer.Get(ExportCompleteTrailer)
 	if sent == "" {
-		return errors.New("the relay's answer ended early: the export is incomplete; run it again")
+		return incomplete("the relay's answer ended early: the export is incomplete; run it again")
 	}
 	if m, err := strconv.Atoi(sent); err != nil || m != n {
-		return fmt.Errorf("the relay sent %s entries, %d arrived: run it again", sent, n)
+		return incomplete(fmt.Sprintf("the relay sent %s entries, %d arrived: run it again", sent, n))
 	}
 	return nil
 }
@@ -130,17 +140,4 @@ func RedactURL(u string) string {
 		}
 	}
 	return u
-}
-
-// ListenURL turns a --listen address into a URL to reach it locally, for
-// messages that tell the operator to use --url.
-func ListenURL(listen string) string {
-	host, port, err := net.SplitHostPort(listen)
-	if err != nil {
-		return "http://127.0.0.1:4040"
-	}
-	if host == "" || host == "0.0.0.0" || host == "::" {
-		host = "127.0.0.1"
-	}
-	return "http://" + net.JoinHostPort(host, port)
 }

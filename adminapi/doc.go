@@ -4,5 +4,7 @@
 // queue, dead-letter list or the archive as the ndjson of package
 // exportfile, ended by [ExportCompleteTrailer]), and [Client], which
 // `queue status --url`, `export --url` and `dead-letter list --url` ask
-// it with, turning each refusal into a message saying what to do.
+// it with ([Client.Status], [Client.Export], [Client.DeadLetters]),
+// turning each refusal into a message saying what to do and checking
+// that an export arrived whole ([ErrIncomplete]).
 package adminapi

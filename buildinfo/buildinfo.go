@@ -5,6 +5,7 @@
 package buildinfo
 
 import (
+	"fmt"
 	"runtime"
 	"runtime/debug"
 
@@ -14,6 +15,12 @@ import (
 // Info is which pyrorelay runs.
 type Info struct {
 	Version, Revision, GoVersion string
+}
+
+// String is what `pyrorelay version` prints: the version, revision, Go
+// version and the platform the binary runs on.
+func (i Info) String() string {
+	return fmt.Sprintf("pyrorelay %s (revision %s, %s, %s/%s)", i.Version, i.Revision, i.GoVersion, runtime.GOOS, runtime.GOARCH)
 }
 
 // Read is the Info of this binary. version and revision are what the

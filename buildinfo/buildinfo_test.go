@@ -1,6 +1,7 @@
 package buildinfo
 
 import (
+	"runtime"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -29,5 +30,12 @@ func TestRegister(t *testing.T) {
 	}
 	if m.GetGauge().GetValue() != 1 || labels["version"] != "v1.2.3" || labels["revision"] != "abc123" || labels["goversion"] != "go1.26.8" {
 		t.Errorf("pyrorelay_build_info %v = %v", labels, m.GetGauge().GetValue())
+	}
+}
+
+func TestString(t *testing.T) {
+	want := "pyrorelay v1.2.3 (revision abc123, go1.99, " + runtime.GOOS + "/" + runtime.GOARCH + ")"
+	if got := (Info{"v1.2.3", "abc123", "go1.99"}).String(); got != want {
+		t.Errorf("String = %q, want %q", got, want)
 	}
 }

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -14,6 +15,17 @@ import (
 // archiveSweepInterval is how often a running relay trims the archive. Entries
 // outlive their retention by at most this much.
 const archiveSweepInterval = time.Minute
+
+// checkArchive refuses a negative archive_retention or archive_max_size.
+func (c *Config) checkArchive() error {
+	if c.ArchiveRetention < 0 {
+		return fmt.Errorf("archive_retention: must not be negative, got %s", c.ArchiveRetention)
+	}
+	if c.ArchiveMaxSize < 0 {
+		return fmt.Errorf("archive_max_size: must not be negative, got %d", c.ArchiveMaxSize)
+	}
+	return nil
+}
 
 // startArchiveSweeper trims the archive now and then every
 // archiveSweepInterval, until the returned stop is called; stop waits for a

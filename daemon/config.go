@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -131,6 +132,12 @@ func CheckBaseURL(raw string) error {
 // Finish applies the global destination defaults and checks everything,
 // naming the field that is wrong.
 func (c *Config) Finish() error {
+	if err := c.checkArchive(); err != nil {
+		return err
+	}
+	if err := c.RequestLimits.check(); err != nil {
+		return err
+	}
 	if c.Listen == "" {
 		return errors.New("listen: must not be empty")
 	}
@@ -251,6 +258,29 @@ func ParseLevel(s string) (slog.Level, error) {
 		return 0, fmt.Errorf("log_level: %q is not debug, info, warn or error", s)
 	}
 	return l, nil
+}
+
+// OverrideDestination adds d to the destinations, or puts it in place of
+// the one of the same name: d (a --forward-to) says everything about it,
+// so nothing of the old one is kept, its credentials least of all, which
+// must not go to a new URL.
+func (c *Config) OverrideDestination(d relay.Destination) {
+	for i := range c.Destinations {
+		if c.Destinations[i].Name == d.Name {
+			c.Destinations[i] = d
+			return
+		}
+	}
+	c.Destinations = append(c.Destinations, d)
+}
+
+// CheckDataDir refuses a data_dir that exists and is not a directory; one
+// that does not exist yet is fine (serve creates it).
+func (c *Config) CheckDataDir() error {
+	if fi, err := os.Stat(c.DataDir); err == nil && !fi.IsDir() {
+		return fmt.Errorf("data_dir: %s is not a directory", c.DataDir)
+	}
+	return nil
 }
 
 // DestinationNames lists the destinations in config order.

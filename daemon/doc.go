@@ -18,6 +18,7 @@
 // Files, one concept each:
 //
 //   - config.go: Config, its defaults and checks, ByteSize.
+//   - logger.go: the logger log_level and log_format ask for.
 //   - configmask.go: MaskedYAML, the Config as YAML with its secrets
 //     masked (`pyrorelay config check`).
 //   - receivers.go: Receiver, the listeners of the configuration.
@@ -28,7 +29,10 @@
 //   - reload.go: the reload diff (what starts, stops, restarts, re-routes).
 //   - reloader.go: reloads on SIGHUP and POST /-/reload, one at a time.
 //   - held.go: what a store-only relay kept, queued for its destinations.
-//   - archive.go: the archive sweeper and the orphan-queue metric.
+//   - archive.go: the archive settings' check, the archive sweeper and
+//     the orphan-queue metric.
+//   - drain.go: Drain, the forwarders without receivers (`pyrorelay
+//     drain`).
 //   - metrics.go, droplog.go: store metrics; drop lines, rate-limited.
 //   - selfprofile.go: the relay profiling itself into its own queues.
 package daemon

@@ -25,6 +25,18 @@ type DrainResult struct {
 	LastFailure *relay.Failure
 }
 
+// DeadLettered is how many entries went to the destination's dead-letter
+// list during the drain.
+func (r DrainResult) DeadLettered() int64 {
+	return max(r.After.DeadEntries-r.Before.DeadEntries, 0)
+}
+
+// Delivered is how many entries left the destination's queue delivered:
+// those that left it, less those that went to the dead-letter list.
+func (r DrainResult) Delivered() int64 {
+	return max(r.Before.Entries-r.After.Entries-r.DeadLettered(), 0)
+}
+
 // Drain runs the forwarders of dests, without receivers, over st until
 // every one of their queues is empty, ctx ends or timeout passes; then the
 // forwarders finish their attempts in flight and ack them, and the rest

@@ -67,3 +67,27 @@ func TestDrainTimesOut(t *testing.T) {
 		t.Error("no last failure reported")
 	}
 }
+
+// TestDrainResultCounts: what left the queue is delivered unless it went
+// to the dead-letter list; counters that moved the other way (entries
+// added meanwhile) count nothing.
+func TestDrainResultCounts(t *testing.T) {
+	for _, c := range []struct {
+		name                 string
+		before, after        store.QueueStats
+		delivered, deadLettd int64
+	}{
+		{"all delivered", store.QueueStats{Entries: 5}, store.QueueStats{}, 5, 0},
+		{"some dead", store.QueueStats{Entries: 5, DeadEntries: 1}, store.QueueStats{DeadEntries: 3}, 3, 2},
+		{"some left", store.QueueStats{Entries: 5}, store.QueueStats{Entries: 2}, 3, 0},
+		{"grew", store.QueueStats{Entries: 1, DeadEntries: 4}, store.QueueStats{Entries: 6, DeadEntries: 2}, 0, 0},
+	} {
+		r := DrainResult{Before: c.before, After: c.after}
+		if got := r.Delivered(); got != c.delivered {
+			t.Errorf("%s: Delivered = %d, want %d", c.name, got, c.delivered)
+		}
+		if got := r.DeadLettered(); got != c.deadLettd {
+			t.Errorf("%s: DeadLettered = %d, want %d", c.name, got, c.deadLettd)
+		}
+	}
+}

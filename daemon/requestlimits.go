@@ -1,6 +1,8 @@
 package daemon
 
 import (
+	"fmt"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pyrorelay/pyrorelay/httpserver"
@@ -29,6 +31,19 @@ func DefaultRequestLimits() RequestLimits {
 		MinBodyRate:          httpserver.DefaultMinBodyRate,
 		MaxConcurrentStreams: httpserver.DefaultMaxConcurrentStreams,
 	}
+}
+
+// check refuses limits that would refuse every request.
+func (l RequestLimits) check() error {
+	switch {
+	case l.MaxRequestMemory <= 0:
+		return fmt.Errorf("max_request_memory: must be positive, got %d", l.MaxRequestMemory)
+	case l.MinBodyRate < 0:
+		return fmt.Errorf("min_body_rate: must not be negative, got %d", l.MinBodyRate)
+	case l.MaxConcurrentStreams <= 0:
+		return fmt.Errorf("max_concurrent_streams: must be positive, got %d", l.MaxConcurrentStreams)
+	}
+	return nil
 }
 
 // newRequestBudget is the budget every receiver of the relay shares,

@@ -5,10 +5,16 @@
 // what a store holds when a queue named is not there.
 //
 // It also builds a stopped relay's [Status] document (the one a running
-// relay serves), and holds the two steps of those commands that change a
-// store beyond one call of package store: [Import], which appends an
-// export's entries to a queue in bounded transactions, and
-// [CheckImportQueue], which refuses a queue nothing would send.
+// relay serves; [ReadStatus] opens the data dir for it), and holds the
+// steps of those commands that take more than one call of package
+// store, each saying what to do when it cannot: [Export], which writes a
+// source's entries to an export; [Import], which appends an export's
+// entries to a queue in bounded transactions, [CheckImportQueue], which
+// refuses a queue nothing would send, and [ImportExport], which does both
+// for an export on disk or stdin; [MoveQueue]; [Compact];
+// [OpenDeadLetters] for the dead-letter commands; [Drain], which forwards
+// what a stopped relay's data dir holds and says what is left
+// ([DrainConfig] is the configuration it runs with).
 package datadir
 
 import (
@@ -99,6 +105,21 @@ func Source(st *store.Store, dir, queue, deadLetter string, archive bool) (store
 		}
 	}
 	return src, nil
+}
+
+// OpenSource opens dir as Open does, then picks the source queue,
+// deadLetter or archive names, as Source does.
+func OpenSource(dir string, mode Mode, next, queue, deadLetter string, archive bool) (*store.Store, store.Source, error) {
+	st, err := Open(dir, mode, next)
+	if err != nil {
+		return nil, store.Source{}, err
+	}
+	src, err := Source(st, dir, queue, deadLetter, archive)
+	if err != nil {
+		_ = st.Close()
+		return nil, store.Source{}, err
+	}
+	return st, src, nil
 }
 
 // Describe lists what a store holds, for error messages.

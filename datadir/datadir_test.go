@@ -1,6 +1,7 @@
 package datadir
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pyrorelay/pyrorelay/daemon"
+	"github.com/pyrorelay/pyrorelay/exportfile"
 	"github.com/pyrorelay/pyrorelay/relay"
 	"github.com/pyrorelay/pyrorelay/store"
 )
@@ -170,5 +172,44 @@ func TestStatusMarksOrphansWithAConfig(t *testing.T) {
 		if fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Errorf("config given %v: %v, want %v", configGiven, got, want)
 		}
+	}
+}
+
+func TestListenURL(t *testing.T) {
+	for in, want := range map[string]string{
+		":4040":          "http://127.0.0.1:4040",
+		"0.0.0.0:9000":   "http://127.0.0.1:9000",
+		"[::]:4040":      "http://127.0.0.1:4040",
+		"10.0.0.7:4040":  "http://10.0.0.7:4040",
+		"not an address": "http://127.0.0.1:4040",
+	} {
+		if got := ListenURL(in); got != want {
+			t.Errorf("ListenURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestExport(t *testing.T) {
+	st, err := store.OpenReadOnly(fill(t, 3), store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var out, status bytes.Buffer
+	res, err := Export(context.Background(), st, store.QueueSource("prod"), store.Filter{}, exportfile.NewNDJSONWriter(&out), &status)
+	if err != nil || res.Entries != 3 {
+		t.Fatalf("Export = %+v, %v", res, err)
+	}
+	// The ndjson writer is flushed (closed) and reads back.
+	n := 0
+	err = exportfile.ReadNDJSON(context.Background(), &out, exportfile.Checks{MaxBodySize: 1 << 20}, func(x *exportfile.Record, _ *store.Entry) error {
+		n++
+		if x.From != "queue:prod" {
+			t.Errorf("from %q", x.From)
+		}
+		return nil
+	})
+	if err != nil || n != 3 {
+		t.Errorf("read back %d: %v", n, err)
 	}
 }

@@ -34,3 +34,15 @@ func Status(st *store.Store, cfg daemon.Config, configGiven bool, now time.Time)
 	}
 	return status, nil
 }
+
+// ReadStatus opens the data dir of cfg for reading and builds its Status.
+// While a relay holds the data dir, the error says to ask it with
+// `pyrorelay queue status --url` at cfg's listen address.
+func ReadStatus(cfg daemon.Config, configGiven bool, now time.Time) (httpserver.QueuesStatus, error) {
+	st, err := Open(cfg.DataDir, Read, "ask it instead with `pyrorelay queue status --url "+ListenURL(cfg.Listen)+"` (the relay's --listen address)")
+	if err != nil {
+		return httpserver.QueuesStatus{}, err
+	}
+	defer st.Close()
+	return Status(st, cfg, configGiven, now)
+}

@@ -139,3 +139,23 @@ func DryRun(w io.Writer, src Source, what, to string, sel selection.Selection) e
 	fmt.Fprintf(w, "dry run: would send %d entries (%s) from %s to %s%s\n", n, progress.Bytes(bytes), what, to, sel.Describe())
 	return nil
 }
+
+// Err is what a replay that ended with res fails with, if anything:
+// interrupted (ctx ended), its Source failed, or entries were refused by
+// the destination to (its credentials redacted). sent and failed are its
+// Progress counts; retrying says why the destination was being retried
+// last (RetryWatch.Last), "" if it was not.
+func (res Result) Err(ctx context.Context, sent, failed int, to, retrying string) error {
+	switch {
+	case ctx.Err() != nil:
+		if retrying != "" {
+			retrying = " (" + retrying + ")"
+		}
+		return fmt.Errorf("replay interrupted after %d entries%s: nothing was lost; run it again (with --since, or from the queue, which only holds what was not delivered)", sent, retrying)
+	case res.FeedErr != nil:
+		return fmt.Errorf("replay stopped after %d entries: %w", sent, res.FeedErr)
+	case failed > 0:
+		return fmt.Errorf("%d entries were refused by %s (first: %s): see the lines above; fix the cause and replay them again", failed, to, res.FirstFailure)
+	}
+	return nil
+}

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/pyrorelay/pyrorelay/relay"
 )
 
 // RetryWatch is the replay sender's log handler: it passes warnings and
@@ -80,4 +82,14 @@ func (h *RetryWatch) Last() string {
 		return ""
 	}
 	return fmt.Sprintf("last error %s ago: %s", time.Since(h.st.at).Round(time.Second), h.st.reason)
+}
+
+// NewSender is the sender of a replay to d: relay's Sender, logging
+// through a RetryWatch that reports new retry reasons on w and writes the
+// sender's warnings and errors there as text. The RetryWatch's Last is
+// for the progress line.
+func NewSender(d relay.Destination, w io.Writer) (*relay.Sender, *RetryWatch, error) {
+	retries := NewRetryWatch(w, slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	s, err := relay.NewSender(d, slog.New(retries))
+	return s, retries, err
 }

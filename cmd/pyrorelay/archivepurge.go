@@ -1,14 +1,12 @@
 package main
 
 import (
-	"bufio"
-	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/pyrorelay/pyrorelay/confirm"
 	"github.com/pyrorelay/pyrorelay/datadir"
 	"github.com/pyrorelay/pyrorelay/progress"
 	"github.com/pyrorelay/pyrorelay/selection"
@@ -82,20 +80,11 @@ func runArchivePurge(c *cli.Context) error {
 	return nil
 }
 
-// confirmPurge asks on stderr whether to delete what, for good, and reads
-// the answer from stdin; --yes skips the question. An error says nothing
-// was deleted.
+// confirmPurge asks whether to delete what for good (confirm.Purge);
+// --yes skips the question. An error says nothing was deleted.
 func confirmPurge(c *cli.Context, what string) error {
 	if c.Bool("yes") {
 		return nil
 	}
-	fmt.Fprintf(c.App.ErrWriter, "%s for good? Type yes to continue: ", what)
-	answer, err := bufio.NewReader(c.App.Reader).ReadString('\n')
-	if err != nil && answer == "" {
-		return errors.New("no answer on stdin: nothing deleted; add --yes to purge without asking")
-	}
-	if a := strings.ToLower(strings.TrimSpace(answer)); a != "yes" && a != "y" {
-		return fmt.Errorf("not confirmed (answer %q): nothing deleted", strings.TrimSpace(answer))
-	}
-	return nil
+	return confirm.Purge(c.App.Reader, c.App.ErrWriter, what)
 }

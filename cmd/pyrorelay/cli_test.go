@@ -761,16 +761,3 @@ func TestCLIHelpHasExamples(t *testing.T) {
 		}
 	}
 }
-
-func TestCLIRateParsing(t *testing.T) {
-	for in, want := range map[string]float64{"50": 50, "50/s": 50, "0.5": 0.5, "": 0} {
-		if got, err := parseRate(in); err != nil || got != want {
-			t.Errorf("parseRate(%q) = %v, %v", in, got, err)
-		}
-	}
-	for _, bad := range []string{"0", "-1", "fast"} {
-		if _, err := parseRate(bad); err == nil {
-			t.Errorf("parseRate(%q) accepted", bad)
-		}
-	}
-}

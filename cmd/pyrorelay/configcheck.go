@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"os"
 
 	"github.com/urfave/cli/v2"
 
@@ -43,8 +42,8 @@ func runConfigCheck(c *cli.Context) error {
 	if err != nil {
 		return fmt.Errorf("config check: %w", err)
 	}
-	if fi, err := os.Stat(cfg.DataDir); err == nil && !fi.IsDir() {
-		return fmt.Errorf("config check: data_dir: %s is not a directory", cfg.DataDir)
+	if err := cfg.CheckDataDir(); err != nil {
+		return fmt.Errorf("config check: %w", err)
 	}
 	out, err := daemon.MaskedYAML(cfg)
 	if err != nil {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -10,6 +9,7 @@ import (
 	"github.com/pyrorelay/pyrorelay/datadir"
 	"github.com/pyrorelay/pyrorelay/exportfile"
 	"github.com/pyrorelay/pyrorelay/progress"
+	"github.com/pyrorelay/pyrorelay/report"
 	"github.com/pyrorelay/pyrorelay/selection"
 	"github.com/pyrorelay/pyrorelay/store"
 )
@@ -74,82 +74,51 @@ Examples:
 	}
 }
 
-// deadLetterStore opens the store for a dead-letter command and checks the
-// destination has a dead-letter list.
-func deadLetterStore(c *cli.Context, mode datadir.Mode) (*store.Store, string, selection.Selection, error) {
+// deadLetterStore reads the filters and opens the store for a
+// dead-letter command, checking that --destination has a dead-letter list.
+func deadLetterStore(c *cli.Context, mode datadir.Mode) (*store.Store, selection.Selection, error) {
 	cfg, err := adminConfig(c)
 	if err != nil {
-		return nil, "", selection.Selection{}, err
+		return nil, selection.Selection{}, err
 	}
 	sel, err := selectionFromFlags(c, time.Now())
 	if err != nil {
-		return nil, "", selection.Selection{}, err
+		return nil, sel, err
 	}
-	next := datadir.StopRelayFirst
-	if mode == datadir.Read {
-		next = datadir.AskWithURL
-	}
-	st, err := datadir.Open(cfg.DataDir, mode, next)
-	if err != nil {
-		return nil, "", selection.Selection{}, err
-	}
-	name := c.String("destination")
-	sum, err := st.Summary()
-	if err != nil {
-		_ = st.Close()
-		return nil, "", selection.Selection{}, err
-	}
-	if _, ok := sum.Queues[name]; !ok {
-		_ = st.Close()
-		return nil, "", selection.Selection{}, fmt.Errorf("no destination %q in %s; it holds %s", name, cfg.DataDir, datadir.Describe(sum))
-	}
-	return st, name, sel, nil
+	st, err := datadir.OpenDeadLetters(cfg.DataDir, mode, c.String("destination"))
+	return st, sel, err
 }
 
 func runDeadLetterList(c *cli.Context) error {
 	if c.String("url") != "" {
 		return remoteDeadLetterList(c)
 	}
-	st, name, sel, err := deadLetterStore(c, datadir.Read)
+	st, sel, err := deadLetterStore(c, datadir.Read)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	name := c.String("destination")
 	src := store.DeadLetterSource(name)
-	var list *deadLetterTable
-	var enc *json.Encoder
-	if c.Bool("json") {
-		enc = json.NewEncoder(c.App.Writer)
-	} else {
-		list = newDeadLetterTable(c.App.Writer)
-	}
+	list := report.NewDeadLetters(c.App.Writer, c.Bool("json"))
 	res, err := st.Scan(c.Context, src, sel.Filter, func(r store.Record) error {
-		if enc != nil {
-			x := exportfile.FromStore(r, src)
-			x.Request = nil
-			return enc.Encode(x)
-		}
-		list.row(r.Entry.ID, r.Entry.ReceivedAt, r.Dead.At, r.Dead.Status, r.Dead.Attempts, int64(r.Size), selection.AppOf(r.Entry), r.Dead.Reason)
-		return nil
+		return list.Add(exportfile.FromStore(r, src), int64(r.Size), selection.AppOf(r.Entry))
 	})
-	if list != nil {
-		list.flush()
-	}
+	list.Flush()
 	if err != nil {
 		return err
 	}
-	if enc == nil {
-		fmt.Fprintf(c.App.Writer, "%d dead letters (%s) of %s%s\n", res.Entries, progress.Bytes(res.Bytes), name, sel.Describe())
-	}
+	list.Summary(res.Entries, res.Bytes, name, sel.Describe())
 	return nil
 }
 
 func runDeadLetterRequeue(c *cli.Context) error {
-	st, name, sel, err := deadLetterStore(c, datadir.Write)
+	st, sel, err := deadLetterStore(c, datadir.Write)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	name := c.String("destination")
 	res, err := st.RequeueDeadLetters(c.Context, name, sel.Filter)
 	if err != nil {
 		return fmt.Errorf("%w (%d were requeued before the error)", err, res.Entries)
@@ -160,11 +129,12 @@ func runDeadLetterRequeue(c *cli.Context) error {
 }
 
 func runDeadLetterPurge(c *cli.Context) error {
-	st, name, sel, err := deadLetterStore(c, datadir.Write)
+	st, sel, err := deadLetterStore(c, datadir.Write)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	name := c.String("destination")
 	cnt, err := st.Count(c.Context, store.DeadLetterSource(name), sel.Filter)
 	if err != nil {
 		return err

@@ -1,24 +1,17 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"os/signal"
 	"slices"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/pyrorelay/pyrorelay/adminapi"
-	"github.com/pyrorelay/pyrorelay/daemon"
 	"github.com/pyrorelay/pyrorelay/datadir"
-	"github.com/pyrorelay/pyrorelay/progress"
-	"github.com/pyrorelay/pyrorelay/store"
+	"github.com/pyrorelay/pyrorelay/report"
 )
-
-var errNoDestinations = errors.New("no destination configured: give --config with destinations, or --forward-to NAME=URL")
 
 // drainFlagNames are the serve flags drain shares: where the data is and
 // where it goes; nothing about serving HTTP.
@@ -62,66 +55,24 @@ func runDrain(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	// drain serves nothing, so the receivers of the file do not matter:
-	// a destination given with --forward-to is drained even though no
-	// receiver feeds it.
-	cfg.Receivers = nil
-	if err := cfg.Finish(); err != nil {
+	if cfg, err = datadir.DrainConfig(cfg); err != nil {
 		return err
 	}
-	if len(cfg.Destinations) == 0 {
-		return errNoDestinations
-	}
-	log := newLogger(c.App.ErrWriter, cfg)
+	log := cfg.NewLogger(c.App.ErrWriter)
 	ctx, stop := signal.NotifyContext(c.Context, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	timeout := c.Duration("timeout")
 	if timeout <= 0 {
 		return fmt.Errorf("--timeout must be positive, got %s", timeout)
 	}
-	st, err := store.Open(cfg.DataDir, store.Options{
-		LockTimeout:      datadir.LockTimeout,
-		ArchiveRetention: cfg.ArchiveRetention,
-		ArchiveMaxBytes:  int64(cfg.ArchiveMaxSize),
-	})
-	if errors.Is(err, store.ErrLocked) {
-		return fmt.Errorf("data dir %s is in use by a running relay, which forwards already: watch it with `pyrorelay queue status --url %s`: %w", cfg.DataDir, adminapi.ListenURL(cfg.Listen), err)
-	}
+	d, err := datadir.Drain(ctx, cfg, timeout, log)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	start := time.Now()
-	results, why, err := daemon.Drain(ctx, st, cfg.Destinations, timeout, log)
-	if err != nil {
+	report.Drain(c.App.Writer, d.Results, time.Now())
+	if err := d.Err(); err != nil {
 		return err
 	}
-	left := 0
-	for _, r := range results {
-		b, a := r.Before, r.After
-		dead := max(a.DeadEntries-b.DeadEntries, 0)
-		delivered := max(b.Entries-a.Entries-dead, 0)
-		line := fmt.Sprintf("%s: ", r.Destination)
-		if a.Entries == 0 {
-			line += fmt.Sprintf("empty; %d delivered", delivered)
-		} else {
-			left++
-			line += fmt.Sprintf("%d entries (%s) left, oldest received %s; %d delivered", a.Entries, progress.Bytes(a.Bytes), ago(a.Oldest, time.Now()), delivered)
-			if lf := r.LastFailure; lf != nil {
-				line += fmt.Sprintf("; last failure %s: %s", ago(lf.At, time.Now()), lf.Reason)
-			}
-		}
-		if dead > 0 {
-			line += fmt.Sprintf("; %d moved to dead-letter (see `pyrorelay dead-letter list --destination %s`)", dead, r.Destination)
-		}
-		fmt.Fprintln(c.App.Writer, line)
-	}
-	if why != "" && left > 0 {
-		return fmt.Errorf("drain %s: %d of %d destinations still have entries queued; they stay queued for the next run or serve", why, left, len(cfg.Destinations))
-	}
-	if why != "" && strings.HasPrefix(why, "reading") {
-		return errors.New(why)
-	}
-	fmt.Fprintf(c.App.Writer, "drained in %s\n", time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(c.App.Writer, "drained in %s\n", d.Took.Round(time.Millisecond))
 	return nil
 }

@@ -4,30 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/pyrorelay/pyrorelay/datadir"
 	"github.com/pyrorelay/pyrorelay/exportfile"
-	"github.com/pyrorelay/pyrorelay/progress"
-	"github.com/pyrorelay/pyrorelay/store"
+	"github.com/pyrorelay/pyrorelay/report"
 )
-
-// sourceFlags choose what to read from a data dir.
-func sourceFlags(queueUsage string) []cli.Flag {
-	return []cli.Flag{
-		&cli.StringFlag{Name: "destination", Aliases: []string{"queue"}, Usage: queueUsage},
-		&cli.StringFlag{Name: "dead-letter", Usage: "the dead letters of destination `NAME`"},
-		&cli.BoolFlag{Name: "archive", Usage: "the archive of delivered entries (serve --archive-retention)"},
-	}
-}
-
-// sourceFromFlags reads the source flags, checking the source exists.
-func sourceFromFlags(c *cli.Context, st *store.Store, dir string) (store.Source, error) {
-	return datadir.Source(st, dir, c.String("destination"), c.String("dead-letter"), c.Bool("archive"))
-}
 
 func exportCommand() *cli.Command {
 	return &cli.Command{
@@ -73,46 +57,20 @@ func runExport(c *cli.Context) error {
 		return err
 	}
 	out := c.String("out")
-	st, err := datadir.Open(cfg.DataDir, datadir.Read, datadir.AskWithURL)
+	st, src, err := datadir.OpenSource(cfg.DataDir, datadir.Read, datadir.AskWithURL, c.String("destination"), c.String("dead-letter"), c.Bool("archive"))
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	src, err := sourceFromFlags(c, st, cfg.DataDir)
-	if err != nil {
-		return err
-	}
 	sink, err := newExportWriter(out, c.App.Writer)
 	if err != nil {
 		return err
 	}
-	total, err := st.Count(c.Context, src, sel.Filter)
-	if err != nil {
-		return err
-	}
-	prog := progress.New(c.App.ErrWriter, "exported", total.Entries, total.Bytes)
-	res, err := st.Scan(c.Context, src, sel.Filter, func(r store.Record) error {
-		if err := sink.Write(exportfile.FromStore(r, src), r.Entry.Body); err != nil {
-			return err
-		}
-		prog.Add(int64(r.Size))
-		return nil
-	})
-	prog.Finish()
-	if cerr := sink.Close(); err == nil {
-		err = cerr
-	}
+	res, err := datadir.Export(c.Context, st, src, sel.Filter, sink, c.App.ErrWriter)
 	if err != nil {
 		return fmt.Errorf("export %s after %d entries: %w", src, res.Entries, err)
 	}
-	where := out
-	if out == "-" {
-		where = "stdout"
-	}
-	fmt.Fprintf(c.App.ErrWriter, "exported %d entries (%s) from %s to %s%s\n", res.Entries, progress.Bytes(res.Bytes), src, where, sel.Describe())
-	if res.Skipped > 0 {
-		fmt.Fprintf(c.App.ErrWriter, "warning: %d unreadable entries skipped (corrupt or missing); the relay quarantines them when it reads them\n", res.Skipped)
-	}
+	report.Exported(c.App.ErrWriter, res.Entries, res.Bytes, res.Skipped, src.String(), out, sel.Describe())
 	return nil
 }
 
@@ -179,39 +137,12 @@ func runImport(c *cli.Context) error {
 		return err
 	}
 	queue := c.String("destination")
-	if from != "-" {
-		if fi, err := os.Stat(from); err != nil || !fi.IsDir() {
-			return fmt.Errorf("import %s: not a directory: give the --out directory of `pyrorelay export`, or - for ndjson on stdin", from)
-		}
-	}
-	st, err := datadir.Open(cfg.DataDir, datadir.Create, datadir.StopRelayFirst)
+	res, err := datadir.ImportExport(c.Context, cfg, c.String("config") != "", queue,
+		datadir.ExportInput{Path: from, Stdin: c.App.Reader, Checks: chk, Selection: sel})
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	if err := datadir.CheckImportQueue(st, cfg, c.String("config") != "", queue); err != nil {
-		return err
-	}
-	skipped := 0
-	n, bytes, err := datadir.Import(c.Context, st, queue, func(add func(*store.Entry) error) error {
-		return exportfile.Read(c.Context, from, c.App.Reader, chk, func(_ *exportfile.Record, e *store.Entry) error {
-			if !sel.Matches(e) {
-				skipped++
-				return nil
-			}
-			return add(e)
-		})
-	})
-	if err != nil {
-		return fmt.Errorf("import into queue %q after %d entries (those are stored; import the rest again from a fresh export, or purge and redo): %w", queue, n, err)
-	}
-	msg := fmt.Sprintf("imported %d entries (%s) into queue %q of %s", n, progress.Bytes(bytes), queue, cfg.DataDir)
-	if skipped > 0 {
-		msg += fmt.Sprintf("; %d left out by the filters", skipped)
-	}
-	fmt.Fprintln(c.App.Writer, msg)
-	if c.String("config") != "" && !datadir.DestinationConfigured(cfg, queue) {
-		fmt.Fprintf(c.App.ErrWriter, "warning: %q is not a destination in %s: nothing will send these entries until it is\n", queue, c.String("config"))
-	}
+	report.Imported(c.App.Writer, res.Entries, res.Bytes, res.Skipped, queue, cfg.DataDir)
+	warnNotConfigured(c, cfg, queue)
 	return nil
 }

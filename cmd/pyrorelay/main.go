@@ -7,7 +7,6 @@ package main
 import (
 	"fmt"
 	"os"
-	"runtime"
 
 	"github.com/urfave/cli/v2"
 
@@ -67,6 +66,5 @@ func versionCommand() *cli.Command {
 }
 
 func printVersion(c *cli.Context) {
-	i := buildinfo.Read(version, revision)
-	fmt.Fprintf(c.App.Writer, "pyrorelay %s (revision %s, %s, %s/%s)\n", i.Version, i.Revision, i.GoVersion, runtime.GOOS, runtime.GOARCH)
+	fmt.Fprintln(c.App.Writer, buildinfo.Read(version, revision))
 }

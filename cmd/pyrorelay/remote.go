@@ -4,21 +4,14 @@ package main
 // is locked while it runs, so they ask its admin API instead.
 
 import (
-	"encoding/json"
 	"errors"
-	"fmt"
-	"io"
-	"strconv"
-	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/pyrorelay/pyrorelay/adminapi"
 	"github.com/pyrorelay/pyrorelay/exportfile"
-	"github.com/pyrorelay/pyrorelay/progress"
-	"github.com/pyrorelay/pyrorelay/selection"
-	"github.com/pyrorelay/pyrorelay/store"
+	"github.com/pyrorelay/pyrorelay/report"
 )
 
 // remoteExport is `export --url`: the relay streams the entries, written
@@ -38,40 +31,12 @@ func remoteExport(c *cli.Context) error {
 		return err
 	}
 	t := adminClientOf(c)
-	resp, err := t.Get(c.Context, adminapi.ExportQuery{Queue: c.String("destination"), DeadLetter: c.String("dead-letter"), Archive: c.Bool("archive"),
-		Since: c.String("since"), Until: c.String("until"), App: c.String("app"), Bodies: true}.Path())
+	res, err := t.Export(c.Context, adminapi.ExportQuery{Queue: c.String("destination"), DeadLetter: c.String("dead-letter"), Archive: c.Bool("archive"),
+		Since: c.String("since"), Until: c.String("until"), App: c.String("app")}, sink, c.App.ErrWriter)
 	if err != nil {
 		return err
 	}
-	defer resp.Body.Close()
-	prog := progress.New(c.App.ErrWriter, "exported", -1, 0)
-	n, from := 0, ""
-	err = exportfile.ReadNDJSON(c.Context, resp.Body, exportfile.Checks{CopyOnly: true, MaxBodySize: selection.MaxPushBody}, func(x *exportfile.Record, e *store.Entry) error {
-		from = x.From
-		if err := sink.Write(x, e.Body); err != nil {
-			return err
-		}
-		n++
-		prog.Add(int64(len(e.Body)))
-		return nil
-	})
-	prog.Finish()
-	if cerr := sink.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = adminapi.ExportComplete(resp, n)
-	}
-	if err != nil {
-		return fmt.Errorf("export from the relay at %s after %d entries: %w", adminapi.RedactURL(t.URL), n, err)
-	}
-	where := out
-	if out == "-" {
-		where = "stdout"
-	}
-	_, bytes, _ := prog.Counts()
-	fmt.Fprintf(c.App.ErrWriter, "exported %d entries (%s) from %s of the relay at %s to %s%s\n",
-		n, progress.Bytes(bytes), from, adminapi.RedactURL(t.URL), where, sel.Describe())
+	report.Exported(c.App.ErrWriter, res.Entries, res.Bytes, 0, res.From+" of the relay at "+adminapi.RedactURL(t.URL), out, sel.Describe())
 	return nil
 }
 
@@ -82,76 +47,18 @@ func remoteDeadLetterList(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	resp, err := adminClientOf(c).Get(c.Context, adminapi.ExportQuery{DeadLetter: name,
-		Since: c.String("since"), Until: c.String("until"), App: c.String("app")}.Path())
+	list := report.NewDeadLetters(c.App.Writer, c.Bool("json"))
+	n, bytes, err := adminClientOf(c).DeadLetters(c.Context, adminapi.ExportQuery{DeadLetter: name,
+		Since: c.String("since"), Until: c.String("until"), App: c.String("app")}, func(x *exportfile.Record) error {
+		return list.Add(x, int64(x.BodySize), x.App)
+	})
+	if err == nil || errors.Is(err, adminapi.ErrIncomplete) {
+		// The table shows every dead letter that arrived.
+		list.Flush()
+	}
 	if err != nil {
 		return err
 	}
-	defer resp.Body.Close()
-	var enc *json.Encoder
-	var list *deadLetterTable
-	if c.Bool("json") {
-		enc = json.NewEncoder(c.App.Writer)
-	} else {
-		list = newDeadLetterTable(c.App.Writer)
-	}
-	dec := json.NewDecoder(resp.Body)
-	n, bytes := 0, int64(0)
-	for {
-		var x exportfile.Record
-		err := dec.Decode(&x)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return fmt.Errorf("dead letter %d from the relay: %w", n+1, err)
-		}
-		n++
-		bytes += int64(x.BodySize)
-		if enc != nil {
-			x.Request = nil
-			if err := enc.Encode(x); err != nil {
-				return err
-			}
-			continue
-		}
-		at := time.Time{}
-		if x.DeadLetteredAt != nil {
-			at = *x.DeadLetteredAt
-		}
-		list.row(x.ID, x.ReceivedAt, at, x.Status, x.Attempts, int64(x.BodySize), x.App, x.Reason)
-	}
-	if list != nil {
-		list.flush()
-	}
-	if err := adminapi.ExportComplete(resp, n); err != nil {
-		return err
-	}
-	if enc == nil {
-		fmt.Fprintf(c.App.Writer, "%d dead letters (%s) of %s%s\n", n, progress.Bytes(bytes), name, sel.Describe())
-	}
+	list.Summary(n, bytes, name, sel.Describe())
 	return nil
 }
-
-// deadLetterTable prints dead letters for people, one a line.
-type deadLetterTable struct{ tw *tabwriter.Writer }
-
-func newDeadLetterTable(w io.Writer) *deadLetterTable {
-	t := &deadLetterTable{tw: tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)}
-	fmt.Fprintln(t.tw, "ID\tRECEIVED\tDEAD-LETTERED\tSTATUS\tATTEMPTS\tSIZE\tAPP\tREASON")
-	return t
-}
-
-func (t *deadLetterTable) row(id uint64, received, dead time.Time, status, attempts int, size int64, app, reason string) {
-	st := "-"
-	if status != 0 {
-		st = strconv.Itoa(status)
-	}
-	if len(reason) > 120 {
-		reason = reason[:120] + "..."
-	}
-	fmt.Fprintf(t.tw, "%d\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", id, received.UTC().Format(time.RFC3339),
-		dead.UTC().Format(time.RFC3339), st, attempts, progress.Bytes(size), app, reason)
-}
-
-func (t *deadLetterTable) flush() { _ = t.tw.Flush() }

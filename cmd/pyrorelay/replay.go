@@ -1,28 +1,20 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"log/slog"
-	"net/url"
-	"os"
 	"os/signal"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/pyrorelay/pyrorelay/adminapi"
-	"github.com/pyrorelay/pyrorelay/daemon"
-	"github.com/pyrorelay/pyrorelay/datadir"
+	"github.com/pyrorelay/pyrorelay/exportfile"
 	"github.com/pyrorelay/pyrorelay/progress"
 	"github.com/pyrorelay/pyrorelay/relay"
 	"github.com/pyrorelay/pyrorelay/replay"
-	"github.com/pyrorelay/pyrorelay/store"
+	"github.com/pyrorelay/pyrorelay/report"
 )
 
 func replayCommand() *cli.Command {
@@ -60,77 +52,25 @@ Examples:
 			&cli.StringFlag{Name: "bearer-token-file", Usage: "send the token in `FILE` as Authorization: Bearer"},
 			&cli.StringFlag{Name: "tenant", Usage: "send X-Scope-OrgID `ID`, replacing the stored tenant"},
 			durationFlag("timeout", nil, relay.DefaultTimeout, "allow `DURATION` for one request"),
-			durationFlag("max-backoff", nil, 30*time.Second, "wait at most `DURATION` between retries of one entry"),
+			durationFlag("max-backoff", nil, replay.DefaultMaxBackoff, "wait at most `DURATION` between retries of one entry"),
 		), inputCheckFlags()...),
 		Action: runReplay,
 	}
 }
 
-// parseRate reads --rate: "50", "50/s", "0.5".
-func parseRate(v string) (float64, error) {
-	v = strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "/s"))
-	if v == "" {
-		return 0, nil
+// replayTarget reads --to and the flags that adjust its destination.
+func replayTarget(c *cli.Context) replay.Target {
+	t := replay.Target{To: c.String("to"), Headers: c.StringSlice("header"), BearerTokenFile: c.String("bearer-token-file"),
+		Tenant: c.String("tenant"), Concurrency: c.Int("concurrency")}
+	if c.IsSet("timeout") {
+		d := c.Duration("timeout")
+		t.Timeout = &d
 	}
-	r, err := strconv.ParseFloat(v, 64)
-	if err != nil || r <= 0 {
-		return 0, fmt.Errorf("--rate %q: want a positive number of entries per second, like 50 or 0.5/s", v)
+	if c.IsSet("max-backoff") {
+		d := c.Duration("max-backoff")
+		t.MaxBackoff = &d
 	}
-	return r, nil
-}
-
-// replayDestination builds the destination --to names.
-func replayDestination(c *cli.Context, cfg daemon.Config) (relay.Destination, error) {
-	to := c.String("to")
-	var d relay.Destination
-	if !strings.Contains(to, "://") {
-		found := false
-		for _, cd := range cfg.Destinations {
-			if cd.Name == to {
-				d, found = cd, true
-				break
-			}
-		}
-		if !found {
-			return d, fmt.Errorf("--to %q: not a URL (http://host:port) nor a destination in --config", to)
-		}
-	} else {
-		if u, err := url.Parse(to); err != nil || u.Host == "" {
-			return d, fmt.Errorf("--to %q: not a URL: want http://host:port or https://host", to)
-		}
-		if err := daemon.CheckBaseURL(to); err != nil {
-			return d, fmt.Errorf("--to: %w", err)
-		}
-		d = relay.Destination{Name: "replay", URL: to}
-	}
-	if d.Headers == nil {
-		d.Headers = map[string]string{}
-	}
-	for _, h := range c.StringSlice("header") {
-		k, v, ok := strings.Cut(h, "=")
-		if !ok || strings.TrimSpace(k) == "" {
-			return d, fmt.Errorf("--header %q: want NAME=VALUE", h)
-		}
-		d.Headers[strings.TrimSpace(k)] = v
-	}
-	if f := c.String("bearer-token-file"); f != "" {
-		d.BearerTokenFile, d.BearerToken, d.BasicAuth = f, "", nil
-	}
-	if t := c.String("tenant"); t != "" {
-		d.TenantID = t
-	}
-	d.Concurrency = max(c.Int("concurrency"), 1)
-	if c.IsSet("timeout") || d.Timeout == 0 {
-		d.Timeout = c.Duration("timeout")
-	}
-	if c.IsSet("max-backoff") || d.MaxBackoff == 0 {
-		d.MaxBackoff = c.Duration("max-backoff")
-	}
-	if d.MinBackoff > d.MaxBackoff {
-		d.MinBackoff = d.MaxBackoff
-	}
-	d = d.WithDefaults()
-	return d, d.Validate()
+	return t
 }
 
 func runReplay(c *cli.Context) error {
@@ -144,7 +84,7 @@ func runReplay(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	rate, err := parseRate(c.String("rate"))
+	rate, err := replay.ParseRate(c.String("rate"))
 	if err != nil {
 		return err
 	}
@@ -152,104 +92,36 @@ func runReplay(c *cli.Context) error {
 	var dest relay.Destination
 	switch {
 	case c.String("to") != "":
-		if dest, err = replayDestination(c, cfg); err != nil {
+		if dest, err = replay.Destination(cfg.Destinations, replayTarget(c)); err != nil {
 			return err
 		}
 	case !dry:
 		return errors.New("replay needs --to URL: the Pyroscope (or relay) to send to; or --dry-run to list what would be sent")
 	}
-
-	// Where from: a data dir, an export directory, or stdin.
-	from := c.String("from")
-	fromStore := from == ""
-	if from == "" {
-		from = cfg.DataDir
-	} else if from != "-" {
-		fi, err := os.Stat(from)
-		if err != nil || !fi.IsDir() {
-			return fmt.Errorf("--from %s: want a data dir, an export directory, or - for ndjson on stdin", from)
-		}
-		if _, err := os.Stat(filepath.Join(from, store.FileName)); err == nil {
-			fromStore = true
-		}
-	}
-	if !fromStore && (c.String("destination") != "" || c.String("dead-letter") != "" || c.Bool("archive")) {
-		return fmt.Errorf("--from %s is an export, not a data dir: --queue, --dead-letter and --archive choose what to read from a data dir", from)
-	}
-
-	// each feeds the entries to send; ack, if set, removes a delivered one.
-	var each replay.Source
-	var ack func(pos uint64) error
-	what, total, totalBytes := from, -1, int64(0)
-	if fromStore {
-		mode := datadir.Read
-		if c.String("destination") != "" && !c.Bool("keep") && !dry {
-			mode = datadir.Write
-		}
-		st, err := datadir.Open(from, mode, datadir.StopRelayFirst)
-		if err != nil {
-			return err
-		}
-		defer st.Close()
-		src, err := sourceFromFlags(c, st, from)
-		if err != nil {
-			return err
-		}
-		cnt, err := st.Count(ctx, src, sel.Filter)
-		if err != nil {
-			return err
-		}
-		what, total, totalBytes = src.String(), cnt.Entries, cnt.Bytes
-		each = replay.FromStore(ctx, st, src, sel.Filter)
-		if mode == datadir.Write {
-			ack = func(pos uint64) error {
-				return st.Ack(context.WithoutCancel(ctx), src.Queue, pos)
-			}
-		}
-	} else {
-		if from == "-" {
-			what = "stdin"
-		}
-		chk, err := inputChecksFromFlags(c)
-		if err != nil {
-			return err
-		}
-		each = replay.FromExport(ctx, from, c.App.Reader, chk, sel, what)
-	}
-
-	if dry {
-		return replay.DryRun(c.App.Writer, each, what, adminapi.RedactURL(dest.URL), sel)
-	}
-	retries := replay.NewRetryWatch(c.App.ErrWriter, slog.NewTextHandler(c.App.ErrWriter, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	sender, err := relay.NewSender(dest, slog.New(retries))
+	in, err := replay.Open(ctx, replay.From{Path: c.String("from"), DataDir: cfg.DataDir,
+		Queue: c.String("destination"), DeadLetter: c.String("dead-letter"), Archive: c.Bool("archive"),
+		Keep: c.Bool("keep"), DryRun: dry, Selection: sel, Stdin: c.App.Reader,
+		Checks: func() (exportfile.Checks, error) { return inputChecksFromFlags(c) }})
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(c.App.ErrWriter, "replaying %s to %s%s\n", what, adminapi.RedactURL(dest.URL), sel.Describe())
-	prog := progress.NewWithStatus(c.App.Writer, "sent", total, totalBytes, retries.Last)
-	res := replay.Run(ctx, each, replay.Options{
-		Sender: sender, Concurrency: dest.Concurrency, Rate: rate, Ack: ack,
+	defer in.Close()
+	to := adminapi.RedactURL(dest.URL)
+	if dry {
+		return replay.DryRun(c.App.Writer, in.Source, in.What, to, sel)
+	}
+	sender, retries, err := replay.NewSender(dest, c.App.ErrWriter)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.App.ErrWriter, "replaying %s to %s%s\n", in.What, to, sel.Describe())
+	prog := progress.NewWithStatus(c.App.Writer, "sent", in.Entries, in.Bytes, retries.Last)
+	res := replay.Run(ctx, in.Source, replay.Options{
+		Sender: sender, Concurrency: dest.Concurrency, Rate: rate, Ack: in.Ack,
 		Progress: prog, Errors: c.App.ErrWriter,
 	})
 	prog.Finish()
 	sent, sentBytes, failed := prog.Counts()
-	elapsed := prog.Elapsed().Round(time.Millisecond)
-	fmt.Fprintf(c.App.Writer, "sent %d entries (%s) from %s to %s in %s", sent, progress.Bytes(sentBytes), what, adminapi.RedactURL(dest.URL), elapsed)
-	if failed > 0 {
-		fmt.Fprintf(c.App.Writer, "; %d not sent", failed)
-	}
-	fmt.Fprintln(c.App.Writer)
-	switch {
-	case ctx.Err() != nil:
-		last := ""
-		if l := retries.Last(); l != "" {
-			last = " (" + l + ")"
-		}
-		return fmt.Errorf("replay interrupted after %d entries%s: nothing was lost; run it again (with --since, or from the queue, which only holds what was not delivered)", sent, last)
-	case res.FeedErr != nil:
-		return fmt.Errorf("replay stopped after %d entries: %w", sent, res.FeedErr)
-	case failed > 0:
-		return fmt.Errorf("%d entries were refused by %s (first: %s): see the lines above; fix the cause and replay them again", failed, adminapi.RedactURL(dest.URL), res.FirstFailure)
-	}
-	return nil
+	report.Replayed(c.App.Writer, sent, sentBytes, failed, in.What, to, prog.Elapsed())
+	return res.Err(ctx, sent, failed, to, retries.Last())
 }

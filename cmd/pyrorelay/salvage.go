@@ -1,12 +1,11 @@
 package main
 
 import (
-	"fmt"
 	"path/filepath"
-	"text/tabwriter"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/pyrorelay/pyrorelay/report"
 	"github.com/pyrorelay/pyrorelay/store"
 )
 
@@ -43,31 +42,6 @@ func runSalvage(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	tw := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "LIST\tEXPECTED\tCOPIED\tCORRUPT\tLOST")
-	var copied, lost int64
-	unknown := false
-	for _, l := range rep.Lists {
-		exp, lst := "?", "?"
-		if l.Expected >= 0 {
-			exp, lst = fmt.Sprint(l.Expected), fmt.Sprint(l.Lost())
-			lost += l.Lost()
-		} else if l.Unreadable > 0 {
-			unknown = true
-		}
-		copied += l.Copied
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\n", l.Source, exp, l.Copied, l.Corrupt, lst)
-	}
-	_ = tw.Flush()
-	switch {
-	case !rep.Damaged:
-		fmt.Fprintf(c.App.Writer, "copied %d entries into %s; nothing was damaged\n", copied, to)
-	case unknown:
-		fmt.Fprintf(c.App.Writer, "copied %d entries into %s; %d known lost, and an unknown number behind damage whose counters could not be read\n", copied, to, lost)
-	default:
-		fmt.Fprintf(c.App.Writer, "copied %d entries into %s; %d lost to damage\n", copied, to, lost)
-	}
-	fmt.Fprintf(c.App.Writer, "the old file %s is unchanged; to use the new store: mv %s %s.broken && mv %s %s\n",
-		src, src, src, filepath.Join(to, store.FileName), src)
+	report.Salvage(c.App.Writer, rep, src, to)
 	return nil
 }
