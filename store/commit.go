@@ -217,7 +217,14 @@ func (s *Store) runWith(batch []*op, raised bool) (err error) {
 		defer s.raiseCap()()
 	}
 	s.txGrowth = 0
-	return s.update(func(tx *bolt.Tx) error { return runOps(tx, batch) })
+	return s.update(func(tx *bolt.Tx) error {
+		if err := runOps(tx, batch); err != nil {
+			return err
+		}
+		// The records the writes staged go to the log, durably, before
+		// bbolt commits the locators that point at them.
+		return s.log.flushTx(tx)
+	})
 }
 
 func runOps(tx *bolt.Tx, batch []*op) error {

@@ -98,7 +98,7 @@ func (s *Store) evictForSpace(batch []*op) bool {
 		defer s.raiseCap()()
 		return s.update(func(tx *bolt.Tx) error {
 			_, archived := getStats(tx, keyArchive)
-			res, err := trimArchive(tx, noCutoff, max(archived-need, 0), sweepBatch)
+			res, err := trimArchive(s.log, tx, noCutoff, max(archived-need, 0), sweepBatch)
 			evicted = res.Entries
 			return err
 		})

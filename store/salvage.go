@@ -92,7 +92,10 @@ func Salvage(ctx context.Context, srcPath, dstDir string) (SalvageReport, error)
 	if err != nil {
 		return rep, fmt.Errorf("salvage: create the new store: %w", err)
 	}
-	sv := &salvager{dst: dst, ids: make(map[uint64]uint64), looping: map[string]bool{}}
+	// Records in the log are read from the segments beside the file.
+	srcLog := newSegmentLog(filepath.Dir(srcPath), true, 0)
+	defer srcLog.close()
+	sv := &salvager{dst: dst, src: srcLog, ids: make(map[uint64]uint64), looping: map[string]bool{}}
 	if m, err := newestMeta(srcPath); err == nil {
 		if f, err := os.Open(srcPath); err == nil {
 			sv.looping = loopingTrees(f, m)
@@ -133,6 +136,7 @@ func openSalvageSource(path string) (db *bolt.DB, err error) {
 
 type salvager struct {
 	dst *Store
+	src *segmentLog // the old store's record log
 	ids map[uint64]uint64 // entry ID in the old file → in the new one
 	// looping are the buckets whose pages loop (see loopingTrees): a
 	// cursor that entered one would descend until the process runs out
@@ -318,7 +322,7 @@ func (sv *salvager) list(ctx context.Context, tx *bolt.Tx, src Source) (SalvageL
 				continue
 			}
 		}
-		if !try(func() { item, good = readSalvaged(entries, src, k, v) }) {
+		if !try(func() { item, good = readSalvaged(sv.src, entries, src, k, v) }) {
 			l.Unreadable++
 		} else if !good {
 			l.Corrupt++
@@ -379,7 +383,7 @@ func seekPast(c *bolt.Cursor, last []byte) (k, v []byte, ok bool) {
 
 // readSalvaged reads the entry a key and value of list src point at and
 // checks its record; good is false when it is gone or fails its checksum.
-func readSalvaged(entries *bolt.Bucket, src Source, k, v []byte) (item salvaged, good bool) {
+func readSalvaged(l *segmentLog, entries *bolt.Bucket, src Source, k, v []byte) (item salvaged, good bool) {
 	var id, want uint64 // want: the record's size as the list recorded it; 0 when it does not
 	switch {
 	case src == QueueSource(SalvageQueue):
@@ -402,8 +406,8 @@ func readSalvaged(entries *bolt.Bucket, src Source, k, v []byte) (item salvaged,
 		}
 		id, want = binary.BigEndian.Uint64(k[8:]), binary.BigEndian.Uint64(v)
 	}
-	raw := getRecord(entries, id)
-	if raw == nil || (want != 0 && uint64(len(raw)) != want) {
+	raw, _, err := l.getRecord(entries, id)
+	if err != nil || raw == nil || (want != 0 && uint64(len(raw)) != want) {
 		return item, false
 	}
 	// Checked where it lies, before it is copied: a damaged page can give

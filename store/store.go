@@ -79,8 +79,9 @@ var (
 	keySchema        = []byte("schema")
 )
 
-// schemaVersion 2 keeps big records in buckets of their own (entries.go).
-const schemaVersion = 2
+// schemaVersion 3 keeps big records in the record log (entries.go); a file
+// is marked 3 by the first commit that writes a locator.
+const schemaVersion = 3
 
 // Options tune a Store. The zero value is a sound default.
 type Options struct {
@@ -112,6 +113,8 @@ type Options struct {
 	// 4 MiB; negative turns the cache off.
 	RecentBytes int64
 
+	// segmentSize overrides defaultSegmentSize, for tests.
+	segmentSize int64
 	// deferredWait overrides defaultDeferredWait, for tests.
 	deferredWait time.Duration
 	// freelistSyncMax overrides FreelistSyncMax, for tests.
@@ -153,6 +156,8 @@ type Store struct {
 	mapped atomic.Int64 // bytes through the memory map since its pages were dropped (see noteMapped)
 
 	recent *recent // nil when off
+	// log is the record log: the segment files beside the bbolt file.
+	log *segmentLog
 
 	// lastPrompt is when the commit loop last committed a write that
 	// would not wait (see awaitCompany); only the loop uses it.
@@ -225,6 +230,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		recent:   newRecent(opts.RecentBytes),
 		archive:  newArchivePolicy(opts),
 		willNeed: opts.willNeed,
+		log:      newSegmentLog(dir, opts.ReadOnly, opts.segmentSize),
 	}
 	initTx := s.update
 	// The first commit writes the free-page list, whatever its length:
@@ -240,6 +246,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		if s.health.stuck.Load() == nil {
 			_ = db.Close()
 		}
+		s.log.close()
 		if de := (*damageError)(nil); errors.As(err, &de) {
 			// Met before the relay ran: the file is as it was.
 			de.hint = recoverHint(path)
@@ -250,6 +257,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		// The exclusive lock is held: no compact is running.
 		if s.leftovers, err = removeLeftovers(dir, ""); err != nil {
 			_ = db.Close()
+			s.log.close()
 			return nil, err
 		}
 	}
@@ -307,7 +315,7 @@ func (s *Store) initBuckets(tx *bolt.Tx) error {
 	if !tx.Writable() {
 		return checkSchema(tx)
 	}
-	for _, name := range [][]byte{bucketEntries, bucketRefs, bucketQueues, bucketDead, bucketQuarantine, bucketStats, bucketMeta} {
+	for _, name := range [][]byte{bucketEntries, bucketRefs, bucketQueues, bucketDead, bucketQuarantine, bucketStats, bucketMeta, bucketSegments} {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return fmt.Errorf("create bucket %q: %w", name, err)
 		}
@@ -317,14 +325,19 @@ func (s *Store) initBuckets(tx *bolt.Tx) error {
 		if len(v) != 8 || binary.BigEndian.Uint64(v) > schemaVersion {
 			return fmt.Errorf("schema version %s is newer than this pyrorelay understands (%d)", schemaText(v), schemaVersion)
 		}
-		if binary.BigEndian.Uint64(v) == schemaVersion {
-			return nil
+		// An older file is readable as it is (see entries.go), and
+		// stays marked with its version until the first commit that
+		// writes a locator (segmentLog.flushTx): an older pyrorelay
+		// then refuses it rather than misread it, and can still open a
+		// file this one only looked at.
+		s.log.upgraded = binary.BigEndian.Uint64(v) == schemaVersion
+	} else {
+		if err := meta.Put(keySchema, u64(schemaVersion)); err != nil {
+			return err
 		}
-		// Older: readable as it is (see entries.go). The new version is
-		// written before any record of the new shape, so that an older
-		// pyrorelay refuses the file rather than misread it.
+		s.log.upgraded = true
 	}
-	return meta.Put(keySchema, u64(schemaVersion))
+	return s.log.recover(tx)
 }
 
 // Path is the bbolt file's path.
@@ -347,6 +360,7 @@ func (s *Store) Close() error {
 			return
 		}
 		err = errors.Join(s.syncFreelist(), s.db.Close())
+		s.log.close()
 	})
 	return err
 }

@@ -1,0 +1,409 @@
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Big records live in the record log: segment files in the data directory,
+// each appended to by one store at a time and never rewritten. A segment is
+// a sequence of frames, each one record:
+//
+//	[0:4]   magic 0x70726c67 ("prlg"), big endian
+//	[4:8]   length of the record, big endian
+//	[8:12]  CRC-32C of the entry ID and the record bytes, big endian
+//	[12:20] entry ID, big endian
+//	[20:]   the record (record.go), length bytes
+//
+// Frames follow one another with no padding, so a segment can be read
+// frame by frame from its start; the magic, the ID and the checksum let a
+// reader tell a frame from the garbage a torn write leaves at the end.
+// Which frames are live is bbolt's to say: an entry's value in the entries
+// bucket is then a locator (locator.go), and a frame no locator points at
+// is dead, like a frame of a transaction that failed before its commit.
+
+const (
+	frameMagic     = 0x70726c67
+	frameHeaderLen = 20
+	// defaultSegmentSize is the size at which the active segment is
+	// sealed and a new one started: big enough that removing segments is
+	// rare, small enough that a segment pinned by a few entries does not
+	// pin much.
+	defaultSegmentSize = 64 << 20
+	// segmentPrefix and segmentSuffix name segment files:
+	// pyrorelay-00000001.seg, numbered from 1.
+	segmentPrefix = "pyrorelay-"
+	segmentSuffix = ".seg"
+	// retireGrace is how long a removed segment's file stays open for
+	// readers whose read transaction began before the commit that let
+	// its last entry go.
+	retireGrace = 30 * time.Second
+)
+
+// errSegmentMissing is wrapped by reads of a segment file that is gone.
+var errSegmentMissing = errors.New("segment file is missing")
+
+func segmentName(n uint64) string {
+	return fmt.Sprintf("%s%08d%s", segmentPrefix, n, segmentSuffix)
+}
+
+// parseSegmentName returns the number of a segment file name.
+func parseSegmentName(name string) (uint64, bool) {
+	if !strings.HasPrefix(name, segmentPrefix) || !strings.HasSuffix(name, segmentSuffix) {
+		return 0, false
+	}
+	digits := strings.TrimSuffix(strings.TrimPrefix(name, segmentPrefix), segmentSuffix)
+	n, err := strconv.ParseUint(digits, 10, 64)
+	if err != nil || n == 0 {
+		return 0, false
+	}
+	return n, true
+}
+
+// listSegments returns the numbers of the segment files in dir, sorted,
+// and their sizes.
+func listSegments(dir string) ([]uint64, map[uint64]int64, error) {
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("list segments in %s: %w", dir, err)
+	}
+	var nums []uint64
+	sizes := map[uint64]int64{}
+	for _, de := range des {
+		n, ok := parseSegmentName(de.Name())
+		if !ok || !de.Type().IsRegular() {
+			continue
+		}
+		fi, err := de.Info()
+		if err != nil {
+			continue
+		}
+		nums = append(nums, n)
+		sizes[n] = fi.Size()
+	}
+	sort.Slice(nums, func(i, j int) bool { return nums[i] < nums[j] })
+	return nums, sizes, nil
+}
+
+// frameLen is the bytes a frame of a record of n bytes takes.
+func frameLen(n int) int64 { return frameHeaderLen + int64(n) }
+
+// appendFrame appends the frame of record rec of entry id to dst.
+func appendFrame(dst []byte, id uint64, rec []byte) []byte {
+	var h [frameHeaderLen]byte
+	binary.BigEndian.PutUint32(h[0:], frameMagic)
+	binary.BigEndian.PutUint32(h[4:], uint32(len(rec)))
+	binary.BigEndian.PutUint64(h[12:], id)
+	crc := crc32.Update(crc32.Checksum(h[12:20], castagnoli), castagnoli, rec)
+	binary.BigEndian.PutUint32(h[8:], crc)
+	return append(append(dst, h[:]...), rec...)
+}
+
+// checkFrame checks that b holds the whole frame of entry id with a record
+// of n bytes.
+func checkFrame(b []byte, id uint64, n int) error {
+	if len(b) != int(frameLen(n)) {
+		return fmt.Errorf("%w: frame cut short: %d of %d bytes", ErrCorrupt, len(b), frameLen(n))
+	}
+	if m := binary.BigEndian.Uint32(b); m != frameMagic {
+		return fmt.Errorf("%w: no frame here (magic %08x)", ErrCorrupt, m)
+	}
+	if l := binary.BigEndian.Uint32(b[4:]); l != uint32(n) {
+		return fmt.Errorf("%w: frame of %d bytes, want %d", ErrCorrupt, l, n)
+	}
+	if got := binary.BigEndian.Uint64(b[12:]); got != id {
+		return fmt.Errorf("%w: frame of entry %d, want %d", ErrCorrupt, got, id)
+	}
+	want := binary.BigEndian.Uint32(b[8:])
+	if got := crc32.Update(crc32.Checksum(b[12:20], castagnoli), castagnoli, b[frameHeaderLen:]); got != want {
+		return fmt.Errorf("%w: frame checksum %08x, want %08x", ErrCorrupt, got, want)
+	}
+	return nil
+}
+
+// segmentFile is one segment open for reading (and, the active one, for
+// appending). refs counts reads in progress; a retired file was removed
+// from the directory and is closed once its grace is over and no read
+// holds it.
+type segmentFile struct {
+	f         *os.File
+	refs      int
+	retiredAt time.Time // zero while the file is in the directory
+}
+
+// segmentLog is the record log of one data directory. Reads may come from
+// any goroutine; appends, rotation and removal only from the commit loop
+// (inside or right after a write transaction), and from Open.
+type segmentLog struct {
+	dir      string
+	readOnly bool
+	maxSize  int64
+
+	mu    sync.Mutex
+	files map[uint64]*segmentFile
+	// physical is the bytes of the segment files in the directory.
+	physical int64
+
+	// The rest belongs to the commit loop.
+	active     uint64 // number of the segment appended to; 0 until the first append
+	activeFile *os.File
+	activeSize int64  // bytes written to the active segment
+	next       uint64 // number of the next segment to start
+	broken     bool   // a write or sync of the active segment failed: start another
+	pending    []byte // frames of the running transaction, written before its commit
+	// emptied are segments whose last live entry the running transaction
+	// deleted: removed after its commit unless still active.
+	emptied map[uint64]bool
+	// sealed is the segment the last rotate sealed, 0 if none.
+	sealed uint64
+	// upgraded is true once the file's schema says it may hold locators;
+	// upgrading while the running transaction says so.
+	upgraded, upgrading bool
+}
+
+func newSegmentLog(dir string, readOnly bool, maxSize int64) *segmentLog {
+	if maxSize <= 0 {
+		maxSize = defaultSegmentSize
+	}
+	return &segmentLog{dir: dir, readOnly: readOnly, maxSize: maxSize, files: map[uint64]*segmentFile{}, emptied: map[uint64]bool{}}
+}
+
+func (l *segmentLog) path(n uint64) string { return filepath.Join(l.dir, segmentName(n)) }
+
+// acquire returns segment n open for reading; release it after the read.
+func (l *segmentLog) acquire(n uint64) (*segmentFile, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if sf, ok := l.files[n]; ok {
+		sf.refs++
+		return sf, nil
+	}
+	f, err := os.Open(l.path(n))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("read segment %s: %w", l.path(n), errSegmentMissing)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read segment %s: %w", l.path(n), err)
+	}
+	sf := &segmentFile{f: f, refs: 1}
+	l.files[n] = sf
+	return sf, nil
+}
+
+func (l *segmentLog) release(sf *segmentFile) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	sf.refs--
+}
+
+// read returns the record loc points at, for entry id, in a buffer of its
+// own. A frame that fails its check returns the bytes where the record
+// should be (for quarantine) and an error wrapping ErrCorrupt.
+func (l *segmentLog) read(loc locator, id uint64) ([]byte, error) {
+	sf, err := l.acquire(loc.seg)
+	if err != nil {
+		return nil, err
+	}
+	defer l.release(sf)
+	b := make([]byte, frameLen(int(loc.size)))
+	n, err := sf.f.ReadAt(b, int64(loc.off))
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("read entry %d from segment %s at %d: %w", id, l.path(loc.seg), loc.off, err)
+	}
+	b = b[:n]
+	if err := checkFrame(b, id, int(loc.size)); err != nil {
+		rec := b[min(len(b), frameHeaderLen):]
+		return rec, fmt.Errorf("entry %d in segment %s at %d: %w", id, l.path(loc.seg), loc.off, err)
+	}
+	return b[frameHeaderLen:], nil
+}
+
+// stage adds the frame of record rec of entry id to the running
+// transaction's write and returns where it will be. The first frame of a
+// transaction starts a new segment when the active one is full, broken or
+// not started yet.
+func (l *segmentLog) stage(id uint64, rec []byte) (locator, error) {
+	if l.readOnly {
+		return locator{}, errors.New("the record log is open read-only")
+	}
+	if len(l.pending) == 0 && (l.activeFile == nil || l.broken || l.activeSize >= l.maxSize) {
+		if err := l.rotate(); err != nil {
+			return locator{}, err
+		}
+	}
+	loc := locator{seg: l.active, off: uint64(l.activeSize) + uint64(len(l.pending)), size: uint32(len(rec))}
+	l.pending = appendFrame(l.pending, id, rec)
+	return loc, nil
+}
+
+// rotate seals the active segment and starts the next one. The sealed
+// segment's number is left in sealed for the caller, which knows whether
+// anything lives in it.
+func (l *segmentLog) rotate() error {
+	n := l.next
+	path := l.path(n)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("start segment %s: %w", path, err)
+	}
+	// The name must be durable before any commit points into the file.
+	if err := syncFile(l.dir); err != nil {
+		_ = f.Close()
+		_ = os.Remove(path)
+		return fmt.Errorf("start segment %s: %w", path, err)
+	}
+	l.sealed = l.active
+	l.mu.Lock()
+	l.files[n] = &segmentFile{f: f}
+	l.mu.Unlock()
+	l.active, l.activeFile, l.activeSize, l.broken = n, f, 0, false
+	l.next = n + 1
+	return nil
+}
+
+// flush writes the running transaction's frames to the active segment in
+// one write and syncs it; the transaction may commit only after it
+// returned nil. A failed write is cut off again where it can be; either
+// way the segment is not appended to again.
+func (l *segmentLog) flush() error {
+	if len(l.pending) == 0 {
+		return nil
+	}
+	path := l.path(l.active)
+	if _, err := l.activeFile.WriteAt(l.pending, l.activeSize); err != nil {
+		l.broken = true
+		_ = l.activeFile.Truncate(l.activeSize)
+		return fmt.Errorf("append %d bytes to segment %s: %w", len(l.pending), path, err)
+	}
+	l.activeSize += int64(len(l.pending))
+	l.mu.Lock()
+	l.physical += int64(len(l.pending))
+	l.mu.Unlock()
+	l.pending = l.pending[:0]
+	if err := l.activeFile.Sync(); err != nil {
+		// What the kernel kept of the write is unknown after a failed
+		// sync: nothing is appended to this file again.
+		l.broken = true
+		return fmt.Errorf("sync segment %s: %w", path, err)
+	}
+	return nil
+}
+
+// pendingBytes is what the running transaction will append.
+func (l *segmentLog) pendingBytes() int64 { return int64(len(l.pending)) }
+
+// physicalBytes is the bytes of the segment files in the directory.
+func (l *segmentLog) physicalBytes() int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.physical
+}
+
+// begin starts a write transaction's use of the log.
+func (l *segmentLog) begin() {
+	l.pending = l.pending[:0]
+	clear(l.emptied)
+}
+
+// rolledBack forgets what a failed transaction staged: its frames, if
+// written, are dead bytes of the segment.
+func (l *segmentLog) rolledBack() {
+	l.pending = l.pending[:0]
+	l.upgrading = false
+	clear(l.emptied)
+}
+
+// committed removes the segments the committed transaction emptied,
+// except the active one.
+func (l *segmentLog) committed() error {
+	l.pending = l.pending[:0]
+	l.upgraded = l.upgraded || l.upgrading
+	l.upgrading = false
+	var errs []error
+	removed := false
+	for n := range l.emptied {
+		if n == l.active {
+			continue
+		}
+		if err := l.remove(n); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		removed = true
+	}
+	clear(l.emptied)
+	if removed {
+		if err := syncFile(l.dir); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	l.closeRetired(false)
+	return errors.Join(errs...)
+}
+
+// remove deletes segment n's file; an open file stays open for the reads
+// of older transactions until its grace is over.
+func (l *segmentLog) remove(n uint64) error {
+	path := l.path(n)
+	fi, statErr := os.Stat(path)
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove segment %s: %w", path, err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if statErr == nil {
+		l.physical -= fi.Size()
+	}
+	if sf, ok := l.files[n]; ok {
+		sf.retiredAt = time.Now()
+	}
+	return nil
+}
+
+// closeRetired closes the files of removed segments whose grace is over
+// and that no read holds (all of them at Close).
+func (l *segmentLog) closeRetired(all bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for n, sf := range l.files {
+		if all || (!sf.retiredAt.IsZero() && sf.refs == 0 && time.Since(sf.retiredAt) > retireGrace) {
+			_ = sf.f.Close()
+			delete(l.files, n)
+		}
+	}
+}
+
+// close closes every segment file.
+func (l *segmentLog) close() {
+	l.closeRetired(true)
+	l.activeFile = nil
+}
+
+// flushTx writes what the running transaction staged (see flush), and
+// marks the file schema 3 in the transaction that first points into the
+// log.
+func (l *segmentLog) flushTx(tx *bolt.Tx) error {
+	if len(l.pending) == 0 {
+		return nil
+	}
+	if !l.upgraded {
+		if err := tx.Bucket(bucketMeta).Put(keySchema, u64(schemaVersion)); err != nil {
+			return fmt.Errorf("mark schema %d: %w", schemaVersion, err)
+		}
+		l.upgrading = true
+	}
+	return l.flush()
+}
