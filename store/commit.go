@@ -97,6 +97,9 @@ func (s *Store) commitLoop() {
 		}
 		s.commit(batch)
 		s.noteCommitted(batch)
+		if len(s.log.candidates) > 0 {
+			s.compactLog()
+		}
 		// Let the writers this commit just released answer their
 		// clients before the next batch is taken: the loop would
 		// otherwise run on into the next commit while they wait for a

@@ -128,6 +128,7 @@ func (l *segmentLog) deleteRecord(tx *bolt.Tx, entries *bolt.Bucket, id uint64) 
 		if n == 0 {
 			l.emptied[loc.seg] = true
 		}
+		l.touched[loc.seg] = true
 	}
 	return nil
 }

@@ -55,9 +55,14 @@ func (l *segmentLog) recover(tx *bolt.Tx) error {
 			ErrDamaged, l.path(seg), what, live[seg][0], l.dir, errMissingSegment)
 	}
 	removed := false
+	l.firstOfRun = l.next
 	for _, n := range nums {
-		if _, ok := live[n]; ok {
+		if c, ok := live[n]; ok {
 			l.physical += sizes[n]
+			l.sizes[n] = sizes[n]
+			if c[1]*compactRatio <= sizes[n] {
+				l.candidates[n] = true
+			}
 			continue
 		}
 		if err := os.Remove(l.path(n)); err != nil {

@@ -167,6 +167,19 @@ type segmentLog struct {
 	// emptied are segments whose last live entry the running transaction
 	// deleted: removed after its commit unless still active.
 	emptied map[uint64]bool
+	// touched are the segments the running transaction deleted from;
+	// candidates those that committed transactions did, for compact.go.
+	touched, candidates map[uint64]bool
+	// lastTouch is when a committed transaction last deleted from a
+	// candidate.
+	lastTouch map[uint64]time.Time
+	// firstOfRun is the first segment this store started: older ones get
+	// no more in-flight entries deleted soon.
+	firstOfRun uint64
+	// sizes are the bytes of the segment files in the directory.
+	sizes map[uint64]int64
+	// fault is Options.segmentFault.
+	fault func(call string) error
 	// sealed is the segment the last rotate sealed, 0 if none.
 	sealed uint64
 	// upgraded is true once the file's schema says it may hold locators;
@@ -174,11 +187,27 @@ type segmentLog struct {
 	upgraded, upgrading bool
 }
 
+// segmentSize is the size at which a store with opts seals a segment: a
+// sixteenth of the size cap at most, so that what the segments hold dead
+// (see fileRoom) is a small part of the cap.
+func segmentSize(opts Options) int64 {
+	size := opts.segmentSize
+	if size <= 0 {
+		size = defaultSegmentSize
+	}
+	if opts.MaxFileSize > 0 {
+		size = max(min(size, int64(opts.MaxFileSize)/16), 16<<10)
+	}
+	return size
+}
+
 func newSegmentLog(dir string, readOnly bool, maxSize int64) *segmentLog {
 	if maxSize <= 0 {
 		maxSize = defaultSegmentSize
 	}
-	return &segmentLog{dir: dir, readOnly: readOnly, maxSize: maxSize, files: map[uint64]*segmentFile{}, emptied: map[uint64]bool{}}
+	return &segmentLog{dir: dir, readOnly: readOnly, maxSize: maxSize, files: map[uint64]*segmentFile{}, emptied: map[uint64]bool{},
+		touched: map[uint64]bool{}, candidates: map[uint64]bool{}, sizes: map[uint64]int64{},
+		lastTouch: map[uint64]time.Time{}}
 }
 
 func (l *segmentLog) path(n uint64) string { return filepath.Join(l.dir, segmentName(n)) }
@@ -271,6 +300,7 @@ func (l *segmentLog) rotate() error {
 	l.mu.Unlock()
 	l.active, l.activeFile, l.activeSize, l.broken = n, f, 0, false
 	l.next = n + 1
+	l.sizes[n] = 0
 	return nil
 }
 
@@ -283,23 +313,34 @@ func (l *segmentLog) flush() error {
 		return nil
 	}
 	path := l.path(l.active)
-	if _, err := l.activeFile.WriteAt(l.pending, l.activeSize); err != nil {
+	if err := l.injected("write", func() error { _, err := l.activeFile.WriteAt(l.pending, l.activeSize); return err }); err != nil {
 		l.broken = true
 		_ = l.activeFile.Truncate(l.activeSize)
 		return fmt.Errorf("append %d bytes to segment %s: %w", len(l.pending), path, err)
 	}
 	l.activeSize += int64(len(l.pending))
+	l.sizes[l.active] = l.activeSize
 	l.mu.Lock()
 	l.physical += int64(len(l.pending))
 	l.mu.Unlock()
 	l.pending = l.pending[:0]
-	if err := l.activeFile.Sync(); err != nil {
+	if err := l.injected("sync", l.activeFile.Sync); err != nil {
 		// What the kernel kept of the write is unknown after a failed
 		// sync: nothing is appended to this file again.
 		l.broken = true
 		return fmt.Errorf("sync segment %s: %w", path, err)
 	}
 	return nil
+}
+
+// injected runs call unless the test hook fails it first.
+func (l *segmentLog) injected(name string, call func() error) error {
+	if l.fault != nil {
+		if err := l.fault(name); err != nil {
+			return err
+		}
+	}
+	return call()
 }
 
 // pendingBytes is what the running transaction will append.
@@ -316,6 +357,7 @@ func (l *segmentLog) physicalBytes() int64 {
 func (l *segmentLog) begin() {
 	l.pending = l.pending[:0]
 	clear(l.emptied)
+	clear(l.touched)
 }
 
 // rolledBack forgets what a failed transaction staged: its frames, if
@@ -324,10 +366,14 @@ func (l *segmentLog) rolledBack() {
 	l.pending = l.pending[:0]
 	l.upgrading = false
 	clear(l.emptied)
+	clear(l.touched)
 }
 
-// committed removes the segments the committed transaction emptied,
-// except the active one.
+// committed removes the segments the committed transaction emptied. The
+// active one goes too once it is a quarter full: the next write starts a
+// new one. A smaller one stays, so that a relay whose destinations keep
+// up, and whose active segment empties again and again, does not create
+// and remove a file each time.
 func (l *segmentLog) committed() error {
 	l.pending = l.pending[:0]
 	l.upgraded = l.upgraded || l.upgrading
@@ -336,7 +382,10 @@ func (l *segmentLog) committed() error {
 	removed := false
 	for n := range l.emptied {
 		if n == l.active {
-			continue
+			if l.activeSize < l.maxSize/4 {
+				continue
+			}
+			l.active, l.activeFile, l.activeSize = 0, nil, 0
 		}
 		if err := l.remove(n); err != nil {
 			errs = append(errs, err)
@@ -345,6 +394,13 @@ func (l *segmentLog) committed() error {
 		removed = true
 	}
 	clear(l.emptied)
+	for n := range l.touched {
+		if _, ok := l.sizes[n]; ok && n != l.active {
+			l.candidates[n] = true
+			l.lastTouch[n] = time.Now()
+		}
+	}
+	clear(l.touched)
 	if removed {
 		if err := syncFile(l.dir); err != nil {
 			errs = append(errs, err)
@@ -362,6 +418,9 @@ func (l *segmentLog) remove(n uint64) error {
 	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("remove segment %s: %w", path, err)
 	}
+	delete(l.sizes, n)
+	delete(l.candidates, n)
+	delete(l.lastTouch, n)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if statErr == nil {

@@ -1,10 +1,12 @@
 package store
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	bolt "go.etcd.io/bbolt"
@@ -115,6 +117,30 @@ func copySegments(t testing.TB, from, to string) {
 		}
 		if err := os.WriteFile(filepath.Join(to, segmentName(n)), b, 0o600); err != nil {
 			t.Fatal(err)
+		}
+	}
+}
+
+// pauseLoop holds s's commit loop inside a transaction of its own until
+// the returned func is called: what it does between writes (copying
+// records forward, removing segments) is then done, and nothing changes
+// what the caller reads meanwhile, which must not write.
+func pauseLoop(t testing.TB, s *Store) (resume func()) {
+	t.Helper()
+	held, release, done := make(chan struct{}), make(chan struct{}), make(chan error, 1)
+	var once sync.Once
+	go func() {
+		done <- s.write(context.Background(), nil, func(*bolt.Tx) error {
+			once.Do(func() { close(held) })
+			<-release
+			return nil
+		})
+	}()
+	<-held
+	return func() {
+		close(release)
+		if err := <-done; err != nil {
+			t.Errorf("held write: %v", err)
 		}
 	}
 }

@@ -115,6 +115,11 @@ type Options struct {
 
 	// segmentSize overrides defaultSegmentSize, for tests.
 	segmentSize int64
+	// compactIdle overrides defaultCompactIdle, for tests; negative is none.
+	compactIdle time.Duration
+	// segmentFault, if set, is asked before each write ("write") and sync
+	// ("sync") of a segment; an error fails that call, for tests.
+	segmentFault func(call string) error
 	// deferredWait overrides defaultDeferredWait, for tests.
 	deferredWait time.Duration
 	// freelistSyncMax overrides FreelistSyncMax, for tests.
@@ -230,8 +235,9 @@ func Open(dir string, opts Options) (*Store, error) {
 		recent:   newRecent(opts.RecentBytes),
 		archive:  newArchivePolicy(opts),
 		willNeed: opts.willNeed,
-		log:      newSegmentLog(dir, opts.ReadOnly, opts.segmentSize),
+		log:      newSegmentLog(dir, opts.ReadOnly, segmentSize(opts)),
 	}
+	s.log.fault = opts.segmentFault
 	initTx := s.update
 	// The first commit writes the free-page list, whatever its length:
 	// bbolt rolls back a failed write by reloading the list, from the file

@@ -929,7 +929,7 @@ func TestFreelistOnDisk(t *testing.T) {
 // exactly the entries not yet acknowledged, and take new writes.
 func TestCrashImagesConsistent(t *testing.T) {
 	ctx := context.Background()
-	s := openStore(t, t.TempDir(), Options{freelistSyncMax: 256, RecentBytes: -1})
+	s := openStore(t, t.TempDir(), Options{freelistSyncMax: 64, RecentBytes: -1})
 	rng := rand.New(rand.NewPCG(1, 2))
 	want := map[uint64]string{} // queue position -> body, not yet acked
 	synced, unsynced := 0, 0
