@@ -1,9 +1,12 @@
 package store
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -334,5 +337,115 @@ func TestDrainingSegmentsNotCopied(t *testing.T) {
 		if got, _ := entryLocator(t, s, it.Entry.ID); got != before[it.Entry.ID] {
 			t.Errorf("entry %d of a draining backlog was copied from %+v to %+v", it.Entry.ID, before[it.Entry.ID], got)
 		}
+	}
+}
+
+// TestSchema2DataDirKeepsWorking: a data dir the previous version wrote
+// (testdata/schema2.db.gz: queues a and b sharing a big record, a small
+// one, and a dead letter, records in buckets of their own) opens with no
+// migration and stays schema 2 while only read; its entries are read,
+// acked and purged as they are, and new records go to the log, which
+// marks the file schema 3.
+func TestSchema2DataDirKeepsWorking(t *testing.T) {
+	ctx := context.Background()
+	gz, err := os.ReadFile(filepath.Join("testdata", "schema2.db.gz"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(gz))
+	if err != nil {
+		t.Fatal(err)
+	}
+	file, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, FileName), file, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	big := func(name string) string { return name + strings.Repeat(".", 12<<10) }
+
+	s := openStore(t, dir, Options{})
+	if got := schemaOf(t, s); got != 2 {
+		t.Errorf("schema after opening: %d, want 2 until a record goes to the log", got)
+	}
+	items, quarantined := readAll(t, s, "a", 10)
+	if quarantined != 0 {
+		t.Fatalf("%d schema 2 records quarantined", quarantined)
+	}
+	wantBodies(t, "a", items, big("old-1"), "old-small", big("old-2"))
+	var dead []string
+	if err := s.DeadLetters("a", func(_ *DeadLetter, e *Entry) error {
+		dead = append(dead, string(e.Body))
+		return nil
+	}); err != nil || len(dead) != 1 || dead[0] != big("old-dead") {
+		t.Fatalf("dead letters of a: %d, %v; want old-dead", len(dead), err)
+	}
+	s = reopen(t, s)
+	if got := schemaOf(t, s); got != 2 {
+		t.Errorf("schema after a run that only read: %d, want 2 (an older pyrorelay can still open it)", got)
+	}
+	added := mustPut(t, s, big("new"), "a")
+	if _, ok := entryLocator(t, s, added.ID); !ok {
+		t.Error("a record put into a schema 2 file is not in the log")
+	}
+	if got := schemaOf(t, s); got != schemaVersion {
+		t.Errorf("schema after the first record in the log: %d, want %d", got, schemaVersion)
+	}
+	s = reopen(t, s)
+	items, _ = readAll(t, s, "a", 10)
+	wantBodies(t, "a", items, big("old-1"), "old-small", big("old-2"), big("new"))
+	mustAck(t, s, "a", seqs(items)...)
+	items, _ = readAll(t, s, "b", 10)
+	wantBodies(t, "b", items, big("old-1"))
+	mustAck(t, s, "b", seqs(items)...)
+	if _, err := s.PurgeDeadLetters(ctx, "a", Filter{}); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(bucketContents(t, s, bucketEntries)); n != 0 {
+		t.Errorf("%d entries left after acking and purging everything", n)
+	}
+	if n, b, _ := s.TotalBytes(); n != 0 || b != 0 {
+		t.Errorf("TotalBytes %d entries %d bytes after everything went", n, b)
+	}
+}
+
+// TestSalvageReadsTheLog: salvage finds records in the log through their
+// locators, in the segments beside the old file, and the old data dir is
+// left as it was.
+func TestSalvageReadsTheLog(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := openStore(t, dir, Options{segmentSize: 64 << 10})
+	var want []string
+	for i := range 12 {
+		want = append(want, bigBody(fmt.Sprint(i)))
+		mustPut(t, s, want[i], "a")
+	}
+	items, _ := readAll(t, s, "a", 1)
+	if err := s.MoveToDeadLetter(ctx, "a", items[0].Seq, DeadLetter{Reason: "400"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	before := segmentFiles(t, dir)
+	rep, err := Salvage(ctx, filepath.Join(dir, FileName), filepath.Join(t.TempDir(), "new"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Damaged {
+		t.Errorf("an intact store reported damaged: %+v", rep)
+	}
+	copied := int64(0)
+	for _, l := range rep.Lists {
+		copied += l.Copied
+	}
+	if copied != 12 {
+		t.Errorf("salvage copied %d entries, want 12: %+v", copied, rep)
+	}
+	if after := segmentFiles(t, dir); len(after) != len(before) {
+		t.Errorf("the old data dir's segments changed: %v, then %v", before, after)
 	}
 }

@@ -136,7 +136,7 @@ func openSalvageSource(path string) (db *bolt.DB, err error) {
 
 type salvager struct {
 	dst *Store
-	src *segmentLog // the old store's record log
+	src *segmentLog       // the old store's record log
 	ids map[uint64]uint64 // entry ID in the old file → in the new one
 	// looping are the buckets whose pages loop (see loopingTrees): a
 	// cursor that entered one would descend until the process runs out
