@@ -15,6 +15,9 @@ type Summary struct {
 	// FileBytes is the size of the bbolt file; it never shrinks by itself
 	// (see Compact).
 	FileBytes int64
+	// LogBytes is the size of the record log's segment files; a segment
+	// goes once nothing in it is live.
+	LogBytes int64
 }
 
 // Summary reads the per-queue counters, the archive and the file size in
@@ -35,7 +38,20 @@ func (s *Store) Summary() (Summary, error) {
 		return Summary{}, fmt.Errorf("summary: %w", err)
 	}
 	sum.Archive.Retention, sum.Archive.MaxBytes = s.opts.ArchiveRetention, s.opts.ArchiveMaxBytes
+	if sum.LogBytes, err = LogBytes(s.log.dir); err != nil {
+		return Summary{}, fmt.Errorf("summary: %w", err)
+	}
 	return sum, nil
+}
+
+// LogBytes is the size of the record log's segment files in data dir dir.
+func LogBytes(dir string) (int64, error) {
+	_, sizes, err := listSegments(dir)
+	var n int64
+	for _, size := range sizes {
+		n += size
+	}
+	return n, err
 }
 
 // QueueNames lists the queues and dead-letter lists on disk, sorted.
