@@ -283,6 +283,7 @@ func (l *segmentLog) stage(id uint64, rec []byte) (locator, error) {
 // anything lives in it.
 func (l *segmentLog) rotate() error {
 	n := l.next
+	l.next = n + 1 // a failed start must not leave its number to the next try
 	path := l.path(n)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
@@ -299,7 +300,6 @@ func (l *segmentLog) rotate() error {
 	l.files[n] = &segmentFile{f: f}
 	l.mu.Unlock()
 	l.active, l.activeFile, l.activeSize, l.broken = n, f, 0, false
-	l.next = n + 1
 	l.sizes[n] = 0
 	return nil
 }

@@ -1,32 +1,62 @@
 // Package store is pyrorelay's write-ahead queue on disk: one bbolt file
 // that holds every accepted request once, a queue of references to it per
 // destination, dead letters, an archive of delivered entries and
-// quarantined records.
+// quarantined records, and beside it a record log, the segment files that
+// hold the big records themselves.
 //
 // Every write goes through one commit loop that folds the writes waiting at
 // that moment into a single fsync'd bbolt transaction (group commit), so
-// durability costs one fsync per batch, not one per request. The store knows
-// nothing about HTTP or destinations beyond their names.
+// durability costs one fsync per batch, not one per request. The records of
+// a batch are appended to the log's active segment in one write and synced
+// before the transaction that points at them commits; a client is answered
+// only after both. The store knows nothing about HTTP or destinations
+// beyond their names.
 //
 // The types: Store (Open, Put, ReadBatch, Ack, Stats, Health), Entry (one
 // request as stored) and Item (an entry with its queue position), DeadLetter,
 // Limits and Options; Source, Filter, Record and Scan for operator tools;
 // Summary, Compact and Salvage for a stopped relay's data.
 //
-// The file, bucket by bucket (record.go, entries.go and dead.go give the
-// value layouts):
+// The file, bucket by bucket (record.go, entries.go, locator.go and dead.go
+// give the value layouts):
 //
-//	entries     entry ID → record, or a bucket holding the record under "r"
+//	entries     entry ID → a locator into the log (records over half a page),
+//	            the record (smaller ones), or, written by schema 2, a bucket
+//	            holding the record under "r"
 //	refs        entry ID → how many queues and dead-letter lists hold it (4 bytes)
 //	queues/NAME position → queueRef: entry ID, record size, receive time (24 bytes)
 //	dead/NAME   position → dead letter: entry ID, size, reason (JSON)
 //	archive     receive time + entry ID → record size (archive.go)
 //	quarantine  entry ID → the bytes of a record that failed its checksum
 //	stats       q/NAME, d/NAME, e/total, a/archive → count and bytes (16 bytes)
+//	segments    segment number → count and frame bytes of its live records (16 bytes)
 //	meta        schema → version (8 bytes)
 //
+// The record log, like Prometheus' tsdb/wlog, is a directory of numbered
+// segment files (here the data directory: pyrorelay-00000001.seg, ...),
+// appended to and never rewritten; one store appends to one segment at a
+// time, sealing it at a size (64 MiB, at most a sixteenth of
+// MaxFileSize) and starting a new one at every Open. A segment is a
+// sequence of frames with no padding between them:
+//
+//	┌──────────────┬──────────────┬──────────────┬──────────────┬─────────────────┐
+//	│ magic (4B)   │ length (4B)  │ CRC-32C (4B) │ entry ID (8B)│ record (length) │
+//	└──────────────┴──────────────┴──────────────┴──────────────┴─────────────────┘
+//
+// big endian, magic 0x70726c67 ("prlg"), the checksum over the entry ID
+// and the record (record.go's layout, which carries a checksum of its
+// own). A frame is live while its entry's locator points at it; the
+// segments bucket counts live frames per segment, in the transactions that
+// add and delete locators, and a segment is removed after the commit that
+// left nothing live in it. Open removes segments nothing points into
+// (frames of a transaction that never committed) and refuses a data dir
+// whose entries point into a segment that is missing or cut short.
+//
 // Where the code is: commit.go (the commit loop), deferred.go (acks that
-// share the next commit), put.go, read.go,
+// share the next commit), segment.go (the segment files), locator.go
+// (locators and the segments bucket), logrecover.go (the log at Open),
+// logcompact.go (copying the live records of mostly dead segments
+// forward), put.go, read.go,
 // refcount.go (an entry goes with its last reference), queueref.go,
 // stats.go, limits.go and room.go (what bounds the store), freelist.go and
 // warm.go (bbolt's free-page list), archive.go, dead.go, expire.go, scan.go,
