@@ -51,6 +51,9 @@ const (
 	// readers whose read transaction began before the commit that let
 	// its last entry go.
 	retireGrace = 30 * time.Second
+	// maxPendingKept bounds the buffer of a transaction's frames kept
+	// for the next one.
+	maxPendingKept = 4 << 20
 )
 
 // errSegmentMissing is wrapped by reads of a segment file that is gone.
@@ -324,7 +327,10 @@ func (l *segmentLog) flush() error {
 	l.physical += int64(len(l.pending))
 	l.mu.Unlock()
 	l.pending = l.pending[:0]
-	if err := l.injected("sync", l.activeFile.Sync); err != nil {
+	if cap(l.pending) > maxPendingKept {
+		l.pending = nil // a rare big batch: its buffer is not kept for the next
+	}
+	if err := l.injected("sync", func() error { return syncData(l.activeFile) }); err != nil {
 		// What the kernel kept of the write is unknown after a failed
 		// sync: nothing is appended to this file again.
 		l.broken = true
