@@ -46,7 +46,7 @@ func TestStoreSizeCollector(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, store.FileName), make([]byte, 4096), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "pyrorelay-00000007.seg"), make([]byte, 1000), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "pyrorelay-0123456789abcdef-00000007.seg"), make([]byte, 1000), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewPedanticRegistry()

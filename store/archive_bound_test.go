@@ -179,7 +179,7 @@ func TestFullFileOfArchiveRecovers(t *testing.T) {
 	// may not grow the file, and the log may not grow either. Room comes
 	// only from the sweep, and from copying what it leaves in the old
 	// segment forward (logcompact.go) so that the segment can go.
-	_, sizes, err := listSegments(dir)
+	_, sizes, err := listSegments(dir, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

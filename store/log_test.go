@@ -18,7 +18,7 @@ import (
 // segmentFiles lists the numbers of the segment files in dir.
 func segmentFiles(t testing.TB, dir string) []uint64 {
 	t.Helper()
-	nums, _, err := listSegments(dir)
+	nums, _, err := listSegments(dir, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +57,8 @@ func TestLogRecordsSurviveRestart(t *testing.T) {
 // TestOrphanSegmentsRemovedAtOpen: segment files no committed locator
 // points into (frames of a commit that never happened, a segment whose
 // last entry was acked just before a crash) are removed at Open; the
-// segments entries still point into are kept.
+// segments entries still point into are kept, and so are the segments of
+// another bbolt file's log (one moved aside after damage, to be salvaged).
 func TestOrphanSegmentsRemovedAtOpen(t *testing.T) {
 	dir := t.TempDir()
 	s := openStore(t, dir, Options{})
@@ -69,24 +70,32 @@ func TestOrphanSegmentsRemovedAtOpen(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	keptLoc := func() locator {
+	var keptLoc locator
+	var id uint64
+	func() {
 		s := openStore(t, dir, Options{ReadOnly: true})
 		defer s.Close()
-		loc, _ := entryLocator(t, s, kept.ID)
-		return loc
+		keptLoc, _ = entryLocator(t, s, kept.ID)
+		id = s.log.id
 	}()
 	// Appended, synced, never committed: the crash came before bbolt's commit.
-	orphan := filepath.Join(dir, segmentName(50))
+	orphan := filepath.Join(dir, segmentName(id, 50))
 	if err := os.WriteFile(orphan, appendFrame(nil, gone.ID+1, []byte("uncommitted")), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	files := segmentFiles(t, dir)
-	if len(files) != 3 {
+	foreign := filepath.Join(dir, segmentName(id+1, 3))
+	if err := os.WriteFile(foreign, appendFrame(nil, 1, []byte("another file's")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if files, _, _ := listSegments(dir, id); len(files) != 3 {
 		t.Fatalf("segments before the open: %v, want the kept one, the emptied one and the orphan", files)
 	}
 	s = openStore(t, dir, Options{})
-	if got := segmentFiles(t, dir); len(got) != 1 || got[0] != keptLoc.seg {
+	if got, _, _ := listSegments(dir, id); len(got) != 1 || got[0] != keptLoc.seg {
 		t.Errorf("segments after the open: %v, want only %d", got, keptLoc.seg)
+	}
+	if _, err := os.Stat(foreign); err != nil {
+		t.Errorf("another log's segment: %v, want it left alone", err)
 	}
 	items, _ = readAll(t, s, "a", 10)
 	wantBodies(t, "a", items, bigBody("kept"))
@@ -204,7 +213,7 @@ func TestMissingSegmentRefused(t *testing.T) {
 			if err := s.Close(); err != nil {
 				t.Fatal(err)
 			}
-			seg := filepath.Join(dir, segmentName(segmentFiles(t, dir)[0]))
+			seg := segmentPath(t, dir, segmentFiles(t, dir)[0])
 			if err := tc.damage(seg); err != nil {
 				t.Fatal(err)
 			}
@@ -291,7 +300,7 @@ func TestTornFrameQuarantined(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The frame's header: the magic no longer says a frame starts here.
-	f, err := os.OpenFile(filepath.Join(dir, segmentName(loc.seg)), os.O_RDWR, 0)
+	f, err := os.OpenFile(segmentPath(t, dir, loc.seg), os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -413,7 +422,9 @@ func TestSchema2DataDirKeepsWorking(t *testing.T) {
 
 // TestSalvageReadsTheLog: salvage finds records in the log through their
 // locators, in the segments beside the old file, and the old data dir is
-// left as it was.
+// left as it was; so it does after the file was moved aside, as recovery
+// hints say, and a new store started in the same directory, whose log is
+// another (its Open leaves the old segments alone).
 func TestSalvageReadsTheLog(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -431,7 +442,16 @@ func TestSalvageReadsTheLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := segmentFiles(t, dir)
-	rep, err := Salvage(ctx, filepath.Join(dir, FileName), filepath.Join(t.TempDir(), "new"))
+	broken := filepath.Join(dir, FileName+".broken")
+	if err := os.Rename(filepath.Join(dir, FileName), broken); err != nil {
+		t.Fatal(err)
+	}
+	s = openStore(t, dir, Options{})
+	mustPut(t, s, bigBody("new store"), "a")
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Salvage(ctx, broken, filepath.Join(t.TempDir(), "new"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -445,7 +465,7 @@ func TestSalvageReadsTheLog(t *testing.T) {
 	if copied != 12 {
 		t.Errorf("salvage copied %d entries, want 12: %+v", copied, rep)
 	}
-	if after := segmentFiles(t, dir); len(after) != len(before) {
-		t.Errorf("the old data dir's segments changed: %v, then %v", before, after)
+	if after := segmentFiles(t, dir); len(after) != len(before)+1 {
+		t.Errorf("segments before %v, after a new store's run %v: want the old ones and the new store's", before, after)
 	}
 }

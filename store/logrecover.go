@@ -27,7 +27,10 @@ var errMissingSegment = errors.New("segment file is missing or cut short")
 // orphans and sets the counters. A read-only store changes nothing: it
 // only learns where the numbering stands.
 func (l *segmentLog) recover(tx *bolt.Tx) error {
-	nums, sizes, err := listSegments(l.dir)
+	if l.id == 0 {
+		return nil // a read-only open of a file that never had a log
+	}
+	nums, sizes, err := listSegments(l.dir, l.id)
 	if err != nil {
 		return err
 	}

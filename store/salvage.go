@@ -95,6 +95,7 @@ func Salvage(ctx context.Context, srcPath, dstDir string) (SalvageReport, error)
 	// Records in the log are read from the segments beside the file.
 	srcLog := newSegmentLog(filepath.Dir(srcPath), true, 0)
 	defer srcLog.close()
+	srcLog.id = salvageLogID(src, srcLog.dir)
 	sv := &salvager{dst: dst, src: srcLog, ids: make(map[uint64]uint64), looping: map[string]bool{}}
 	if m, err := newestMeta(srcPath); err == nil {
 		if f, err := os.Open(srcPath); err == nil {
@@ -113,6 +114,37 @@ func Salvage(ctx context.Context, srcPath, dstDir string) (SalvageReport, error)
 		return rep, fmt.Errorf("salvage %s into %s: %w", srcPath, dstDir, err)
 	}
 	return rep, nil
+}
+
+// salvageLogID is the ID of the log of the damaged file db, whose
+// segments are in dir: the one its meta bucket names or, if that cannot be
+// read, the one of the segments there when they are all of one log.
+func salvageLogID(db *bolt.DB, dir string) uint64 {
+	var id uint64
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	try(func() {
+		_ = db.View(func(tx *bolt.Tx) error {
+			if tx.Bucket(bucketMeta) != nil {
+				id = logID(tx)
+			}
+			return nil
+		})
+	})
+	if id != 0 {
+		return id
+	}
+	des, _ := os.ReadDir(dir)
+	for _, de := range des {
+		sid, _, ok := parseSegmentName(de.Name())
+		switch {
+		case !ok:
+		case id == 0:
+			id = sid
+		case sid != id:
+			return 0 // several logs: none can be told to be this file's
+		}
+	}
+	return id
 }
 
 // openSalvageSource opens path read-only, without the checks Open makes:

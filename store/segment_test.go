@@ -16,7 +16,7 @@ import (
 // in its segment file in dir, and returns the record as it is then.
 func flipInSegment(t testing.TB, dir string, loc locator, i int) []byte {
 	t.Helper()
-	path := filepath.Join(dir, segmentName(loc.seg))
+	path := segmentPath(t, dir, loc.seg)
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -45,6 +45,7 @@ func unlogRecord(t testing.TB, dir string, tx *bolt.Tx, id uint64, bucket bool) 
 	}
 	l := newSegmentLog(dir, true, 0)
 	defer l.close()
+	l.id = logID(tx)
 	rec, err := l.read(loc, id)
 	if err != nil {
 		return err
@@ -106,19 +107,29 @@ func toSchema2(t testing.TB, s *Store) {
 // copySegments copies the segment files of data dir from into data dir to.
 func copySegments(t testing.TB, from, to string) {
 	t.Helper()
-	nums, _, err := listSegments(from)
+	paths, err := filepath.Glob(filepath.Join(from, segmentPrefix+"*"+segmentSuffix))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, n := range nums {
-		b, err := os.ReadFile(filepath.Join(from, segmentName(n)))
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join(to, segmentName(n)), b, 0o600); err != nil {
+		if err := os.WriteFile(filepath.Join(to, filepath.Base(p)), b, 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
+}
+
+// segmentPath is the path of segment n in data dir dir, whatever its log.
+func segmentPath(t testing.TB, dir string, n uint64) string {
+	t.Helper()
+	paths, _ := filepath.Glob(filepath.Join(dir, fmt.Sprintf("%s*-%08d%s", segmentPrefix, n, segmentSuffix)))
+	if len(paths) != 1 {
+		t.Fatalf("segment %d in %s: %v", n, dir, paths)
+	}
+	return paths[0]
 }
 
 // pauseLoop holds s's commit loop inside a transaction of its own until

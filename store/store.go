@@ -30,10 +30,11 @@
 //	quarantine  entry ID → the bytes of a record that failed its checksum
 //	stats       q/NAME, d/NAME, e/total, a/archive → count and bytes (16 bytes)
 //	segments    segment number → count and frame bytes of its live records (16 bytes)
-//	meta        schema → version (8 bytes)
+//	meta        schema → version (8 bytes); log → the record log's ID (8 bytes)
 //
 // The record log, like Prometheus' tsdb/wlog, is a directory of numbered
-// segment files (here the data directory: pyrorelay-00000001.seg, ...),
+// segment files (here the data directory: pyrorelay-LOGID-00000001.seg,
+// ..., LOGID the 16 hex digits of the log's ID, kept in the meta bucket),
 // appended to and never rewritten; one store appends to one segment at a
 // time, sealing it at a size (64 MiB, at most a sixteenth of
 // MaxFileSize) and starting a new one at every Open. A segment is a
@@ -53,7 +54,8 @@
 // whose entries point into a segment that is missing or cut short.
 //
 // Where the code is: commit.go (the commit loop), deferred.go (acks that
-// share the next commit), segment.go (the segment files), locator.go
+// share the next commit), segment.go and segsync_*.go (the segment files:
+// appending, reading, removing), segframe.go (their names and frames), locator.go
 // (locators and the segments bucket), logrecover.go (the log at Open),
 // logcompact.go (copying the live records of mostly dead segments
 // forward), put.go, read.go,
@@ -66,6 +68,7 @@
 package store
 
 import (
+	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -107,6 +110,8 @@ var (
 	bucketStats      = []byte("stats")
 	bucketMeta       = []byte("meta")
 	keySchema        = []byte("schema")
+	// keyLogID names the record log's segments (segment.go), 8 bytes.
+	keyLogID = []byte("log")
 )
 
 // schemaVersion 3 keeps big records in the record log (entries.go); a file
@@ -349,7 +354,11 @@ func recoverHint(path string) string {
 
 func (s *Store) initBuckets(tx *bolt.Tx) error {
 	if !tx.Writable() {
-		return checkSchema(tx)
+		if err := checkSchema(tx); err != nil {
+			return err
+		}
+		s.log.id = logID(tx)
+		return nil
 	}
 	for _, name := range [][]byte{bucketEntries, bucketRefs, bucketQueues, bucketDead, bucketQuarantine, bucketStats, bucketMeta, bucketSegments} {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
@@ -373,7 +382,27 @@ func (s *Store) initBuckets(tx *bolt.Tx) error {
 		}
 		s.log.upgraded = true
 	}
+	if s.log.id = logID(tx); s.log.id == 0 {
+		var b [8]byte
+		for s.log.id == 0 {
+			if _, err := rand.Read(b[:]); err != nil {
+				return fmt.Errorf("log ID: %w", err)
+			}
+			s.log.id = binary.BigEndian.Uint64(b[:])
+		}
+		if err := meta.Put(keyLogID, u64(s.log.id)); err != nil {
+			return err
+		}
+	}
 	return s.log.recover(tx)
+}
+
+// logID is the record log's ID kept in the file, 0 if none.
+func logID(tx *bolt.Tx) uint64 {
+	if v := tx.Bucket(bucketMeta).Get(keyLogID); len(v) == 8 {
+		return binary.BigEndian.Uint64(v)
+	}
+	return 0
 }
 
 // Path is the bbolt file's path.

@@ -2,6 +2,8 @@ package store
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
 
 	bolt "go.etcd.io/bbolt"
@@ -38,18 +40,24 @@ func (s *Store) Summary() (Summary, error) {
 		return Summary{}, fmt.Errorf("summary: %w", err)
 	}
 	sum.Archive.Retention, sum.Archive.MaxBytes = s.opts.ArchiveRetention, s.opts.ArchiveMaxBytes
-	if sum.LogBytes, err = LogBytes(s.log.dir); err != nil {
+	if sum.LogBytes, err = s.log.bytes(); err != nil {
 		return Summary{}, fmt.Errorf("summary: %w", err)
 	}
 	return sum, nil
 }
 
-// LogBytes is the size of the record log's segment files in data dir dir.
+// LogBytes is the size of the record log's segment files in data dir dir
+// (those of every bbolt file there: see segmentPrefix).
 func LogBytes(dir string) (int64, error) {
-	_, sizes, err := listSegments(dir)
+	paths, err := filepath.Glob(filepath.Join(dir, segmentPrefix+"*"+segmentSuffix))
 	var n int64
-	for _, size := range sizes {
-		n += size
+	for _, p := range paths {
+		if _, _, ok := parseSegmentName(filepath.Base(p)); !ok {
+			continue
+		}
+		if fi, err := os.Lstat(p); err == nil && fi.Mode().IsRegular() {
+			n += fi.Size()
+		}
 	}
 	return n, err
 }

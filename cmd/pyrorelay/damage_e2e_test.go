@@ -110,8 +110,11 @@ func recordToBucket(t *testing.T, dir string, id uint64) {
 		if len(loc) != 29 {
 			t.Fatalf("entry %d's value is not a locator: %d bytes", id, len(loc))
 		}
-		seg := filepath.Join(dir, fmt.Sprintf("pyrorelay-%08d.seg", binary.BigEndian.Uint64(loc[1:])))
-		f, err := os.Open(seg)
+		segs, _ := filepath.Glob(filepath.Join(dir, fmt.Sprintf("pyrorelay-*-%08d.seg", binary.BigEndian.Uint64(loc[1:]))))
+		if len(segs) != 1 {
+			t.Fatalf("segment files of entry %d: %v", id, segs)
+		}
+		f, err := os.Open(segs[0])
 		if err != nil {
 			return err
 		}
