@@ -172,6 +172,10 @@ func (s *Store) finishAll(batch []*op, err error) {
 			}
 		}
 	}
+	// Health says how the puts ended before their writers hear it: a
+	// caller that was refused for lack of space must find Health saying
+	// so, and one that committed must not find an older refusal.
+	s.noteOutcome(batch, err)
 	for _, o := range batch {
 		switch {
 		case err != nil:
@@ -180,7 +184,6 @@ func (s *Store) finishAll(batch []*op, err error) {
 			s.finish(o, o.refused)
 		}
 	}
-	s.noteOutcome(batch, err)
 }
 
 // run runs batch in one transaction and commits it. A panic inside bbolt
