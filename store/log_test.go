@@ -317,6 +317,10 @@ func TestTornFrameQuarantined(t *testing.T) {
 	if q := bucketContents(t, s, bucketQuarantine); len(q) != 1 || len(q[ids[1]]) != int(loc.size) {
 		t.Errorf("quarantine holds %d records, want the damaged one's %d bytes", len(q), loc.size)
 	}
+	want := int64(items[0].Entry.Size() + items[1].Entry.Size())
+	if n, b, err := s.TotalBytes(); err != nil || n != 2 || b != want {
+		t.Errorf("TotalBytes = %d entries, %d bytes, %v; want 2, %d", n, b, err, want)
+	}
 }
 
 // TestDrainingSegmentsNotCopied: segments a backlog is draining from, oldest

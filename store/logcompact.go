@@ -21,9 +21,8 @@ import (
 // still in it are then on their way to being acked (a backlog draining
 // oldest first empties its segments one after the other, and copying the
 // last quarter of each forward would only write it twice). Until a copy
-// commits,
-// readers find the old frame, which stays until the commit that empties its
-// segment (and a grace after it for older read transactions).
+// commits, readers find the old frame, which stays until the commit that
+// empties its segment (and a grace after it for older read transactions).
 
 const (
 	compactRatio       = 4

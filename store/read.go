@@ -167,10 +167,16 @@ func (s *Store) quarantine(ctx context.Context, queue string, seqs, ids []uint64
 			if n, ok := sizes[id]; ok && uint64(len(raw)) > n {
 				raw = raw[:n]
 			}
+			// The store counted the record at its full size; a frame cut
+			// short gives fewer bytes.
+			counted := int64(len(raw))
+			if loc, ok := decodeLocator(entries.Get(u64(id))); ok {
+				counted = int64(loc.size)
+			}
 			if err := qb.Put(u64(id), append([]byte(nil), raw...)); err != nil {
 				return err
 			}
-			if err := addStats(tx, keyTotal, -1, -int64(len(raw))); err != nil {
+			if err := addStats(tx, keyTotal, -1, -counted); err != nil {
 				return err
 			}
 			if err := s.log.deleteRecord(tx, entries, id); err != nil {
