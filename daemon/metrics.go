@@ -2,16 +2,21 @@ package daemon
 
 import (
 	"os"
+	"path/filepath"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pyrorelay/pyrorelay/store"
 )
 
-// storeSizeCollector exports the bbolt file's size, read at scrape time.
-// The file only grows (freed pages are reused, never returned), so this is
-// the disk the relay really holds, unlike the queue byte counts.
+// storeSizeCollector exports the bbolt file's size and the record log's,
+// read at scrape time. The file only grows (freed pages are reused, never
+// returned); a segment of the log goes once nothing in it is live. Their
+// sum is the disk the relay really holds, unlike the queue byte counts.
 type storeSizeCollector struct {
-	path string
-	desc *prometheus.Desc
+	path    string
+	desc    *prometheus.Desc
+	logDesc *prometheus.Desc
 }
 
 func newStoreSizeCollector(path string) *storeSizeCollector {
@@ -19,11 +24,16 @@ func newStoreSizeCollector(path string) *storeSizeCollector {
 		path: path,
 		desc: prometheus.NewDesc("pyrorelay_store_size_bytes",
 			"Size of the bbolt queue file on disk (it never shrinks; freed pages are reused).", nil, nil),
+		logDesc: prometheus.NewDesc("pyrorelay_store_log_bytes",
+			"Size of the record log's segment files on disk, beside the bbolt file (a segment goes once nothing in it is live).", nil, nil),
 	}
 }
 
 // Describe implements prometheus.Collector.
-func (c *storeSizeCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+func (c *storeSizeCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.desc
+	ch <- c.logDesc
+}
 
 // Collect implements prometheus.Collector. A failed stat leaves the series
 // out of this scrape rather than failing the whole scrape.
@@ -33,6 +43,9 @@ func (c *storeSizeCollector) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(fi.Size()))
+	if n, err := store.LogBytes(filepath.Dir(c.path)); err == nil {
+		ch <- prometheus.MustNewConstMetric(c.logDesc, prometheus.GaugeValue, float64(n))
+	}
 }
 
 // commitCounter is what commitCollector reads: *store.Store.

@@ -94,12 +94,11 @@ func recordReceivedAt(raw []byte) (int64, bool) {
 // archived entries beyond the bound go in the same transaction, so the
 // archive never outgrows it between sweeps. The retention is a matter of
 // time and is left to SweepArchive.
-func archiveRetired(tx *bolt.Tx, id uint64, policy *archivePolicy) (bool, error) {
+func archiveRetired(l *segmentLog, tx *bolt.Tx, id uint64, policy *archivePolicy) (bool, error) {
 	if policy == nil {
 		return false, nil
 	}
-	raw := getRecord(tx.Bucket(bucketEntries), id)
-	at, ok := recordReceivedAt(raw)
+	size, at, ok := l.recordInfo(tx.Bucket(bucketEntries), id)
 	if !ok {
 		return false, nil // nothing readable to keep
 	}
@@ -107,17 +106,17 @@ func archiveRetired(tx *bolt.Tx, id uint64, policy *archivePolicy) (bool, error)
 	if err != nil {
 		return false, fmt.Errorf("archive bucket: %w", err)
 	}
-	if policy.maxBytes > 0 && int64(len(raw)) > policy.maxBytes {
+	if policy.maxBytes > 0 && int64(size) > policy.maxBytes {
 		return false, nil // larger than the whole archive may be
 	}
-	if err := ab.Put(archiveKey(at, id), u64(uint64(len(raw)))); err != nil {
+	if err := ab.Put(archiveKey(at, id), u64(uint64(size))); err != nil {
 		return false, fmt.Errorf("archive entry %d: %w", id, err)
 	}
-	if err := addStats(tx, keyArchive, 1, int64(len(raw))); err != nil {
+	if err := addStats(tx, keyArchive, 1, int64(size)); err != nil {
 		return false, err
 	}
 	if policy.maxBytes > 0 {
-		if _, err := trimArchive(tx, noCutoff, policy.maxBytes, sweepBatch); err != nil {
+		if _, err := trimArchive(l, tx, noCutoff, policy.maxBytes, sweepBatch); err != nil {
 			return false, fmt.Errorf("bound the archive: %w", err)
 		}
 	}
@@ -132,7 +131,7 @@ const noCutoff = int64(-1 << 63)
 // trimArchive deletes archived entries, oldest first, while they were
 // received before cutoff or the archive holds more than keep bytes (keep
 // < 0: no size bound), at most limit of them.
-func trimArchive(tx *bolt.Tx, cutoff, keep int64, limit int) (SweepResult, error) {
+func trimArchive(l *segmentLog, tx *bolt.Tx, cutoff, keep int64, limit int) (SweepResult, error) {
 	var res SweepResult
 	ab := tx.Bucket(bucketArchive)
 	if ab == nil {
@@ -170,7 +169,7 @@ func trimArchive(tx *bolt.Tx, cutoff, keep int64, limit int) (SweepResult, error
 		if len(k) == 16 {
 			id := k[8:]
 			if refs.Get(id) == nil {
-				if err := deleteRecord(entries, binary.BigEndian.Uint64(id)); err != nil {
+				if err := l.deleteRecord(tx, entries, binary.BigEndian.Uint64(id)); err != nil {
 					return res, err
 				}
 			}
@@ -183,7 +182,7 @@ func trimArchive(tx *bolt.Tx, cutoff, keep int64, limit int) (SweepResult, error
 // unarchive removes entry id from the archive, and the entry with it, if it
 // is archived. Purges use it: what an operator deletes must not stay behind
 // in the archive.
-func unarchive(tx *bolt.Tx, id uint64, receivedAt int64) error {
+func unarchive(l *segmentLog, tx *bolt.Tx, id uint64, receivedAt int64) error {
 	ab := tx.Bucket(bucketArchive)
 	if ab == nil {
 		return nil
@@ -206,7 +205,7 @@ func unarchive(tx *bolt.Tx, id uint64, receivedAt int64) error {
 	if tx.Bucket(bucketRefs).Get(u64(id)) != nil {
 		return nil // referenced again: keep the entry
 	}
-	return deleteRecord(tx.Bucket(bucketEntries), id)
+	return l.deleteRecord(tx, tx.Bucket(bucketEntries), id)
 }
 
 // ArchiveStats describes the archive.
@@ -290,7 +289,7 @@ func (s *Store) trimArchiveSteps(ctx context.Context, cutoff, keep int64) (Sweep
 		var step SweepResult
 		err := s.writeOp(ctx, &op{frees: true, fn: func(tx *bolt.Tx) error {
 			var err error
-			step, err = trimArchive(tx, cutoff, keep, sweepBatch)
+			step, err = trimArchive(s.log, tx, cutoff, keep, sweepBatch)
 			return err
 		}})
 		if err != nil {

@@ -175,8 +175,19 @@ func TestFullFileOfArchiveRecovers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The file is at its cap: no page is free, and bbolt may not grow it.
-	s = admOpen(t, dir, Options{ArchiveRetention: time.Hour, ArchiveMaxBytes: 64 << 10, MaxFileSize: int(fi.Size())})
+	// The file and its record log are at their cap: no page is free, bbolt
+	// may not grow the file, and the log may not grow either. Room comes
+	// only from the sweep, and from copying what it leaves in the old
+	// segment forward (logcompact.go) so that the segment can go.
+	_, sizes, err := listSegments(dir, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	capBytes := fi.Size()
+	for _, n := range sizes {
+		capBytes += n
+	}
+	s = admOpen(t, dir, Options{ArchiveRetention: time.Hour, ArchiveMaxBytes: 64 << 10, MaxFileSize: int(capBytes)})
 	if _, err := s.SweepArchive(ctx, time.Now()); err != nil {
 		t.Fatalf("sweep on a full file: %v", err)
 	}

@@ -16,9 +16,11 @@ import (
 // 16 KiB requests for two destinations while one reader per destination
 // reads each batch as it commits and acks it. One op is one request,
 // stored, read twice and acked twice; the queues are empty at the end.
-// write-B/op is what bbolt passed to pwrite per request, commits/op how
-// many commits (two fdatasyncs each) it took, disk-B/body-B the bytes
-// the process had the kernel write (write_bytes) per body byte.
+// write-B/op is what the store passed to pwrite per request (bbolt's
+// pages and the record log's frames), commits/op how many commits it took
+// (two fdatasyncs of bbolt's each, and one of the log's when it carried
+// records), disk-B/body-B the bytes the process had the kernel write
+// (write_bytes) per body byte.
 func BenchmarkSteady(b *testing.B) {
 	const writers = 32
 	queues := []string{"a", "b"}

@@ -97,6 +97,9 @@ func (s *Store) commitLoop() {
 		}
 		s.commit(batch)
 		s.noteCommitted(batch)
+		if len(s.log.candidates) > 0 {
+			s.compactLog()
+		}
 		// Let the writers this commit just released answer their
 		// clients before the next batch is taken: the loop would
 		// otherwise run on into the next commit while they wait for a
@@ -169,6 +172,10 @@ func (s *Store) finishAll(batch []*op, err error) {
 			}
 		}
 	}
+	// Health says how the puts ended before their writers hear it: a
+	// caller that was refused for lack of space must find Health saying
+	// so, and one that committed must not find an older refusal.
+	s.noteOutcome(batch, err)
 	for _, o := range batch {
 		switch {
 		case err != nil:
@@ -177,7 +184,6 @@ func (s *Store) finishAll(batch []*op, err error) {
 			s.finish(o, o.refused)
 		}
 	}
-	s.noteOutcome(batch, err)
 }
 
 // run runs batch in one transaction and commits it. A panic inside bbolt
@@ -217,7 +223,14 @@ func (s *Store) runWith(batch []*op, raised bool) (err error) {
 		defer s.raiseCap()()
 	}
 	s.txGrowth = 0
-	return s.update(func(tx *bolt.Tx) error { return runOps(tx, batch) })
+	return s.update(func(tx *bolt.Tx) error {
+		if err := runOps(tx, batch); err != nil {
+			return err
+		}
+		// The records the writes staged go to the log, durably, before
+		// bbolt commits the locators that point at them.
+		return s.log.flushTx(tx)
+	})
 }
 
 func runOps(tx *bolt.Tx, batch []*op) error {

@@ -17,6 +17,8 @@ import (
 
 // damageFixture builds a closed store with big and small records on two
 // queues, acks, dead letters and an archive, and returns its file's bytes.
+// Its records are in bbolt's pages, as schema 2 kept them (toSchema2), so
+// that the file alone holds everything and damage to it reaches records.
 func damageFixture(t *testing.T) []byte {
 	t.Helper()
 	ctx := context.Background()
@@ -55,6 +57,7 @@ func damageFixture(t *testing.T) []byte {
 			t.Fatal(err)
 		}
 	}
+	toSchema2(t, s)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -118,8 +118,8 @@ func (s *Store) DeadLetters(queue string, fn func(d *DeadLetter, e *Entry) error
 				return err
 			}
 			var e *Entry
-			if raw := getRecord(entries, d.EntryID); raw != nil && uint64(len(raw)) == size {
-				if e, err = decodeRecord(append([]byte(nil), raw...)); err == nil {
+			if raw, fresh, rerr := s.log.getRecord(entries, d.EntryID); rerr == nil && raw != nil && uint64(len(raw)) == size {
+				if e, err = decodeRecord(ownRecord(raw, fresh)); err == nil {
 					e.ID = d.EntryID
 				}
 			}
@@ -188,8 +188,7 @@ func (s *Store) deadPositions(ctx context.Context, queue string, f Filter, fn fu
 func (s *Store) RequeueDeadLetters(ctx context.Context, queue string, f Filter) (ScanResult, error) {
 	res, err := s.deadPositions(ctx, queue, f, func(seqs []uint64) error {
 		return s.write(ctx, []string{queue}, func(tx *bolt.Tx) error {
-			return takeDeadLetters(tx, queue, seqs, func(d *DeadLetter, size uint64, raw []byte) error {
-				at, ok := recordReceivedAt(raw)
+			return takeDeadLetters(s.log, tx, queue, seqs, func(d *DeadLetter, size uint64, at int64, ok bool) error {
 				if !ok {
 					return errKeepDeadLetter
 				}
@@ -210,12 +209,11 @@ func (s *Store) RequeueDeadLetters(ctx context.Context, queue string, f Filter) 
 func (s *Store) PurgeDeadLetters(ctx context.Context, queue string, f Filter) (ScanResult, error) {
 	res, err := s.deadPositions(ctx, queue, f, func(seqs []uint64) error {
 		return s.write(ctx, nil, func(tx *bolt.Tx) error {
-			return takeDeadLetters(tx, queue, seqs, func(d *DeadLetter, _ uint64, raw []byte) error {
-				at, _ := recordReceivedAt(raw)
+			return takeDeadLetters(s.log, tx, queue, seqs, func(d *DeadLetter, _ uint64, at int64, _ bool) error {
 				if err := s.release(tx, d.EntryID); err != nil {
 					return err
 				}
-				return unarchive(tx, d.EntryID, at)
+				return unarchive(s.log, tx, d.EntryID, at)
 			})
 		})
 	})
@@ -229,9 +227,10 @@ func (s *Store) PurgeDeadLetters(ctx context.Context, queue string, f Filter) (S
 var errKeepDeadLetter = errors.New("keep dead letter")
 
 // takeDeadLetters removes the dead letters at seqs of queue, after handing
-// each to fn with its size and its entry's record (nil if missing). fn
-// takes over the dead letter's reference to the entry.
-func takeDeadLetters(tx *bolt.Tx, queue string, seqs []uint64, fn func(d *DeadLetter, size uint64, raw []byte) error) error {
+// each to fn with its size and its entry's receive time (ok false if the
+// entry is missing). fn takes over the dead letter's reference to the
+// entry.
+func takeDeadLetters(l *segmentLog, tx *bolt.Tx, queue string, seqs []uint64, fn func(d *DeadLetter, size uint64, at int64, ok bool) error) error {
 	dl := tx.Bucket(bucketDead).Bucket([]byte(queue))
 	if dl == nil {
 		return nil
@@ -246,7 +245,8 @@ func takeDeadLetters(tx *bolt.Tx, queue string, seqs []uint64, fn func(d *DeadLe
 		if err != nil {
 			continue // unreadable: leave it where an operator can see it
 		}
-		switch err := fn(d, size, getRecord(entries, d.EntryID)); {
+		_, at, ok := l.recordInfo(entries, d.EntryID)
+		switch err := fn(d, size, at, ok); {
 		case errors.Is(err, errKeepDeadLetter):
 			continue
 		case err != nil:

@@ -1,68 +1,142 @@
 package store
 
 import (
+	"errors"
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
 )
 
-// A record bigger than half a bbolt page sits alone in a bucket of its
-// own, under the entries bucket (schema 2); smaller ones are plain values.
-// Kept as plain values side by side, as schema 1 kept every record, big
-// records shared bbolt leaves: bbolt never splits a leaf of four keys or
-// fewer, so a Put rewrote the records already in the last leaf, and an Ack
-// that freed an entry rewrote the records beside it (BENCHMARKS.md has what
-// that cost). A bucket of one record is written once, when it is created, and
-// its pages are freed with it; the entries bucket holds 16-byte headers.
-// Small records share leaves as before: a bucket each would take a page
-// each.
+// An entry's value in the entries bucket takes one of three forms:
 //
-// Schema 1 records are read and deleted as they are, so a data dir keeps
-// working across the upgrade with no migration.
+//   - schema 3: a record bigger than half a bbolt page is appended to the
+//     record log (segment.go) and the value is its locator (locator.go).
+//     In bbolt's own pages such a record took whole pages of its own, and
+//     each commit wrote them besides the tree pages; in the log it is
+//     written once, as it is, with the other records of its commit.
+//   - small records are plain values, sharing leaves: a frame of their
+//     own would save nothing, the leaf is written anyway for the key.
+//   - schema 2 (written by earlier versions): a big record alone in a
+//     bucket of its own under recordKey, so that a Put or Ack did not
+//     rewrite the records beside it in a shared leaf.
+//
+// Schema 1 kept every record as a plain value. Records of every schema are
+// read and deleted as they are, so a data dir keeps working across an
+// upgrade with no migration.
 
-// recordKey is the key of the record inside an entry's bucket.
+// recordKey is the key of the record inside an entry's bucket (schema 2).
 var recordKey = []byte{'r'}
 
 // recordLeafOverhead is what precedes a big record in its bucket's leaf:
 // bbolt's page header (16 bytes), the leaf element (16) and recordKey.
 const recordLeafOverhead = 16 + 16 + 1
 
-// getRecord returns entry id's record, or nil if there is none. The bytes
-// are bbolt's: valid only during the transaction.
-func getRecord(entries *bolt.Bucket, id uint64) []byte {
+// getRecord returns entry id's record, or nil if there is none. With fresh
+// false the bytes are bbolt's, valid only during the transaction; with
+// fresh true (a record read from the log) they are the caller's. A frame
+// of the log that fails its check returns the bytes found where the record
+// should be and an error wrapping ErrCorrupt; a segment that cannot be
+// read returns only an error.
+func (l *segmentLog) getRecord(entries *bolt.Bucket, id uint64) (raw []byte, fresh bool, err error) {
 	k := u64(id)
-	// Bucket first: profiles are mostly big records.
-	if b := entries.Bucket(k); b != nil {
-		return b.Get(recordKey)
+	v := entries.Get(k)
+	if v == nil {
+		// Schema 2: a bucket of its own, or nothing.
+		if b := entries.Bucket(k); b != nil {
+			return b.Get(recordKey), false, nil
+		}
+		return nil, false, nil
 	}
-	return entries.Get(k)
+	if loc, ok := decodeLocator(v); ok {
+		raw, err := l.read(loc, id)
+		return raw, true, err
+	}
+	return v, false, nil
 }
 
-// putRecord stores rec as entry id, which must be new.
-func putRecord(entries *bolt.Bucket, id uint64, rec []byte) error {
+// recordInfo returns the size and receive time of entry id's record, or
+// ok false when it has none (or none readable). A locator says both: the
+// log is not read.
+func (l *segmentLog) recordInfo(entries *bolt.Bucket, id uint64) (size int, at int64, ok bool) {
+	if loc, isLoc := decodeLocator(entries.Get(u64(id))); isLoc {
+		return int(loc.size), loc.at, true
+	}
+	raw, _, err := l.getRecord(entries, id)
+	if raw == nil || err != nil {
+		return 0, 0, false
+	}
+	at, ok = recordReceivedAt(raw)
+	return len(raw), at, ok
+}
+
+// putRecord stores rec as entry id, which must be new: a big record in the
+// log, staged for the running transaction's write (see segmentLog.flush),
+// a small one as a plain value.
+func (l *segmentLog) putRecord(tx *bolt.Tx, entries *bolt.Bucket, id uint64, rec []byte) error {
 	k := u64(id)
-	if len(rec) <= entries.Tx().DB().Info().PageSize/2 {
+	if len(rec) <= tx.DB().Info().PageSize/2 {
 		if err := entries.Put(k, rec); err != nil {
 			return fmt.Errorf("put entry %d: %w", id, err)
 		}
 		return nil
 	}
-	b, err := entries.CreateBucket(k)
-	if err == nil {
-		err = b.Put(recordKey, rec)
+	at, ok := recordReceivedAt(rec)
+	if !ok {
+		return fmt.Errorf("put entry %d: %w", id, errors.New("record shorter than its header"))
 	}
+	loc, err := l.stage(id, rec)
 	if err != nil {
+		return fmt.Errorf("put entry %d: %w", id, err)
+	}
+	if sealed := l.sealed; sealed != 0 {
+		l.sealed = 0
+		if n, _ := segmentStats(tx, sealed); n == 0 {
+			l.emptied[sealed] = true // sealed with nothing live in it
+		}
+	}
+	loc.at = at
+	if err := entries.Put(k, loc.encode()); err != nil {
+		return fmt.Errorf("put entry %d: %w", id, err)
+	}
+	if _, err := addSegmentStats(tx, loc.seg, 1, loc.frameBytes()); err != nil {
 		return fmt.Errorf("put entry %d: %w", id, err)
 	}
 	return nil
 }
 
 // deleteRecord removes entry id; removing one that is not there is not
-// an error.
-func deleteRecord(entries *bolt.Bucket, id uint64) error {
+// an error. A record in the log leaves its frame behind: the segment goes
+// once nothing in it is live (segmentLog.committed).
+func (l *segmentLog) deleteRecord(tx *bolt.Tx, entries *bolt.Bucket, id uint64) error {
 	k := u64(id)
-	if entries.Bucket(k) != nil {
-		return entries.DeleteBucket(k)
+	v := entries.Get(k)
+	if v == nil {
+		if entries.Bucket(k) != nil {
+			return entries.DeleteBucket(k)
+		}
+		return nil
 	}
-	return entries.Delete(k)
+	loc, isLoc := decodeLocator(v)
+	if err := entries.Delete(k); err != nil {
+		return err
+	}
+	if isLoc {
+		n, err := addSegmentStats(tx, loc.seg, -1, -loc.frameBytes())
+		if err != nil {
+			return fmt.Errorf("delete entry %d: %w", id, err)
+		}
+		if n == 0 {
+			l.emptied[loc.seg] = true
+		}
+		l.touched[loc.seg] = true
+	}
+	return nil
+}
+
+// ownRecord returns raw as bytes the caller owns.
+func ownRecord(raw []byte, fresh bool) []byte {
+	if fresh {
+		return raw
+	}
+	return append([]byte(nil), raw...)
 }

@@ -1,7 +1,6 @@
 package store
 
 import (
-	"encoding/binary"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -10,50 +9,47 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// entryRoot is the page of the bucket that holds entry id alone, or 0 when
-// the record is a plain value (or gone).
-func entryRoot(t *testing.T, s *Store, id uint64) uint64 {
+// entryLocator is where entry id's record is in the log; ok is false when
+// the record is a plain value or a bucket of its own (or gone).
+func entryLocator(t *testing.T, s *Store, id uint64) (loc locator, ok bool) {
 	t.Helper()
-	var root uint64
 	err := s.db.View(func(tx *bolt.Tx) error {
-		if b := tx.Bucket(bucketEntries).Bucket(u64(id)); b != nil {
-			root = uint64(b.Root())
-		}
+		loc, ok = decodeLocator(tx.Bucket(bucketEntries).Get(u64(id)))
 		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return root
+	return loc, ok
 }
 
-// bigBody is a body well over half a page: its record gets a bucket.
+// bigBody is a body well over half a page: its record goes to the log.
 func bigBody(name string) string { return name + strings.Repeat(".", 12<<10) }
 
-// TestBigRecordsAreNeverRewritten: a big record is written once. Puts after
-// it and deletes beside it leave its pages as they are; as plain values
-// side by side, bbolt rewrote them with every neighbour's change.
-func TestBigRecordsAreNeverRewritten(t *testing.T) {
-	s := openStore(t, t.TempDir(), Options{})
+// TestBigRecordsGoToTheLog: a big record is written once, to the record
+// log; bbolt holds its locator. Puts after it and deletes beside it leave
+// it where it is, small records stay plain values, and acking everything
+// leaves no entry, no counter and no segment behind but the active one.
+func TestBigRecordsGoToTheLog(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir, Options{})
 
 	small := mustPut(t, s, "small", "a")
-	if root := entryRoot(t, s, small.ID); root != 0 {
-		t.Errorf("a %d-byte record sits in a bucket of its own (page %d): small records share leaves", small.Size(), root)
+	if _, ok := entryLocator(t, s, small.ID); ok {
+		t.Errorf("a %d-byte record is in the log: small records share leaves", small.Size())
 	}
 	first := mustPut(t, s, bigBody("first"), "a", "b")
-	root := entryRoot(t, s, first.ID)
-	if root == 0 {
-		t.Fatalf("a %d-byte record is a plain value, want a bucket of its own", first.Size())
+	loc, ok := entryLocator(t, s, first.ID)
+	if !ok {
+		t.Fatalf("a %d-byte record is not in the log", first.Size())
 	}
-	// One commit each: every Put lands next to the records before it.
+	if int(loc.size) != first.Size() || loc.at != first.ReceivedAt.UnixNano() {
+		t.Errorf("locator %+v, want size %d and receive time %d", loc, first.Size(), first.ReceivedAt.UnixNano())
+	}
 	var later []*Entry
 	for i := range 4 {
 		later = append(later, mustPut(t, s, bigBody(fmt.Sprintf("later-%d", i)), "a", "b"))
 	}
-	if got := entryRoot(t, s, first.ID); got != root {
-		t.Fatalf("later puts moved the first record from page %d to %d: it was rewritten", root, got)
-	}
-	// Free the records on both sides of the first one's neighbours.
 	for _, q := range []string{"a", "b"} {
 		items, _ := readAll(t, s, q, 100)
 		for _, it := range items {
@@ -62,27 +58,21 @@ func TestBigRecordsAreNeverRewritten(t *testing.T) {
 			}
 		}
 	}
-	if got := entryRoot(t, s, later[1].ID); got == 0 {
-		t.Fatal("the entry between the two freed ones is gone")
-	}
-	if got := entryRoot(t, s, first.ID); got != root {
-		t.Fatalf("freeing other entries moved the first record from page %d to %d", root, got)
-	}
-	for _, id := range []uint64{later[0].ID, later[2].ID} {
-		if got := entryRoot(t, s, id); got != 0 {
-			t.Errorf("entry %d acked by every queue still has its bucket (page %d)", id, got)
-		}
+	if got, _ := entryLocator(t, s, first.ID); got != loc {
+		t.Fatalf("the first record moved from %+v to %+v", loc, got)
 	}
 	items, _ := readAll(t, s, "b", 100)
 	wantBodies(t, "b", items, bigBody("first"), bigBody("later-1"), bigBody("later-3"))
 
-	// Acking everything leaves nothing behind: no bucket, no counters.
 	for _, q := range []string{"a", "b"} {
 		items, _ := readAll(t, s, q, 100)
 		mustAck(t, s, q, seqs(items)...)
 	}
 	if n := len(bucketContents(t, s, bucketEntries)); n != 0 {
 		t.Errorf("%d entries left after every queue acked them", n)
+	}
+	if n := len(bucketContents(t, s, bucketSegments)); n != 0 {
+		t.Errorf("%d segment counters left after every queue acked every entry", n)
 	}
 	if n, b, err := s.TotalBytes(); err != nil || n != 0 || b != 0 {
 		t.Errorf("TotalBytes = %d entries, %d bytes, %v; want 0, 0", n, b, err)
@@ -91,7 +81,7 @@ func TestBigRecordsAreNeverRewritten(t *testing.T) {
 
 // TestSchema1RecordsStillRead: a data dir written before records had
 // buckets of their own keeps working, and is marked so that an older
-// pyrorelay refuses it once it holds records of the new shape.
+// pyrorelay refuses it once it holds records of the new shape, not before.
 func TestSchema1RecordsStillRead(t *testing.T) {
 	dir := t.TempDir()
 	s := openStore(t, dir, Options{})
@@ -103,13 +93,8 @@ func TestSchema1RecordsStillRead(t *testing.T) {
 	// Rewrite the file as schema 1 kept it: every record a plain value.
 	path := filepath.Join(dir, FileName)
 	editBolt(t, path, func(tx *bolt.Tx) error {
-		entries := tx.Bucket(bucketEntries)
 		for _, id := range []uint64{old1.ID, old2.ID} {
-			rec := append([]byte(nil), getRecord(entries, id)...)
-			if err := entries.DeleteBucket(u64(id)); err != nil {
-				return err
-			}
-			if err := entries.Put(u64(id), rec); err != nil {
+			if err := unlogRecord(t, dir, tx, id, false); err != nil {
 				return err
 			}
 		}
@@ -117,17 +102,15 @@ func TestSchema1RecordsStillRead(t *testing.T) {
 	})
 
 	s = openStore(t, dir, Options{})
-	var schema uint64
-	_ = s.db.View(func(tx *bolt.Tx) error {
-		schema = binary.BigEndian.Uint64(tx.Bucket(bucketMeta).Get(keySchema))
-		return nil
-	})
-	if schema != schemaVersion {
-		t.Errorf("schema after opening a schema 1 file: %d, want %d", schema, schemaVersion)
+	if got := schemaOf(t, s); got != 1 {
+		t.Errorf("schema after opening a schema 1 file: %d, want 1 until a record goes to the log", got)
 	}
 	added := mustPut(t, s, bigBody("new"), "a")
-	if entryRoot(t, s, added.ID) == 0 {
-		t.Error("a record added to an upgraded file is a plain value, want a bucket of its own")
+	if _, ok := entryLocator(t, s, added.ID); !ok {
+		t.Error("a record added to an old file is not in the log")
+	}
+	if got := schemaOf(t, s); got != schemaVersion {
+		t.Errorf("schema after the first record in the log: %d, want %d", got, schemaVersion)
 	}
 	items, quarantined := readAll(t, s, "a", 100)
 	if quarantined != 0 {

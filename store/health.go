@@ -130,8 +130,10 @@ func (s *Store) update(fn func(tx *bolt.Tx) error) (err error) {
 		return *p
 	}
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	s.log.begin()
 	defer func() {
 		if r := recover(); r != nil {
+			s.log.rolledBack()
 			err = s.damaged(r)
 			if !s.writerFree() {
 				stuck := fmt.Errorf("%w (bbolt was left unable to write: the store takes no more writes until the relay is restarted)", err)
@@ -141,6 +143,13 @@ func (s *Store) update(fn func(tx *bolt.Tx) error) (err error) {
 		}
 	}()
 	err = s.db.Update(fn)
+	if err != nil {
+		s.log.rolledBack()
+	} else {
+		// A segment that could not be removed is an orphan the next
+		// Open removes; the commit stands.
+		_ = s.log.committed()
+	}
 	if errors.Is(err, berrors.ErrIncompatibleValue) {
 		// A bucket where a value belongs, or the reverse: the store
 		// never writes that, so a damaged page says it.

@@ -147,7 +147,7 @@ func (s *Store) makeRoom(tx *bolt.Tx, queues []string, size int64) (map[string]i
 				break
 			}
 			if archived > 0 {
-				res, err := trimArchive(tx, noCutoff, max(archived-over, 0), sweepBatch)
+				res, err := trimArchive(s.log, tx, noCutoff, max(archived-over, 0), sweepBatch)
 				if err != nil {
 					return nil, err
 				}

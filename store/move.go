@@ -168,7 +168,7 @@ func (s *Store) Import(ctx context.Context, queue string, entries []*Entry) erro
 			if err != nil {
 				return err
 			}
-			if err := putRecord(b, id, rec); err != nil {
+			if err := s.log.putRecord(tx, b, id, rec); err != nil {
 				return err
 			}
 			if err := addStats(tx, keyTotal, 1, int64(len(rec))); err != nil {

@@ -49,7 +49,7 @@ func (s *Store) Put(ctx context.Context, e *Entry, queues []string) error {
 		if err != nil {
 			return err
 		}
-		if err := putRecord(entries, id, rec); err != nil {
+		if err := s.log.putRecord(tx, entries, id, rec); err != nil {
 			return err
 		}
 		if err := addStats(tx, keyTotal, 1, int64(len(rec))); err != nil {

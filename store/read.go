@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
@@ -52,20 +53,27 @@ func (s *Store) ReadBatch(ctx context.Context, queue string, after uint64, max, 
 				prefetched = true
 				s.prefetch(tx, q, queueEntryRef, k, max-len(items), maxBytes-size)
 			}
-			raw := getRecord(entries, ref.id)
-			if raw == nil {
+			raw, fresh, rerr := s.log.getRecord(entries, ref.id)
+			if rerr != nil && !errors.Is(rerr, ErrCorrupt) {
+				// The log could not be read: the queue waits, nothing
+				// is dropped.
+				return rerr
+			}
+			if raw == nil && rerr == nil {
 				bad = append(bad, seq)
 				continue
 			}
-			if uint64(len(raw)) != ref.size {
+			if rerr != nil || uint64(len(raw)) != ref.size {
 				// A damaged page can give a record any length: never
 				// copy one whose size is not the one its queue recorded.
 				bad = append(bad, seq)
 				badIDs, badSizes[ref.id] = append(badIDs, ref.id), ref.size
 				continue
 			}
-			touched += len(raw)
-			e, err := decodeRecord(append([]byte(nil), raw...))
+			if !fresh {
+				touched += len(raw)
+			}
+			e, err := decodeRecord(ownRecord(raw, fresh))
 			if err != nil {
 				bad = append(bad, seq)
 				badIDs, badSizes[ref.id] = append(badIDs, ref.id), ref.size
@@ -149,20 +157,29 @@ func (s *Store) quarantine(ctx context.Context, queue string, seqs, ids []uint64
 	return s.write(ctx, nil, func(tx *bolt.Tx) error {
 		entries, refs, qb := tx.Bucket(bucketEntries), tx.Bucket(bucketRefs), tx.Bucket(bucketQuarantine)
 		for _, id := range ids {
-			raw := getRecord(entries, id)
+			raw, _, err := s.log.getRecord(entries, id)
+			if err != nil && !errors.Is(err, ErrCorrupt) {
+				return err
+			}
 			if raw == nil {
 				continue
 			}
 			if n, ok := sizes[id]; ok && uint64(len(raw)) > n {
 				raw = raw[:n]
 			}
+			// The store counted the record at its full size; a frame cut
+			// short gives fewer bytes.
+			counted := int64(len(raw))
+			if loc, ok := decodeLocator(entries.Get(u64(id))); ok {
+				counted = int64(loc.size)
+			}
 			if err := qb.Put(u64(id), append([]byte(nil), raw...)); err != nil {
 				return err
 			}
-			if err := addStats(tx, keyTotal, -1, -int64(len(raw))); err != nil {
+			if err := addStats(tx, keyTotal, -1, -counted); err != nil {
 				return err
 			}
-			if err := deleteRecord(entries, id); err != nil {
+			if err := s.log.deleteRecord(tx, entries, id); err != nil {
 				return err
 			}
 			if err := refs.Delete(u64(id)); err != nil {

@@ -18,15 +18,15 @@ func (s *Store) release(tx *bolt.Tx, id uint64) error {
 			return err
 		}
 		entries := tx.Bucket(bucketEntries)
-		if raw := getRecord(entries, id); raw != nil {
-			if err := addStats(tx, keyTotal, -1, -int64(len(raw))); err != nil {
+		if size, _, ok := s.log.recordInfo(entries, id); ok {
+			if err := addStats(tx, keyTotal, -1, -int64(size)); err != nil {
 				return err
 			}
 		}
-		if archived, err := archiveRetired(tx, id, s.archive); archived || err != nil {
+		if archived, err := archiveRetired(s.log, tx, id, s.archive); archived || err != nil {
 			return err
 		}
-		return deleteRecord(entries, id)
+		return s.log.deleteRecord(tx, entries, id)
 	}
 	return refs.Put(u64(id), u32(binary.BigEndian.Uint32(v)-1))
 }

@@ -59,18 +59,28 @@ func (s *Store) growthWall() int64 {
 
 // fileRoom refuses a put of n record bytes when, counting the free pages
 // inside the file and what this transaction's puts already take, it would
-// grow the file into the headroom. Called from Put's transaction, in the
-// commit loop.
+// grow the file into the headroom, or the file and the record log together
+// past the cap less the headroom: MaxFileSize bounds all the store's bytes
+// on disk. A segment's dead frames count until the segment is removed.
+// Called from Put's transaction, in the commit loop.
 func (s *Store) fileRoom(tx *bolt.Tx, n int) error {
 	if s.opts.MaxFileSize <= 0 {
 		return nil
 	}
 	ps := int64(tx.DB().Info().PageSize)
-	need := (int64(n)+ps-1)/ps*ps + ps // the record's pages and a leaf
+	need, logNeed := ps, int64(0) // a leaf, and the record's frame in the log
+	if int64(n) <= ps/2 {
+		need += (int64(n) + ps - 1) / ps * ps
+	} else {
+		logNeed = frameLen(n)
+	}
 	st := s.db.Stats()
 	free := int64(st.FreePageN+st.PendingPageN) * ps
-	if tx.Size()+s.txGrowth+need-free > s.growthWall()-s.headroom() {
-		return refuse(fmt.Errorf("%w: %s is at its size cap of %d bytes; the rest is kept for deletes",
+	used := tx.Size() + s.txGrowth - free
+	logged := s.log.physicalBytes() + s.log.pendingBytes()
+	if used+need > s.growthWall()-s.headroom() ||
+		used+logged+need+logNeed > int64(s.opts.MaxFileSize)-s.headroom() {
+		return refuse(fmt.Errorf("%w: %s and its record log are at their size cap of %d bytes; the rest is kept for deletes",
 			berrors.ErrMaxSizeReached, s.path, s.opts.MaxFileSize))
 	}
 	s.txGrowth += need
@@ -98,7 +108,7 @@ func (s *Store) evictForSpace(batch []*op) bool {
 		defer s.raiseCap()()
 		return s.update(func(tx *bolt.Tx) error {
 			_, archived := getStats(tx, keyArchive)
-			res, err := trimArchive(tx, noCutoff, max(archived-need, 0), sweepBatch)
+			res, err := trimArchive(s.log, tx, noCutoff, max(archived-need, 0), sweepBatch)
 			evicted = res.Entries
 			return err
 		})

@@ -92,7 +92,11 @@ func Salvage(ctx context.Context, srcPath, dstDir string) (SalvageReport, error)
 	if err != nil {
 		return rep, fmt.Errorf("salvage: create the new store: %w", err)
 	}
-	sv := &salvager{dst: dst, ids: make(map[uint64]uint64), looping: map[string]bool{}}
+	// Records in the log are read from the segments beside the file.
+	srcLog := newSegmentLog(filepath.Dir(srcPath), true, 0)
+	defer srcLog.close()
+	srcLog.id = salvageLogID(src, srcLog.dir)
+	sv := &salvager{dst: dst, src: srcLog, ids: make(map[uint64]uint64), looping: map[string]bool{}}
 	if m, err := newestMeta(srcPath); err == nil {
 		if f, err := os.Open(srcPath); err == nil {
 			sv.looping = loopingTrees(f, m)
@@ -110,6 +114,37 @@ func Salvage(ctx context.Context, srcPath, dstDir string) (SalvageReport, error)
 		return rep, fmt.Errorf("salvage %s into %s: %w", srcPath, dstDir, err)
 	}
 	return rep, nil
+}
+
+// salvageLogID is the ID of the log of the damaged file db, whose
+// segments are in dir: the one its meta bucket names or, if that cannot be
+// read, the one of the segments there when they are all of one log.
+func salvageLogID(db *bolt.DB, dir string) uint64 {
+	var id uint64
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	try(func() {
+		_ = db.View(func(tx *bolt.Tx) error {
+			if tx.Bucket(bucketMeta) != nil {
+				id = logID(tx)
+			}
+			return nil
+		})
+	})
+	if id != 0 {
+		return id
+	}
+	des, _ := os.ReadDir(dir)
+	for _, de := range des {
+		sid, _, ok := parseSegmentName(de.Name())
+		switch {
+		case !ok:
+		case id == 0:
+			id = sid
+		case sid != id:
+			return 0 // several logs: none can be told to be this file's
+		}
+	}
+	return id
 }
 
 // openSalvageSource opens path read-only, without the checks Open makes:
@@ -133,6 +168,7 @@ func openSalvageSource(path string) (db *bolt.DB, err error) {
 
 type salvager struct {
 	dst *Store
+	src *segmentLog       // the old store's record log
 	ids map[uint64]uint64 // entry ID in the old file → in the new one
 	// looping are the buckets whose pages loop (see loopingTrees): a
 	// cursor that entered one would descend until the process runs out
@@ -318,7 +354,7 @@ func (sv *salvager) list(ctx context.Context, tx *bolt.Tx, src Source) (SalvageL
 				continue
 			}
 		}
-		if !try(func() { item, good = readSalvaged(entries, src, k, v) }) {
+		if !try(func() { item, good = readSalvaged(sv.src, entries, src, k, v) }) {
 			l.Unreadable++
 		} else if !good {
 			l.Corrupt++
@@ -379,7 +415,7 @@ func seekPast(c *bolt.Cursor, last []byte) (k, v []byte, ok bool) {
 
 // readSalvaged reads the entry a key and value of list src point at and
 // checks its record; good is false when it is gone or fails its checksum.
-func readSalvaged(entries *bolt.Bucket, src Source, k, v []byte) (item salvaged, good bool) {
+func readSalvaged(l *segmentLog, entries *bolt.Bucket, src Source, k, v []byte) (item salvaged, good bool) {
 	var id, want uint64 // want: the record's size as the list recorded it; 0 when it does not
 	switch {
 	case src == QueueSource(SalvageQueue):
@@ -402,8 +438,8 @@ func readSalvaged(entries *bolt.Bucket, src Source, k, v []byte) (item salvaged,
 		}
 		id, want = binary.BigEndian.Uint64(k[8:]), binary.BigEndian.Uint64(v)
 	}
-	raw := getRecord(entries, id)
-	if raw == nil || (want != 0 && uint64(len(raw)) != want) {
+	raw, _, err := l.getRecord(entries, id)
+	if err != nil || raw == nil || (want != 0 && uint64(len(raw)) != want) {
 		return item, false
 	}
 	// Checked where it lies, before it is copied: a damaged page can give

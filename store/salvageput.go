@@ -27,7 +27,7 @@ func (sv *salvager) put(ctx context.Context, src Source, batch []salvaged) error
 				if id, err = entries.NextSequence(); err != nil {
 					return err
 				}
-				if err := putRecord(entries, id, it.rec); err != nil {
+				if err := sv.dst.log.putRecord(tx, entries, id, it.rec); err != nil {
 					return err
 				}
 				assigned[it.srcID] = id

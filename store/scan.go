@@ -205,9 +205,9 @@ func (s *Store) readPage(r pageReq) (page, error) {
 			if haveAt && !r.f.timeOK(at) {
 				continue
 			}
-			raw := getRecord(entries, id)
-			if raw == nil || uint64(len(raw)) != want {
-				p.skipped++ // gone, or of a length a damaged page made up
+			raw, fresh, rerr := s.log.getRecord(entries, id)
+			if rerr != nil || raw == nil || uint64(len(raw)) != want {
+				p.skipped++ // gone, unreadable, or of a length a damaged page made up
 				continue
 			}
 			// Decoded in place: Body aliases the memory map until copied.
@@ -223,10 +223,11 @@ func (s *Store) readPage(r pageReq) (page, error) {
 			if r.f.Match != nil && !r.f.Match(e) {
 				continue
 			}
-			if r.body {
-				e.Body = bytes.Clone(e.Body)
-			} else {
+			switch {
+			case !r.body:
 				e.Body = nil
+			case !fresh:
+				e.Body = bytes.Clone(e.Body) // out of the memory map
 			}
 			rec.Entry, rec.Size = e, len(raw)
 			p.recs = append(p.recs, rec)

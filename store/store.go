@@ -1,32 +1,64 @@
 // Package store is pyrorelay's write-ahead queue on disk: one bbolt file
 // that holds every accepted request once, a queue of references to it per
 // destination, dead letters, an archive of delivered entries and
-// quarantined records.
+// quarantined records, and beside it a record log, the segment files that
+// hold the big records themselves.
 //
 // Every write goes through one commit loop that folds the writes waiting at
 // that moment into a single fsync'd bbolt transaction (group commit), so
-// durability costs one fsync per batch, not one per request. The store knows
-// nothing about HTTP or destinations beyond their names.
+// durability costs one fsync per batch, not one per request. The records of
+// a batch are appended to the log's active segment in one write and synced
+// before the transaction that points at them commits; a client is answered
+// only after both. The store knows nothing about HTTP or destinations
+// beyond their names.
 //
 // The types: Store (Open, Put, ReadBatch, Ack, Stats, Health), Entry (one
 // request as stored) and Item (an entry with its queue position), DeadLetter,
 // Limits and Options; Source, Filter, Record and Scan for operator tools;
 // Summary, Compact and Salvage for a stopped relay's data.
 //
-// The file, bucket by bucket (record.go, entries.go and dead.go give the
-// value layouts):
+// The file, bucket by bucket (record.go, entries.go, locator.go and dead.go
+// give the value layouts):
 //
-//	entries     entry ID → record, or a bucket holding the record under "r"
+//	entries     entry ID → a locator into the log (records over half a page),
+//	            the record (smaller ones), or, written by schema 2, a bucket
+//	            holding the record under "r"
 //	refs        entry ID → how many queues and dead-letter lists hold it (4 bytes)
 //	queues/NAME position → queueRef: entry ID, record size, receive time (24 bytes)
 //	dead/NAME   position → dead letter: entry ID, size, reason (JSON)
 //	archive     receive time + entry ID → record size (archive.go)
 //	quarantine  entry ID → the bytes of a record that failed its checksum
 //	stats       q/NAME, d/NAME, e/total, a/archive → count and bytes (16 bytes)
-//	meta        schema → version (8 bytes)
+//	segments    segment number → count and frame bytes of its live records (16 bytes)
+//	meta        schema → version (8 bytes); log → the record log's ID (8 bytes)
+//
+// The record log, like Prometheus' tsdb/wlog, is a directory of numbered
+// segment files (here the data directory: pyrorelay-LOGID-00000001.seg,
+// ..., LOGID the 16 hex digits of the log's ID, kept in the meta bucket),
+// appended to and never rewritten; one store appends to one segment at a
+// time, sealing it at a size (64 MiB, at most a sixteenth of
+// MaxFileSize) and starting a new one at every Open. A segment is a
+// sequence of frames with no padding between them:
+//
+//	┌──────────────┬──────────────┬──────────────┬──────────────┬─────────────────┐
+//	│ magic (4B)   │ length (4B)  │ CRC-32C (4B) │ entry ID (8B)│ record (length) │
+//	└──────────────┴──────────────┴──────────────┴──────────────┴─────────────────┘
+//
+// big endian, magic 0x70726c67 ("prlg"), the checksum over the entry ID
+// and the record (record.go's layout, which carries a checksum of its
+// own). A frame is live while its entry's locator points at it; the
+// segments bucket counts live frames per segment, in the transactions that
+// add and delete locators, and a segment is removed after the commit that
+// left nothing live in it. Open removes segments nothing points into
+// (frames of a transaction that never committed) and refuses a data dir
+// whose entries point into a segment that is missing or cut short.
 //
 // Where the code is: commit.go (the commit loop), deferred.go (acks that
-// share the next commit), put.go, read.go,
+// share the next commit), segment.go and segsync_*.go (the segment files:
+// appending, reading, removing), segframe.go (their names and frames), locator.go
+// (locators and the segments bucket), logrecover.go (the log at Open),
+// logcompact.go (copying the live records of mostly dead segments
+// forward), put.go, read.go,
 // refcount.go (an entry goes with its last reference), queueref.go,
 // stats.go, limits.go and room.go (what bounds the store), freelist.go and
 // warm.go (bbolt's free-page list), archive.go, dead.go, expire.go, scan.go,
@@ -36,6 +68,7 @@
 package store
 
 import (
+	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -77,10 +110,13 @@ var (
 	bucketStats      = []byte("stats")
 	bucketMeta       = []byte("meta")
 	keySchema        = []byte("schema")
+	// keyLogID names the record log's segments (segment.go), 8 bytes.
+	keyLogID = []byte("log")
 )
 
-// schemaVersion 2 keeps big records in buckets of their own (entries.go).
-const schemaVersion = 2
+// schemaVersion 3 keeps big records in the record log (entries.go); a file
+// is marked 3 by the first commit that writes a locator.
+const schemaVersion = 3
 
 // Options tune a Store. The zero value is a sound default.
 type Options struct {
@@ -112,6 +148,13 @@ type Options struct {
 	// 4 MiB; negative turns the cache off.
 	RecentBytes int64
 
+	// segmentSize overrides defaultSegmentSize, for tests.
+	segmentSize int64
+	// compactIdle overrides defaultCompactIdle, for tests; negative is none.
+	compactIdle time.Duration
+	// segmentFault, if set, is asked before each write ("write") and sync
+	// ("sync") of a segment; an error fails that call, for tests.
+	segmentFault func(call string) error
 	// deferredWait overrides defaultDeferredWait, for tests.
 	deferredWait time.Duration
 	// freelistSyncMax overrides FreelistSyncMax, for tests.
@@ -153,6 +196,8 @@ type Store struct {
 	mapped atomic.Int64 // bytes through the memory map since its pages were dropped (see noteMapped)
 
 	recent *recent // nil when off
+	// log is the record log: the segment files beside the bbolt file.
+	log *segmentLog
 
 	// lastPrompt is when the commit loop last committed a write that
 	// would not wait (see awaitCompany); only the loop uses it.
@@ -225,7 +270,9 @@ func Open(dir string, opts Options) (*Store, error) {
 		recent:   newRecent(opts.RecentBytes),
 		archive:  newArchivePolicy(opts),
 		willNeed: opts.willNeed,
+		log:      newSegmentLog(dir, opts.ReadOnly, segmentSize(opts)),
 	}
+	s.log.fault = opts.segmentFault
 	initTx := s.update
 	// The first commit writes the free-page list, whatever its length:
 	// bbolt rolls back a failed write by reloading the list, from the file
@@ -240,6 +287,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		if s.health.stuck.Load() == nil {
 			_ = db.Close()
 		}
+		s.log.close()
 		if de := (*damageError)(nil); errors.As(err, &de) {
 			// Met before the relay ran: the file is as it was.
 			de.hint = recoverHint(path)
@@ -250,6 +298,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		// The exclusive lock is held: no compact is running.
 		if s.leftovers, err = removeLeftovers(dir, ""); err != nil {
 			_ = db.Close()
+			s.log.close()
 			return nil, err
 		}
 	}
@@ -305,9 +354,13 @@ func recoverHint(path string) string {
 
 func (s *Store) initBuckets(tx *bolt.Tx) error {
 	if !tx.Writable() {
-		return checkSchema(tx)
+		if err := checkSchema(tx); err != nil {
+			return err
+		}
+		s.log.id = logID(tx)
+		return nil
 	}
-	for _, name := range [][]byte{bucketEntries, bucketRefs, bucketQueues, bucketDead, bucketQuarantine, bucketStats, bucketMeta} {
+	for _, name := range [][]byte{bucketEntries, bucketRefs, bucketQueues, bucketDead, bucketQuarantine, bucketStats, bucketMeta, bucketSegments} {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return fmt.Errorf("create bucket %q: %w", name, err)
 		}
@@ -317,14 +370,39 @@ func (s *Store) initBuckets(tx *bolt.Tx) error {
 		if len(v) != 8 || binary.BigEndian.Uint64(v) > schemaVersion {
 			return fmt.Errorf("schema version %s is newer than this pyrorelay understands (%d)", schemaText(v), schemaVersion)
 		}
-		if binary.BigEndian.Uint64(v) == schemaVersion {
-			return nil
+		// An older file is readable as it is (see entries.go), and
+		// stays marked with its version until the first commit that
+		// writes a locator (segmentLog.flushTx): an older pyrorelay
+		// then refuses it rather than misread it, and can still open a
+		// file this one only looked at.
+		s.log.upgraded = binary.BigEndian.Uint64(v) == schemaVersion
+	} else {
+		if err := meta.Put(keySchema, u64(schemaVersion)); err != nil {
+			return err
 		}
-		// Older: readable as it is (see entries.go). The new version is
-		// written before any record of the new shape, so that an older
-		// pyrorelay refuses the file rather than misread it.
+		s.log.upgraded = true
 	}
-	return meta.Put(keySchema, u64(schemaVersion))
+	if s.log.id = logID(tx); s.log.id == 0 {
+		var b [8]byte
+		for s.log.id == 0 {
+			if _, err := rand.Read(b[:]); err != nil {
+				return fmt.Errorf("log ID: %w", err)
+			}
+			s.log.id = binary.BigEndian.Uint64(b[:])
+		}
+		if err := meta.Put(keyLogID, u64(s.log.id)); err != nil {
+			return err
+		}
+	}
+	return s.log.recover(tx)
+}
+
+// logID is the record log's ID kept in the file, 0 if none.
+func logID(tx *bolt.Tx) uint64 {
+	if v := tx.Bucket(bucketMeta).Get(keyLogID); len(v) == 8 {
+		return binary.BigEndian.Uint64(v)
+	}
+	return 0
 }
 
 // Path is the bbolt file's path.
@@ -347,6 +425,7 @@ func (s *Store) Close() error {
 			return
 		}
 		err = errors.Join(s.syncFreelist(), s.db.Close())
+		s.log.close()
 	})
 	return err
 }

@@ -162,8 +162,13 @@ func bucketContents(t testing.TB, s *Store, name []byte) map[uint64][]byte {
 	err := s.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(name)
 		return b.ForEach(func(k, v []byte) error {
-			if v == nil && bytes.Equal(name, bucketEntries) {
-				v = getRecord(b, binary.BigEndian.Uint64(k)) // a record in a bucket of its own
+			if bytes.Equal(name, bucketEntries) {
+				// A record in the log, or in a bucket of its own.
+				raw, _, err := s.log.getRecord(b, binary.BigEndian.Uint64(k))
+				if err != nil {
+					return err
+				}
+				v = raw
 			}
 			out[binary.BigEndian.Uint64(k)] = append([]byte(nil), v...)
 			return nil
@@ -705,15 +710,17 @@ func testCorruptRecordQuarantined(t *testing.T, pad int) {
 	var damaged []byte
 	editBolt(t, filepath.Join(dir, FileName), func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketEntries)
-		v := append([]byte(nil), getRecord(b, ids[2])...)
+		if loc, ok := decodeLocator(b.Get(u64(ids[2]))); ok {
+			// A record in the log: flip the byte in its segment.
+			damaged = flipInSegment(t, dir, loc, int(loc.size)-1)
+			return nil
+		}
+		v := append([]byte(nil), b.Get(u64(ids[2]))...)
 		if len(v) == 0 {
 			return errors.New("entry not found")
 		}
 		v[len(v)-1] ^= 0x01 // last byte of the body
 		damaged = v
-		if own := b.Bucket(u64(ids[2])); own != nil {
-			return own.Put(recordKey, v)
-		}
 		return b.Put(u64(ids[2]), v)
 	})
 
@@ -839,7 +846,9 @@ func TestDeadLetter(t *testing.T) {
 }
 
 // crashCopy copies the file of open store s, as a crash now would leave it
-// (every write returned), into a new data dir, and returns the dir.
+// (every write returned), into a new data dir with its segments, and
+// returns the dir. The segments are copied after the file: they only grow,
+// so every frame the copied file points at is in them.
 func crashCopy(t testing.TB, s *Store) string {
 	t.Helper()
 	b, err := os.ReadFile(s.Path())
@@ -850,6 +859,7 @@ func crashCopy(t testing.TB, s *Store) string {
 	if err := os.WriteFile(filepath.Join(dir, FileName), b, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	copySegments(t, filepath.Dir(s.Path()), dir)
 	return dir
 }
 
@@ -919,7 +929,7 @@ func TestFreelistOnDisk(t *testing.T) {
 // exactly the entries not yet acknowledged, and take new writes.
 func TestCrashImagesConsistent(t *testing.T) {
 	ctx := context.Background()
-	s := openStore(t, t.TempDir(), Options{freelistSyncMax: 256, RecentBytes: -1})
+	s := openStore(t, t.TempDir(), Options{freelistSyncMax: 64, RecentBytes: -1})
 	rng := rand.New(rand.NewPCG(1, 2))
 	want := map[uint64]string{} // queue position -> body, not yet acked
 	synced, unsynced := 0, 0

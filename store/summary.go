@@ -2,6 +2,8 @@ package store
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"sort"
 
 	bolt "go.etcd.io/bbolt"
@@ -15,6 +17,9 @@ type Summary struct {
 	// FileBytes is the size of the bbolt file; it never shrinks by itself
 	// (see Compact).
 	FileBytes int64
+	// LogBytes is the size of the record log's segment files; a segment
+	// goes once nothing in it is live.
+	LogBytes int64
 }
 
 // Summary reads the per-queue counters, the archive and the file size in
@@ -35,7 +40,26 @@ func (s *Store) Summary() (Summary, error) {
 		return Summary{}, fmt.Errorf("summary: %w", err)
 	}
 	sum.Archive.Retention, sum.Archive.MaxBytes = s.opts.ArchiveRetention, s.opts.ArchiveMaxBytes
+	if sum.LogBytes, err = s.log.bytes(); err != nil {
+		return Summary{}, fmt.Errorf("summary: %w", err)
+	}
 	return sum, nil
+}
+
+// LogBytes is the size of the record log's segment files in data dir dir
+// (those of every bbolt file there: see segmentPrefix).
+func LogBytes(dir string) (int64, error) {
+	paths, err := filepath.Glob(filepath.Join(dir, segmentPrefix+"*"+segmentSuffix))
+	var n int64
+	for _, p := range paths {
+		if _, _, ok := parseSegmentName(filepath.Base(p)); !ok {
+			continue
+		}
+		if fi, err := os.Lstat(p); err == nil && fi.Mode().IsRegular() {
+			n += fi.Size()
+		}
+	}
+	return n, err
 }
 
 // QueueNames lists the queues and dead-letter lists on disk, sorted.

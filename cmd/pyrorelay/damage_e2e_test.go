@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -92,14 +93,60 @@ func TestDamagedQueueRefusedAtStartE2E(t *testing.T) {
 	}
 }
 
+// recordToBucket moves entry id's record out of the record log into a
+// bucket of its own in the bbolt file, where a data dir of the previous
+// version (schema 2) keeps its big records. Its locator, the entry's value
+// (see store/locator.go), says where the record's frame is.
+func recordToBucket(t *testing.T, dir string, id uint64) {
+	t.Helper()
+	db, err := bolt.Open(filepath.Join(dir, store.FileName), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	err = db.Update(func(tx *bolt.Tx) error {
+		entries, k := tx.Bucket([]byte("entries")), binary.BigEndian.AppendUint64(nil, id)
+		loc := entries.Get(k)
+		if len(loc) != 29 {
+			t.Fatalf("entry %d's value is not a locator: %d bytes", id, len(loc))
+		}
+		segs, _ := filepath.Glob(filepath.Join(dir, fmt.Sprintf("pyrorelay-*-%08d.seg", binary.BigEndian.Uint64(loc[1:]))))
+		if len(segs) != 1 {
+			t.Fatalf("segment files of entry %d: %v", id, segs)
+		}
+		f, err := os.Open(segs[0])
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		rec := make([]byte, binary.BigEndian.Uint32(loc[17:]))
+		if _, err := f.ReadAt(rec, int64(binary.BigEndian.Uint64(loc[9:]))+20); err != nil {
+			return err
+		}
+		if err := entries.Delete(k); err != nil {
+			return err
+		}
+		b, err := entries.CreateBucket(k)
+		if err != nil {
+			return err
+		}
+		return b.Put([]byte("r"), rec)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 // A record's own page damaged (the check at start does not read those):
 // the relay starts, the queue stops on it with an error that names the
 // file and the way out, /-/ready says why, and the process keeps running:
-// no panic, no crash loop.
+// no panic, no crash loop. Only a data dir of the previous version keeps
+// records in pages of their own: the test makes one such record.
 func TestDamagedRecordStopsQueueE2E(t *testing.T) {
 	a := newRecorder(t, nil)
 	dir := t.TempDir()
 	cliFill(t, dir, "a", bigEntries(5))
+	recordToBucket(t, dir, 1)
 	root := rootOf(t, dir, []byte("entries"), binary.BigEndian.AppendUint64(nil, 1))
 	damagePage(t, dir, root, 8, []byte{0, 0}) // the page's flags: neither branch nor leaf
 	cfg := writeConfig(t, t.TempDir(), fastDestinations(map[string]string{"a": a.URL()}))
