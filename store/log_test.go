@@ -473,3 +473,43 @@ func TestSalvageReadsTheLog(t *testing.T) {
 		t.Errorf("segments before %v, after a new store's run %v: want the old ones and the new store's", before, after)
 	}
 }
+
+// TestEmptiedActiveSegmentTakesNewRecords: one commit acks the last live
+// entry of the active segment (a quarter full, so due for removal) and then
+// stores a new record in the same segment. The segment must stay: the new
+// entry lives in it.
+func TestEmptiedActiveSegmentTakesNewRecords(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s := openStore(t, dir, Options{segmentSize: 64 << 10, RecentBytes: -1})
+	for i := range 2 {
+		mustPut(t, s, bigBody(fmt.Sprint("old-", i)), "a")
+	}
+	items, _ := readAll(t, s, "a", 10)
+	if len(items) != 2 {
+		t.Fatalf("read %d entries, want 2", len(items))
+	}
+	// Hold the commit loop, then queue the ack before the put, so that
+	// both commit in one transaction, in that order.
+	resume := pauseLoop(t, s)
+	acked, put := make(chan error, 1), make(chan error, 1)
+	go func() { acked <- s.Ack(ctx, "a", seqs(items)...) }()
+	waitQueued(t, s, 1)
+	go func() {
+		put <- s.Put(ctx, &Entry{Kind: KindIngest, Query: "name=app", Body: []byte(bigBody("new"))}, []string{"a"})
+	}()
+	waitQueued(t, s, 2)
+	resume()
+	if err := <-acked; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-put; err != nil {
+		t.Fatal(err)
+	}
+	s = reopen(t, s)
+	got, quarantined := readAll(t, s, "a", 10)
+	if quarantined != 0 {
+		t.Fatalf("%d records quarantined", quarantined)
+	}
+	wantBodies(t, "a", got, bigBody("new"))
+}

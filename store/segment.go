@@ -159,6 +159,9 @@ func (l *segmentLog) stage(id uint64, rec []byte) (locator, error) {
 	}
 	loc := locator{seg: l.active, off: uint64(l.activeSize) + uint64(len(l.pending)), size: uint32(len(rec))}
 	l.pending = appendFrame(l.pending, id, rec)
+	// A delete earlier in this transaction may have emptied the segment:
+	// it holds this frame now, and must not be removed at the commit.
+	delete(l.emptied, loc.seg)
 	return loc, nil
 }
 
