@@ -115,35 +115,45 @@ func TestModel(t *testing.T) {
 		return q, r.IntN(len(m.queues[q])), true
 	}
 
+	// newPut makes a random entry for random queues, and the copy of it
+	// the model keeps; recordPut adds a committed put to the model.
+	newPut := func() (*Entry, Entry, []string) {
+		var queues []string
+		for _, q := range modelQueues[:3] {
+			if r.IntN(2) == 0 {
+				queues = append(queues, q)
+			}
+		}
+		e := randomEntry(r)
+		want := *e
+		want.Body = bytes.Clone(e.Body)
+		return e, want, queues
+	}
+	recordPut := func(e *Entry, want Entry, queues []string) {
+		history = append(history, fmt.Sprintf("put id %d (%d bytes) to %v", e.ID, len(e.Body), queues))
+		if _, dup := m.entries[e.ID]; dup || e.ID == 0 {
+			fail("put got id %d, already used or zero", e.ID)
+		}
+		want.ID = e.ID
+		m.entries[e.ID] = &want
+		if len(queues) == 0 {
+			queues = []string{HoldQueue}
+		}
+		for _, q := range queues {
+			m.queues[q] = append(m.queues[q], modelItem{id: e.ID})
+		}
+	}
+
 	longest := 0 // the longest a queue got, to see the test reaches depth
 	for step := range ops {
 		deadChanged := false
 		switch p := r.IntN(100); {
 		case p < 45: // put
-			var queues []string
-			for _, q := range modelQueues[:3] {
-				if r.IntN(2) == 0 {
-					queues = append(queues, q)
-				}
-			}
-			e := randomEntry(r)
-			want := *e
-			want.Body = bytes.Clone(e.Body)
+			e, want, queues := newPut()
 			if err := s.Put(ctx, e, queues); err != nil {
 				fail("put: %v", err)
 			}
-			history = append(history, fmt.Sprintf("put id %d (%d bytes) to %v", e.ID, len(e.Body), queues))
-			if _, dup := m.entries[e.ID]; dup || e.ID == 0 {
-				fail("put got id %d, already used or zero", e.ID)
-			}
-			want.ID = e.ID
-			m.entries[e.ID] = &want
-			if len(queues) == 0 {
-				queues = []string{HoldQueue}
-			}
-			for _, q := range queues {
-				m.queues[q] = append(m.queues[q], modelItem{id: e.ID})
-			}
+			recordPut(e, want, queues)
 
 		case p < 62: // one read batch, compared with what the model predicts
 			q := modelQueues[r.IntN(len(modelQueues))]
@@ -211,11 +221,37 @@ func TestModel(t *testing.T) {
 			if old := m.acked[q]; len(old) > 0 && r.IntN(4) == 0 {
 				acks = append(acks, old[r.IntN(len(old))])
 			}
-			history = append(history, fmt.Sprintf("ack %s %v", q, acks))
-			if err := s.Ack(ctx, q, acks...); err != nil {
-				fail("ack: %v", err)
+			if r.IntN(3) > 0 {
+				history = append(history, fmt.Sprintf("ack %s %v", q, acks))
+				if err := s.Ack(ctx, q, acks...); err != nil {
+					fail("ack: %v", err)
+				}
+			} else {
+				// The ack and a put share one commit, in that order, as
+				// a forwarder's ack and a client's put do.
+				history = append(history, fmt.Sprintf("ack %s %v, then in the same commit:", q, acks))
+				// A record for the log: the ack may have emptied the
+				// segment it goes to.
+				e, want, queues := newPut()
+				for len(e.Body) < 4<<10 {
+					e, want, queues = newPut()
+				}
+				resume := pauseLoop(t, s)
+				acked, put := make(chan error, 1), make(chan error, 1)
+				go func() { acked <- s.Ack(ctx, q, acks...) }()
+				waitQueued(t, s, 1)
+				go func() { put <- s.Put(ctx, e, queues) }()
+				waitQueued(t, s, 2)
+				resume()
+				if err := <-acked; err != nil {
+					fail("ack: %v", err)
+				}
+				if err := <-put; err != nil {
+					fail("put: %v", err)
+				}
+				recordPut(e, want, queues)
 			}
-			m.queues[q] = slices.DeleteFunc(items, func(it modelItem) bool { return slices.Contains(acks, it.seq) })
+			m.queues[q] = slices.DeleteFunc(m.queues[q], func(it modelItem) bool { return slices.Contains(acks, it.seq) })
 			m.acked[q] = append(m.acked[q], acks...)
 
 		case p < 90: // dead-letter one position
@@ -396,8 +432,9 @@ func checkModel(t *testing.T, s *Store, m *model, fail func(string, ...any), wit
 		}
 	}
 	// The record log: each segment's counters say what the locators say,
-	// and no segment file is left that nothing points into but the newest
-	// (the one appended to, which may be empty). The commit loop is held
+	// every segment with live entries is on disk, and no segment file is
+	// left that nothing points into but the newest (the one appended to,
+	// which may be empty). The commit loop is held
 	// meanwhile: it copies records forward between writes.
 	defer pauseLoop(t, s)()
 	var live map[uint64][2]int64
@@ -414,7 +451,13 @@ func checkModel(t *testing.T, s *Store, m *model, fail func(string, ...any), wit
 			fail("segment %d counters %x, locators say %v", seg, v, n)
 		}
 	}
-	if files := segmentFiles(t, filepath.Dir(s.Path())); len(files) > 0 {
+	files := segmentFiles(t, filepath.Dir(s.Path()))
+	for seg := range live {
+		if !slices.Contains(files, seg) {
+			fail("segment %d holds live entries and is not on disk (segments %v)", seg, files)
+		}
+	}
+	if len(files) > 0 {
 		for _, seg := range files[:len(files)-1] {
 			if _, ok := live[seg]; !ok {
 				fail("segment %d is on disk with nothing live in it (segments %v, live %v)", seg, files, live)
