@@ -137,7 +137,7 @@ func TestSalvage(t *testing.T) {
 		"queue \"prod\"            10        8       1        2\n" +
 		"dead letters of \"prod\"  ?         2       0        ?\n" +
 		"archive                 0         0       0        0\n"
-	tail := "the old file /d/pyrorelay.db is unchanged; to use the new store: mv /d/pyrorelay.db /d/pyrorelay.db.broken && mv /new/pyrorelay.db /d/pyrorelay.db\n"
+	tail := "the old file /d/pyrorelay.db is unchanged; to use the new store, start the relay with --data-dir /new, or move it in place of the old one: mv /d/pyrorelay.db /d/pyrorelay.db.broken && mv /new/pyrorelay.db /d/\n"
 	for _, c := range []struct {
 		name string
 		rep  store.SalvageReport
@@ -150,6 +150,11 @@ func TestSalvage(t *testing.T) {
 				"copied 8 entries into /new; 2 lost to damage\n" + tail},
 		{"unknown loss", store.SalvageReport{Lists: lists, Damaged: true}, table +
 			"copied 10 entries into /new; 2 known lost, and an unknown number behind damage whose counters could not be read\n" + tail},
+		{"with segments", store.SalvageReport{Lists: lists[2:], Files: []string{"/new/pyrorelay.db", "/new/pyrorelay-00ab-00000001.seg", "/new/pyrorelay-00ab-00000002.seg"}},
+			"LIST     EXPECTED  COPIED  CORRUPT  LOST\narchive  0         0       0        0\n" +
+				"copied 0 entries into /new; nothing was damaged\n" +
+				"the old file /d/pyrorelay.db is unchanged; to use the new store, start the relay with --data-dir /new, or move it in place of the old one: " +
+				"mv /d/pyrorelay.db /d/pyrorelay.db.broken && mv /new/pyrorelay.db /new/pyrorelay-00ab-00000001.seg /new/pyrorelay-00ab-00000002.seg /d/\n"},
 	} {
 		var b bytes.Buffer
 		Salvage(&b, c.rep, "/d/pyrorelay.db", "/new")

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/pyrorelay/pyrorelay/store"
@@ -12,7 +13,8 @@ import (
 // Salvage writes rep, what store.Salvage copied from the store file src
 // into the data dir to: a table of the lists (what each held, what was
 // copied, corrupt and lost; "?" where the counters could not be read),
-// the totals, and how to put the new store in place of the old one.
+// the totals, and how to use the new store: where it is, or how to move
+// its files (rep.Files) in place of the old one.
 func Salvage(w io.Writer, rep store.SalvageReport, src, to string) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "LIST\tEXPECTED\tCOPIED\tCORRUPT\tLOST")
@@ -38,6 +40,10 @@ func Salvage(w io.Writer, rep store.SalvageReport, src, to string) {
 	default:
 		fmt.Fprintf(w, "copied %d entries into %s; %d lost to damage\n", copied, to, lost)
 	}
-	fmt.Fprintf(w, "the old file %s is unchanged; to use the new store: mv %s %s.broken && mv %s %s\n",
-		src, src, src, filepath.Join(to, store.FileName), src)
+	files := rep.Files
+	if len(files) == 0 {
+		files = []string{filepath.Join(to, store.FileName)}
+	}
+	fmt.Fprintf(w, "the old file %s is unchanged; to use the new store, start the relay with --data-dir %s, or move it in place of the old one: mv %s %s.broken && mv %s %s/\n",
+		src, to, src, src, strings.Join(files, " "), filepath.Dir(src))
 }

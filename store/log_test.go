@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -455,9 +456,18 @@ func TestSalvageReadsTheLog(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	rep, err := Salvage(ctx, broken, filepath.Join(t.TempDir(), "new"))
+	to := filepath.Join(t.TempDir(), "new")
+	rep, err := Salvage(ctx, broken, to)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The report names every file of the new store, for moving it in.
+	inDir, err := filepath.Glob(filepath.Join(to, "*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Files) < 2 || rep.Files[0] != filepath.Join(to, FileName) || !sameSet(rep.Files, inDir) {
+		t.Errorf("report names the files %v; the new store's directory holds %v", rep.Files, inDir)
 	}
 	if rep.Damaged {
 		t.Errorf("an intact store reported damaged: %+v", rep)
@@ -512,4 +522,9 @@ func TestEmptiedActiveSegmentTakesNewRecords(t *testing.T) {
 		t.Fatalf("%d records quarantined", quarantined)
 	}
 	wantBodies(t, "a", got, bigBody("new"))
+}
+
+// sameSet reports whether a and b hold the same strings, in any order.
+func sameSet(a, b []string) bool {
+	return len(a) == len(b) && len(a) == len(slices.Compact(slices.Sorted(slices.Values(append(slices.Clone(a), b...)))))
 }

@@ -56,6 +56,9 @@ type SalvageReport struct {
 	// Damaged is true when any damage was met, lists aside (the list of
 	// queues itself, say).
 	Damaged bool
+	// Files are the new store's files, the bbolt file first, then its
+	// record log's segments: what to move to put the new store in place.
+	Files []string
 }
 
 // salvageBatch bounds what one transaction of the new store carries.
@@ -107,11 +110,22 @@ func Salvage(ctx context.Context, srcPath, dstDir string) (SalvageReport, error)
 	err = src.View(func(tx *bolt.Tx) error {
 		return sv.run(ctx, tx, &rep)
 	})
+	logID := dst.log.id
 	if cerr := dst.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
 		return rep, fmt.Errorf("salvage %s into %s: %w", srcPath, dstDir, err)
+	}
+	rep.Files = []string{dstPath}
+	if logID != 0 {
+		segs, _, err := listSegments(dstDir, logID)
+		if err != nil {
+			return rep, fmt.Errorf("salvage %s into %s: %w", srcPath, dstDir, err)
+		}
+		for _, n := range segs {
+			rep.Files = append(rep.Files, filepath.Join(dstDir, segmentName(logID, n)))
+		}
 	}
 	return rep, nil
 }

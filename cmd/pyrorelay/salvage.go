@@ -23,8 +23,9 @@ Run it with the relay stopped.
 
 Examples:
    pyrorelay salvage --data-dir /var/lib/pyrorelay --to /var/lib/pyrorelay.salvaged
-   # then: mv /var/lib/pyrorelay/pyrorelay.db /var/lib/pyrorelay/pyrorelay.db.broken
-   #       mv /var/lib/pyrorelay.salvaged/pyrorelay.db /var/lib/pyrorelay/`,
+   # then start the relay with --data-dir /var/lib/pyrorelay.salvaged, or move the
+   # new store's files (pyrorelay.db and its pyrorelay-*.seg, as salvage lists them)
+   # into /var/lib/pyrorelay after: mv pyrorelay.db pyrorelay.db.broken`,
 		Flags: append(dataDirFlags(),
 			&cli.StringFlag{Name: "to", Required: true, Usage: "new data directory to write the salvaged store into; it must not hold a store"}),
 		Action: runSalvage,
