@@ -159,6 +159,8 @@ type Options struct {
 	deferredWait time.Duration
 	// freelistSyncMax overrides FreelistSyncMax, for tests.
 	freelistSyncMax int
+	// freelistWalkMax overrides FreelistWalkMax, for tests; negative is none.
+	freelistWalkMax int64
 	// willNeed replaces adviseWillNeed, for tests that record what is read ahead.
 	willNeed func(addr uintptr, n int64)
 	// resident replaces residentPages, for tests of a file not in the page cache.
@@ -238,6 +240,9 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 	if opts.freelistSyncMax == 0 {
 		opts.freelistSyncMax = FreelistSyncMax
+	}
+	if opts.freelistWalkMax == 0 {
+		opts.freelistWalkMax = FreelistWalkMax
 	}
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("create data dir %q: %w", dir, err)
@@ -326,7 +331,7 @@ func openBolt(path string, opts Options) (db *bolt.DB, err error) {
 	db, err = bolt.Open(path, 0o600, &bolt.Options{
 		Timeout:      opts.LockTimeout,
 		FreelistType: bolt.FreelistMapType,
-		// See syncFreelist.
+		// See freelist.go.
 		NoFreelistSync: !opts.ReadOnly,
 		MaxSize:        opts.MaxFileSize,
 		ReadOnly:       opts.ReadOnly,
