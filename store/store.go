@@ -29,7 +29,6 @@
 //	archive     receive time + entry ID → record size (archive.go)
 //	quarantine  entry ID → the bytes of a record that failed its checksum
 //	stats       q/NAME, d/NAME, e/total, a/archive → count and bytes (16 bytes)
-//	segments    segment number → count and frame bytes of its live records (16 bytes)
 //	meta        schema → version (8 bytes); log → the record log's ID (8 bytes)
 //
 // The record log, like Prometheus' tsdb/wlog, is a directory of numbered
@@ -46,17 +45,17 @@
 //
 // big endian, magic 0x70726c67 ("prlg"), the checksum over the entry ID
 // and the record (record.go's layout, which carries a checksum of its
-// own). A frame is live while its entry's locator points at it; the
-// segments bucket counts live frames per segment, in the transactions that
-// add and delete locators, and a segment is removed after the commit that
-// left nothing live in it. Open removes segments nothing points into
+// own). A frame is live while its entry's locator points at it; the store
+// counts live frames per segment in memory (counted from the locators at
+// Open, changed by the transactions that add and delete locators), and a
+// segment is removed after the commit that left nothing live in it. Open removes segments nothing points into
 // (frames of a transaction that never committed) and refuses a data dir
 // whose entries point into a segment that is missing or cut short.
 //
 // Where the code is: commit.go (the commit loop), deferred.go (acks that
 // share the next commit), segment.go and segsync_*.go (the segment files:
 // appending, reading, removing), segframe.go (their names and frames), locator.go
-// (locators and the segments bucket), logrecover.go (the log at Open),
+// (locators and the live frames per segment), logrecover.go (the log at Open),
 // logcompact.go (copying the live records of mostly dead segments
 // forward), put.go, read.go,
 // refcount.go (an entry goes with its last reference), queueref.go,
@@ -365,7 +364,7 @@ func (s *Store) initBuckets(tx *bolt.Tx) error {
 		s.log.id = logID(tx)
 		return nil
 	}
-	for _, name := range [][]byte{bucketEntries, bucketRefs, bucketQueues, bucketDead, bucketQuarantine, bucketStats, bucketMeta, bucketSegments} {
+	for _, name := range [][]byte{bucketEntries, bucketRefs, bucketQueues, bucketDead, bucketQuarantine, bucketStats, bucketMeta} {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return fmt.Errorf("create bucket %q: %w", name, err)
 		}
