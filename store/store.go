@@ -263,6 +263,9 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	if !opts.ReadOnly {
+		pageFolios(db, path)
+	}
 	s := &Store{
 		db:       db,
 		opts:     opts,
