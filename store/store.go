@@ -60,7 +60,8 @@
 // forward), put.go, read.go,
 // refcount.go (an entry goes with its last reference), queueref.go,
 // stats.go, limits.go and room.go (what bounds the store), freelist.go and
-// warm.go (bbolt's free-page list), archive.go, dead.go, expire.go, scan.go,
+// warm.go (bbolt's free-page list), mmap.go (its memory map and page
+// cache), archive.go, dead.go, expire.go, scan.go,
 // move.go, summary.go, compact.go, salvage.go and salvageput.go,
 // filecheck.go and treecheck.go (what is checked before bbolt maps the
 // file) and health.go (damage met while running).
