@@ -206,16 +206,6 @@ func (s *Store) runWith(batch []*op, raised bool) (err error) {
 		}
 		s.observe(start, len(batch))
 	}()
-	// Write bbolt's free-page list in this commit only while it is short.
-	// A commit without the list leaves none on disk, and a restart after a
-	// crash then rebuilds it by walking every page the queues hold: 6.9 s
-	// on a 1 GiB backlog read from a cold disk. A long list, though, costs
-	// every commit its sorting and writing (a file that drained 1 GiB
-	// lists 2 MiB). The two are rarely large together: a backlog builds on
-	// few free pages, and a file that drained has many free pages and few
-	// held ones. A healthy relay's list stays at a page or two. The field
-	// is read only inside Commit, and only this loop commits.
-	s.db.NoFreelistSync = s.db.Stats().FreelistInuse > s.opts.freelistSyncMax
 	for _, o := range batch {
 		o.refused = nil
 	}
@@ -227,6 +217,9 @@ func (s *Store) runWith(batch []*op, raised bool) (err error) {
 		if err := runOps(tx, batch); err != nil {
 			return err
 		}
+		// See freelist.go. The field is read only inside Commit, and
+		// only this loop commits.
+		s.db.NoFreelistSync = s.leaveFreelistOff(tx)
 		// The records the writes staged go to the log, durably, before
 		// bbolt commits the locators that point at them.
 		return s.log.flushTx(tx)

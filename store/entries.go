@@ -90,7 +90,7 @@ func (l *segmentLog) putRecord(tx *bolt.Tx, entries *bolt.Bucket, id uint64, rec
 	}
 	if sealed := l.sealed; sealed != 0 {
 		l.sealed = 0
-		if n, _ := segmentStats(tx, sealed); n == 0 {
+		if n, _ := l.segmentStats(sealed); n == 0 {
 			l.emptied[sealed] = true // sealed with nothing live in it
 		}
 	}
@@ -98,9 +98,7 @@ func (l *segmentLog) putRecord(tx *bolt.Tx, entries *bolt.Bucket, id uint64, rec
 	if err := entries.Put(k, loc.encode()); err != nil {
 		return fmt.Errorf("put entry %d: %w", id, err)
 	}
-	if _, err := addSegmentStats(tx, loc.seg, 1, loc.frameBytes()); err != nil {
-		return fmt.Errorf("put entry %d: %w", id, err)
-	}
+	l.addSegmentStats(loc.seg, 1, loc.frameBytes())
 	return nil
 }
 
@@ -121,11 +119,7 @@ func (l *segmentLog) deleteRecord(tx *bolt.Tx, entries *bolt.Bucket, id uint64) 
 		return err
 	}
 	if isLoc {
-		n, err := addSegmentStats(tx, loc.seg, -1, -loc.frameBytes())
-		if err != nil {
-			return fmt.Errorf("delete entry %d: %w", id, err)
-		}
-		if n == 0 {
+		if l.addSegmentStats(loc.seg, -1, -loc.frameBytes()) == 0 {
 			l.emptied[loc.seg] = true
 		}
 		l.touched[loc.seg] = true

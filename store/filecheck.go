@@ -29,6 +29,7 @@ func newestMeta(path string) (fileMeta, error) {
 		return fileMeta{}, err
 	}
 	defer f.Close()
+	readWithoutReadAhead(f) // see pageFolios
 	// The first meta page says how far away the second one is.
 	pageSize := int64(os.Getpagesize())
 	first := make([]byte, metaOffset+metaSumAt+8)
@@ -87,6 +88,7 @@ func checkFile(path string) error {
 		return fmt.Errorf("open %s: %w", path, err)
 	}
 	defer f.Close()
+	readWithoutReadAhead(f) // see pageFolios
 	if m.freelist != noFreelist {
 		if err := checkFreelistPage(f, m); err != nil {
 			return fmt.Errorf("open %s: %w: %v: %s", path, ErrDamaged, err, recoverHint(path))

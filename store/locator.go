@@ -2,7 +2,6 @@ package store
 
 import (
 	"encoding/binary"
-	"fmt"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -56,47 +55,57 @@ func decodeLocator(v []byte) (locator, bool) {
 // frameBytes is what the locator's frame takes in its segment.
 func (l locator) frameBytes() int64 { return frameLen(int(l.size)) }
 
-// The segments bucket counts, per segment, the entries whose locators
-// point into it and their frame bytes, under the segment's number (8
-// bytes) → count (8), bytes (8). It changes in the transactions that add
-// and delete locators; a segment with no key holds nothing live.
+// The record log counts, per segment, the entries whose locators point
+// into it and their frame bytes; a segment with no count holds nothing
+// live. The counts live in memory only: Open counts them from the locators
+// (logrecover.go), and the transactions that add and delete locators, all
+// run by the commit loop, change them. A running transaction's changes are
+// kept apart in txCounts, applied when it commits and dropped when it
+// rolls back, so the counts always say what the committed locators say.
+// In the file they were a bucket that every commit adding or deleting a
+// record changed, and that Open had to recount anyway.
+
+// segmentCount is what is live in one segment.
+type segmentCount struct{ count, bytes int64 }
+
+// bucketSegments held the counts in files of earlier builds; Open drops it.
 var bucketSegments = []byte("segments")
 
-func segmentStats(tx *bolt.Tx, seg uint64) (count, bytes int64) {
-	b := tx.Bucket(bucketSegments)
-	if b == nil {
-		return 0, 0
-	}
-	v := b.Get(u64(seg))
-	if len(v) != 16 {
-		return 0, 0
-	}
-	return int64(binary.BigEndian.Uint64(v)), int64(binary.BigEndian.Uint64(v[8:]))
+// segmentStats is what is live in segment seg, the running transaction's
+// changes included.
+func (l *segmentLog) segmentStats(seg uint64) (count, bytes int64) {
+	c, d := l.counts[seg], l.txCounts[seg]
+	return c.count + d.count, c.bytes + d.bytes
 }
 
-// addSegmentStats changes segment seg's counters and returns its count;
-// a segment's key goes when its count reaches zero.
-func addSegmentStats(tx *bolt.Tx, seg uint64, dCount, dBytes int64) (int64, error) {
-	b, err := tx.CreateBucketIfNotExists(bucketSegments)
-	if err != nil {
-		return 0, fmt.Errorf("segments bucket: %w", err)
-	}
-	count, bytes := segmentStats(tx, seg)
-	count, bytes = count+dCount, bytes+dBytes
-	if count <= 0 {
-		return 0, b.Delete(u64(seg))
-	}
-	v := make([]byte, 16)
-	binary.BigEndian.PutUint64(v, uint64(count))
-	binary.BigEndian.PutUint64(v[8:], uint64(max(bytes, 0)))
-	return count, b.Put(u64(seg), v)
+// addSegmentStats changes segment seg's counts in the running transaction
+// and returns its count.
+func (l *segmentLog) addSegmentStats(seg uint64, dCount, dBytes int64) int64 {
+	d := l.txCounts[seg]
+	d.count, d.bytes = d.count+dCount, d.bytes+dBytes
+	l.txCounts[seg] = d
+	n, _ := l.segmentStats(seg)
+	return n
 }
 
-// liveSegments counts the locators of the entries bucket per segment
-// (what the segments bucket should say), and the end of each segment's
-// last live frame.
-func liveSegments(tx *bolt.Tx) (live map[uint64][2]int64, ends map[uint64]int64) {
-	live, ends = map[uint64][2]int64{}, map[uint64]int64{}
+// commitCounts applies the committed transaction's changes to the counts.
+func (l *segmentLog) commitCounts() {
+	for seg, d := range l.txCounts {
+		c := l.counts[seg]
+		c.count, c.bytes = c.count+d.count, max(c.bytes+d.bytes, 0)
+		if c.count <= 0 {
+			delete(l.counts, seg)
+			continue
+		}
+		l.counts[seg] = c
+	}
+	clear(l.txCounts)
+}
+
+// liveSegments counts the locators of the entries bucket per segment, and
+// the end of each segment's last live frame.
+func liveSegments(tx *bolt.Tx) (live map[uint64]segmentCount, ends map[uint64]int64) {
+	live, ends = map[uint64]segmentCount{}, map[uint64]int64{}
 	entries := tx.Bucket(bucketEntries)
 	if entries == nil {
 		return live, ends
@@ -105,7 +114,7 @@ func liveSegments(tx *bolt.Tx) (live map[uint64][2]int64, ends map[uint64]int64)
 	for k, v := c.First(); k != nil; k, v = c.Next() {
 		if loc, ok := decodeLocator(v); ok {
 			n := live[loc.seg]
-			live[loc.seg] = [2]int64{n[0] + 1, n[1] + loc.frameBytes()}
+			live[loc.seg] = segmentCount{n.count + 1, n.bytes + loc.frameBytes()}
 			ends[loc.seg] = max(ends[loc.seg], int64(loc.off)+loc.frameBytes())
 		}
 	}

@@ -135,7 +135,7 @@ func TestSealedSegmentsRemovedOnceAcked(t *testing.T) {
 	if p := s.log.physicalBytes(); p > 64<<10 {
 		t.Errorf("the log counts %d bytes on disk after every entry was acked", p)
 	}
-	if n := len(bucketContents(t, s, bucketSegments)); n != 0 {
+	if n := len(segmentCounts(t, s)); n != 0 {
 		t.Errorf("%d segment counters left", n)
 	}
 }

@@ -38,12 +38,7 @@ func (s *Store) compactLog() {
 		if seg == l.active || (seg >= l.firstOfRun && seg+2 >= l.next) || time.Since(l.lastTouch[seg]) < s.compactIdle() {
 			continue // the active segment, the one just sealed, or one still draining
 		}
-		var live int64
-		_ = s.view(func(tx *bolt.Tx) error {
-			_, live = segmentStats(tx, seg)
-			return nil
-		})
-		if live*compactRatio > l.sizes[seg] {
+		if _, live := l.segmentStats(seg); live*compactRatio > l.sizes[seg] {
 			delete(l.candidates, seg)
 			continue
 		}

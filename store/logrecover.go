@@ -1,7 +1,6 @@
 package store
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -14,7 +13,7 @@ import (
 // enough (else the store is damaged, and Open refuses it); every other
 // segment file is an orphan (frames of a transaction that never
 // committed, or a segment whose last entry went just before a crash) and
-// is removed; the per-segment counters are set to what the locators say.
+// is removed; the per-segment counts are taken from the locators.
 // Nothing is ever appended to a segment of an earlier run: the next write
 // starts a new one, so a torn frame at the end of the last one is never
 // written after.
@@ -24,7 +23,7 @@ import (
 var errMissingSegment = errors.New("segment file is missing or cut short")
 
 // recover checks the segments against the committed locators, removes
-// orphans and sets the counters. A read-only store changes nothing: it
+// orphans and counts what is live in each segment. A read-only store changes nothing: it
 // only learns where the numbering stands.
 func (l *segmentLog) recover(tx *bolt.Tx) error {
 	if l.id == 0 {
@@ -55,7 +54,7 @@ func (l *segmentLog) recover(tx *bolt.Tx) error {
 		return fmt.Errorf("%w: %s %s (%d entries point into it): the data dir is left as it is; "+
 			"put the file back if it was moved, or copy what can still be read into a new store with "+
 			"`pyrorelay salvage --data-dir %s --to NEWDIR`: %w",
-			ErrDamaged, l.path(seg), what, live[seg][0], l.dir, errMissingSegment)
+			ErrDamaged, l.path(seg), what, live[seg].count, l.dir, errMissingSegment)
 	}
 	removed := false
 	l.firstOfRun = l.next
@@ -63,7 +62,7 @@ func (l *segmentLog) recover(tx *bolt.Tx) error {
 		if c, ok := live[n]; ok {
 			l.physical += sizes[n]
 			l.sizes[n] = sizes[n]
-			if c[1]*compactRatio <= sizes[n] {
+			if c.bytes*compactRatio <= sizes[n] {
 				l.candidates[n] = true
 			}
 			continue
@@ -78,38 +77,10 @@ func (l *segmentLog) recover(tx *bolt.Tx) error {
 			return err
 		}
 	}
-	return resetSegmentStats(tx, live)
-}
-
-// resetSegmentStats makes the segments bucket say what live says, writing
-// only where it differs.
-func resetSegmentStats(tx *bolt.Tx, live map[uint64][2]int64) error {
-	b := tx.Bucket(bucketSegments)
-	var stale [][]byte
-	_ = b.ForEach(func(k, _ []byte) error {
-		if len(k) != 8 {
-			stale = append(stale, append([]byte(nil), k...))
-			return nil
-		}
-		if _, ok := live[binary.BigEndian.Uint64(k)]; !ok {
-			stale = append(stale, append([]byte(nil), k...))
-		}
-		return nil
-	})
-	for _, k := range stale {
-		if err := b.Delete(k); err != nil {
-			return err
-		}
-	}
-	for seg, n := range live {
-		if c, by := segmentStats(tx, seg); c == n[0] && by == n[1] {
-			continue
-		}
-		if err := b.Delete(u64(seg)); err != nil {
-			return err
-		}
-		if _, err := addSegmentStats(tx, seg, n[0], n[1]); err != nil {
-			return err
+	l.counts = live
+	if tx.Bucket(bucketSegments) != nil {
+		if err := tx.DeleteBucket(bucketSegments); err != nil {
+			return fmt.Errorf("drop the segments bucket: %w", err)
 		}
 	}
 	return nil

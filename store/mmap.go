@@ -33,3 +33,27 @@ func (s *Store) noteMapped(n int) {
 		return nil
 	})
 }
+
+// The kernel counts a page-cache folio as dirtied as a whole when any
+// byte of it is written: a page bbolt rewrites inside a folio of several
+// pages counts as the whole folio in what the process writes to the disk
+// (write_bytes). Folios of several pages come from writes of several pages
+// at once and from the read-ahead of plain reads. bbolt's page faults
+// bring in a page at a time (it maps the file with MADV_RANDOM), and it
+// writes a page at a time, but for the first pages of a new file (the
+// meta pages, which every commit rewrites, the free-page list and the
+// root) and the rare node bigger than a page. So the checks before bbolt
+// maps the file read without read-ahead (filecheck.go), and pageFolios
+// drops the first pages from the page cache once bbolt has opened the
+// file: the faults that read them back bring them in a page at a time.
+
+// bboltInitPages is how many pages bbolt writes at once to start a file.
+const bboltInitPages = 4
+
+// pageFolios drops db's first pages from this process's mapping and from
+// the page cache. db must have no transaction open.
+func pageFolios(db *bolt.DB, path string) {
+	n := int64(bboltInitPages * db.Info().PageSize)
+	dropMapped(db.Info().Data, n)
+	dropCached(path, 0, n)
+}

@@ -4,6 +4,8 @@ import (
 	"os"
 	"syscall"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // dropMapped unmaps the pages of [addr, addr+n) from this process with
@@ -42,4 +44,26 @@ func residentPages(addr uintptr, n int64) []byte {
 		return nil
 	}
 	return vec
+}
+
+// dropCached asks the kernel to drop the page-cache pages of [off, off+n)
+// of the file at path, with posix_fadvise(POSIX_FADV_DONTNEED). It
+// changes no data: the kernel writes dirty pages back and keeps them, and
+// drops only clean ones no process maps. A failure only leaves the pages
+// cached.
+func dropCached(path string, off, n int64) {
+	f, err := os.Open(path)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	_ = unix.Fadvise(int(f.Fd()), off, n, unix.FADV_DONTNEED)
+}
+
+// readWithoutReadAhead turns the kernel's read-ahead off for the plain
+// reads of f, with posix_fadvise(POSIX_FADV_RANDOM): each read brings
+// into the page cache only the pages it asks for. A failure only leaves
+// read-ahead on.
+func readWithoutReadAhead(f *os.File) {
+	_ = unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_RANDOM)
 }

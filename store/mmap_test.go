@@ -146,10 +146,10 @@ func TestPrefetchesRecords(t *testing.T) {
 			for _, b := range tc.bodies {
 				put = append(put, mustPut(t, s, b, "a").ID)
 			}
-			if err := s.db.Update(func(tx *bolt.Tx) error {
+			if err := s.write(context.Background(), nil, func(tx *bolt.Tx) error {
 				for _, id := range put {
 					if _, ok := decodeLocator(tx.Bucket(bucketEntries).Get(u64(id))); ok {
-						if err := unlogRecord(t, dir, tx, id, true); err != nil {
+						if err := unlogRecord(t, s.log, "", tx, id, true); err != nil {
 							return err
 						}
 					}

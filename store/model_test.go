@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"flag"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"path/filepath"
 	"slices"
@@ -431,25 +432,20 @@ func checkModel(t *testing.T, s *Store, m *model, fail func(string, ...any), wit
 			fail("entry %d has references %x, model %d", id, v, n)
 		}
 	}
-	// The record log: each segment's counters say what the locators say,
-	// every segment with live entries is on disk, and no segment file is
-	// left that nothing points into but the newest (the one appended to,
-	// which may be empty). The commit loop is held
-	// meanwhile: it copies records forward between writes.
+	// The record log: each segment's counts (kept in memory) say what the
+	// committed locators say, every segment with live entries is on disk,
+	// and no segment file is left that nothing points into but the newest
+	// (the one appended to, which may be empty). The commit loop is held
+	// meanwhile: it copies records forward between writes, and the counts
+	// read are those of its last commit.
 	defer pauseLoop(t, s)()
-	var live map[uint64][2]int64
+	var live map[uint64]segmentCount
 	_ = s.db.View(func(tx *bolt.Tx) error {
 		live, _ = liveSegments(tx)
 		return nil
 	})
-	counters := bucketContents(t, s, bucketSegments)
-	if len(counters) != len(live) {
-		fail("%d segment counters, %d segments with live entries", len(counters), len(live))
-	}
-	for seg, n := range live {
-		if v := counters[seg]; len(v) != 16 || int64(binary.BigEndian.Uint64(v)) != n[0] || int64(binary.BigEndian.Uint64(v[8:])) != n[1] {
-			fail("segment %d counters %x, locators say %v", seg, v, n)
-		}
+	if !maps.Equal(s.log.counts, live) {
+		fail("segment counts %v, locators say %v", s.log.counts, live)
 	}
 	files := segmentFiles(t, filepath.Dir(s.Path()))
 	for seg := range live {

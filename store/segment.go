@@ -69,6 +69,9 @@ type segmentLog struct {
 	// upgraded is true once the file's schema says it may hold locators;
 	// upgrading while the running transaction says so.
 	upgraded, upgrading bool
+	// counts are what is live in each segment as committed; txCounts the
+	// running transaction's changes to them (see locator.go).
+	counts, txCounts map[uint64]segmentCount
 }
 
 // segmentSize is the size at which a store with opts seals a segment: a
@@ -91,7 +94,7 @@ func newSegmentLog(dir string, readOnly bool, maxSize int64) *segmentLog {
 	}
 	return &segmentLog{dir: dir, readOnly: readOnly, maxSize: maxSize, files: map[uint64]*segmentFile{}, emptied: map[uint64]bool{},
 		touched: map[uint64]bool{}, candidates: map[uint64]bool{}, sizes: map[uint64]int64{},
-		lastTouch: map[uint64]time.Time{}}
+		lastTouch: map[uint64]time.Time{}, counts: map[uint64]segmentCount{}, txCounts: map[uint64]segmentCount{}}
 }
 
 func (l *segmentLog) path(n uint64) string { return filepath.Join(l.dir, segmentName(l.id, n)) }
@@ -261,6 +264,7 @@ func (l *segmentLog) begin() {
 	l.pending = l.pending[:0]
 	clear(l.emptied)
 	clear(l.touched)
+	clear(l.txCounts)
 }
 
 // rolledBack forgets what a failed transaction staged: its frames, if
@@ -270,6 +274,7 @@ func (l *segmentLog) rolledBack() {
 	l.upgrading = false
 	clear(l.emptied)
 	clear(l.touched)
+	clear(l.txCounts)
 }
 
 // committed removes the segments the committed transaction emptied. The
@@ -281,6 +286,7 @@ func (l *segmentLog) committed() error {
 	l.pending = l.pending[:0]
 	l.upgraded = l.upgraded || l.upgrading
 	l.upgrading = false
+	l.commitCounts()
 	var errs []error
 	removed := false
 	for n := range l.emptied {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"sync"
@@ -36,16 +37,21 @@ func flipInSegment(t testing.TB, dir string, loc locator, i int) []byte {
 // unlogRecord moves entry id's record out of the log into the form an
 // older version wrote: a bucket of its own (schema 2) with bucket set, a
 // plain value (schema 1) without. Its frame stays in the segment, dead.
-func unlogRecord(t testing.TB, dir string, tx *bolt.Tx, id uint64, bucket bool) error {
+// log is the open store's, whose transaction (run by its commit loop) tx
+// is; nil for a closed store in dir.
+func unlogRecord(t testing.TB, log *segmentLog, dir string, tx *bolt.Tx, id uint64, bucket bool) error {
 	t.Helper()
 	entries := tx.Bucket(bucketEntries)
 	loc, ok := decodeLocator(entries.Get(u64(id)))
 	if !ok {
 		return fmt.Errorf("entry %d is not in the log", id)
 	}
-	l := newSegmentLog(dir, true, 0)
-	defer l.close()
-	l.id = logID(tx)
+	l := log
+	if l == nil {
+		l = newSegmentLog(dir, true, 0)
+		defer l.close()
+		l.id = logID(tx)
+	}
 	rec, err := l.read(loc, id)
 	if err != nil {
 		return err
@@ -53,9 +59,7 @@ func unlogRecord(t testing.TB, dir string, tx *bolt.Tx, id uint64, bucket bool) 
 	if err := entries.Delete(u64(id)); err != nil {
 		return err
 	}
-	if _, err := addSegmentStats(tx, loc.seg, -1, -loc.frameBytes()); err != nil {
-		return err
-	}
+	l.addSegmentStats(loc.seg, -1, -loc.frameBytes())
 	if !bucket {
 		return entries.Put(u64(id), rec)
 	}
@@ -84,8 +88,7 @@ func schemaOf(t testing.TB, s *Store) uint64 {
 // left its files: for the tests of bbolt's own pages.
 func toSchema2(t testing.TB, s *Store) {
 	t.Helper()
-	dir := filepath.Dir(s.Path())
-	if err := s.db.Update(func(tx *bolt.Tx) error {
+	if err := s.write(context.Background(), nil, func(tx *bolt.Tx) error {
 		var ids []uint64
 		_ = tx.Bucket(bucketEntries).ForEach(func(k, v []byte) error {
 			if _, ok := decodeLocator(v); ok {
@@ -94,7 +97,7 @@ func toSchema2(t testing.TB, s *Store) {
 			return nil
 		})
 		for _, id := range ids {
-			if err := unlogRecord(t, dir, tx, id, true); err != nil {
+			if err := unlogRecord(t, s.log, "", tx, id, true); err != nil {
 				return err
 			}
 		}
@@ -154,4 +157,18 @@ func pauseLoop(t testing.TB, s *Store) (resume func()) {
 			t.Errorf("held write: %v", err)
 		}
 	}
+}
+
+// segmentCounts is what s counts live in each segment, as its commit loop
+// last committed it.
+func segmentCounts(t testing.TB, s *Store) map[uint64]segmentCount {
+	t.Helper()
+	var counts map[uint64]segmentCount
+	if err := s.write(context.Background(), nil, func(*bolt.Tx) error {
+		counts = maps.Clone(s.log.counts)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return counts
 }

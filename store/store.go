@@ -29,7 +29,6 @@
 //	archive     receive time + entry ID → record size (archive.go)
 //	quarantine  entry ID → the bytes of a record that failed its checksum
 //	stats       q/NAME, d/NAME, e/total, a/archive → count and bytes (16 bytes)
-//	segments    segment number → count and frame bytes of its live records (16 bytes)
 //	meta        schema → version (8 bytes); log → the record log's ID (8 bytes)
 //
 // The record log, like Prometheus' tsdb/wlog, is a directory of numbered
@@ -46,22 +45,23 @@
 //
 // big endian, magic 0x70726c67 ("prlg"), the checksum over the entry ID
 // and the record (record.go's layout, which carries a checksum of its
-// own). A frame is live while its entry's locator points at it; the
-// segments bucket counts live frames per segment, in the transactions that
-// add and delete locators, and a segment is removed after the commit that
-// left nothing live in it. Open removes segments nothing points into
+// own). A frame is live while its entry's locator points at it; the store
+// counts live frames per segment in memory (counted from the locators at
+// Open, changed by the transactions that add and delete locators), and a
+// segment is removed after the commit that left nothing live in it. Open removes segments nothing points into
 // (frames of a transaction that never committed) and refuses a data dir
 // whose entries point into a segment that is missing or cut short.
 //
 // Where the code is: commit.go (the commit loop), deferred.go (acks that
 // share the next commit), segment.go and segsync_*.go (the segment files:
 // appending, reading, removing), segframe.go (their names and frames), locator.go
-// (locators and the segments bucket), logrecover.go (the log at Open),
+// (locators and the live frames per segment), logrecover.go (the log at Open),
 // logcompact.go (copying the live records of mostly dead segments
 // forward), put.go, read.go,
 // refcount.go (an entry goes with its last reference), queueref.go,
 // stats.go, limits.go and room.go (what bounds the store), freelist.go and
-// warm.go (bbolt's free-page list), archive.go, dead.go, expire.go, scan.go,
+// warm.go (bbolt's free-page list), mmap.go (its memory map and page
+// cache), archive.go, dead.go, expire.go, scan.go,
 // move.go, summary.go, compact.go, salvage.go and salvageput.go,
 // filecheck.go and treecheck.go (what is checked before bbolt maps the
 // file) and health.go (damage met while running).
@@ -159,6 +159,8 @@ type Options struct {
 	deferredWait time.Duration
 	// freelistSyncMax overrides FreelistSyncMax, for tests.
 	freelistSyncMax int
+	// freelistWalkMax overrides FreelistWalkMax, for tests; negative is none.
+	freelistWalkMax int64
 	// willNeed replaces adviseWillNeed, for tests that record what is read ahead.
 	willNeed func(addr uintptr, n int64)
 	// resident replaces residentPages, for tests of a file not in the page cache.
@@ -239,6 +241,9 @@ func Open(dir string, opts Options) (*Store, error) {
 	if opts.freelistSyncMax == 0 {
 		opts.freelistSyncMax = FreelistSyncMax
 	}
+	if opts.freelistWalkMax == 0 {
+		opts.freelistWalkMax = FreelistWalkMax
+	}
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("create data dir %q: %w", dir, err)
 	}
@@ -258,6 +263,9 @@ func Open(dir string, opts Options) (*Store, error) {
 	db, err := openBolt(path, opts)
 	if err != nil {
 		return nil, err
+	}
+	if !opts.ReadOnly {
+		pageFolios(db, path)
 	}
 	s := &Store{
 		db:       db,
@@ -326,7 +334,7 @@ func openBolt(path string, opts Options) (db *bolt.DB, err error) {
 	db, err = bolt.Open(path, 0o600, &bolt.Options{
 		Timeout:      opts.LockTimeout,
 		FreelistType: bolt.FreelistMapType,
-		// See syncFreelist.
+		// See freelist.go.
 		NoFreelistSync: !opts.ReadOnly,
 		MaxSize:        opts.MaxFileSize,
 		ReadOnly:       opts.ReadOnly,
@@ -360,7 +368,7 @@ func (s *Store) initBuckets(tx *bolt.Tx) error {
 		s.log.id = logID(tx)
 		return nil
 	}
-	for _, name := range [][]byte{bucketEntries, bucketRefs, bucketQueues, bucketDead, bucketQuarantine, bucketStats, bucketMeta, bucketSegments} {
+	for _, name := range [][]byte{bucketEntries, bucketRefs, bucketQueues, bucketDead, bucketQuarantine, bucketStats, bucketMeta} {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return fmt.Errorf("create bucket %q: %w", name, err)
 		}

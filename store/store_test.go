@@ -874,21 +874,25 @@ func freelistOf(t *testing.T, path string) uint64 {
 	return page
 }
 
-// TestFreelistOnDisk: a commit writes bbolt's free-page list while it is
-// short, so that a restart after a crash loads it instead of walking every
-// page the queues hold; a long list is left off (writing it in every commit
-// cost a fifth of the CPU after a large backlog) until Close writes it.
+// TestFreelistOnDisk: a commit to a file small enough to walk leaves
+// bbolt's free-page list off the disk (a page less per commit); a commit
+// to a bigger file writes it while it is short, so that a restart after a
+// crash loads it instead of walking every page the queues hold, and
+// leaves a long one off (writing it in every commit cost a fifth of the
+// CPU after a large backlog). Close writes it in every case.
 func TestFreelistOnDisk(t *testing.T) {
 	for _, tc := range []struct {
 		name        string
+		walkMax     int64
 		syncMax     int
 		listWhileOn bool
 	}{
-		{"short list, written by each commit", 0, true},
-		{"long list, written at close", 16, false},
+		{"small file, left off by each commit", 0, 0, false},
+		{"big file, short list, written by each commit", 1, 0, true},
+		{"big file, long list, written at close", 1, 16, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := openStore(t, t.TempDir(), Options{freelistSyncMax: tc.syncMax})
+			s := openStore(t, t.TempDir(), Options{freelistWalkMax: tc.walkMax, freelistSyncMax: tc.syncMax})
 			for i := range 20 {
 				mustPut(t, s, strings.Repeat("x", 5000+i), "a")
 			}
@@ -924,12 +928,14 @@ func TestFreelistOnDisk(t *testing.T) {
 
 // TestCrashImagesConsistent copies the file, as a crash would leave it,
 // again and again while entries come and go and the free-page list keeps
-// crossing the size up to which commits write it. Every copy must pass
+// crossing the size up to which commits to a file over the walk size
+// write it (see freelist.go; a small file's commits are the rounds with
+// the list off). Every copy must pass
 // bbolt's own check (no page both used and free, none lost) and hold
 // exactly the entries not yet acknowledged, and take new writes.
 func TestCrashImagesConsistent(t *testing.T) {
 	ctx := context.Background()
-	s := openStore(t, t.TempDir(), Options{freelistSyncMax: 64, RecentBytes: -1})
+	s := openStore(t, t.TempDir(), Options{freelistSyncMax: 64, freelistWalkMax: 1, RecentBytes: -1})
 	rng := rand.New(rand.NewPCG(1, 2))
 	want := map[uint64]string{} // queue position -> body, not yet acked
 	synced, unsynced := 0, 0

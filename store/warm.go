@@ -59,8 +59,8 @@ func validMeta(p []byte) ([]byte, bool) {
 // the file at path for writes is about to read one at a time.
 //
 // bbolt opened for writes loads its free-page list, and when the last
-// commit left the list off the disk (see commit: after a crash while the
-// list was long), it rebuilds it by walking the page tree. The walk reads
+// commit left the list off the disk (see freelist.go: after a crash), it
+// rebuilds it by walking the page tree. The walk reads
 // the first page of every big record, one page fault after another, nearly
 // all of its time waiting for reads a disk would serve many at a time.
 // A read-only open does not walk; it lists those pages in the entries

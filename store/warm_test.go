@@ -18,7 +18,8 @@ import (
 // records (each in a bucket of its own) the copy holds.
 func crashImage(t *testing.T, syncMax int) (dir string, big int) {
 	t.Helper()
-	s := openStore(t, t.TempDir(), Options{freelistSyncMax: syncMax, RecentBytes: -1})
+	// A file over the walk size, whose commits go by the list's length.
+	s := openStore(t, t.TempDir(), Options{freelistSyncMax: syncMax, freelistWalkMax: 1, RecentBytes: -1})
 	for i := range 30 {
 		size := 6000 + i // more than half a page: a bucket of its own
 		if i%3 == 0 {
