@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"hash/fnv"
 	"math/rand/v2"
@@ -61,31 +60,7 @@ func TestPowerCutLog(t *testing.T) {
 		rounds = 4
 	}
 	backing, mnt := t.TempDir(), t.TempDir()
-	var mounted *powercut.FS
-	mount := func() *powercut.FS {
-		t.Helper()
-		fsys, err := powercut.Mount(backing, mnt)
-		if errors.Is(err, powercut.ErrUnavailable) {
-			t.Skipf("no power-cut file system here: %v", err)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		mounted = fsys
-		return fsys
-	}
-	unmount := func() {
-		t.Helper()
-		if err := mounted.Unmount(); err != nil {
-			t.Fatal(err)
-		}
-		mounted = nil
-	}
-	t.Cleanup(func() {
-		if mounted != nil {
-			_ = mounted.Unmount()
-		}
-	})
+	mounts := powercut.NewMounts(t, backing, mnt)
 	dataDir := filepath.Join(mnt, "data")
 	held := map[string]bool{}  // Put returned, no ack begun
 	maybe := map[string]bool{} // an ack begun: gone or not
@@ -102,7 +77,7 @@ func TestPowerCutLog(t *testing.T) {
 		return cmd
 	}
 	for round := range rounds {
-		fsys := mount()
+		fsys := mounts.Mount()
 		cmd := helper("load", round)
 		stdout, err := cmd.StdoutPipe()
 		if err != nil {
@@ -149,7 +124,7 @@ func TestPowerCutLog(t *testing.T) {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 		<-read
-		unmount()
+		mounts.Unmount()
 		for _, l := range lines {
 			what, id, _ := strings.Cut(l, " ")
 			// A reader may read an entry before its writer said its Put
@@ -174,7 +149,7 @@ func TestPowerCutLog(t *testing.T) {
 		}
 		t.Logf("round %d: cut at %q after %d writes and %d syncs, %d unsynced bytes thrown away; %d lines", round, r.At, r.Writes, r.Syncs, r.Bytes, len(lines))
 
-		mount()
+		mounts.Mount()
 		check := helper("check", round)
 		out, err := check.Output()
 		if err != nil {
@@ -196,7 +171,7 @@ func TestPowerCutLog(t *testing.T) {
 				t.Fatalf("round %d: entry %s, whose ack returned, is back", round, id)
 			}
 		}
-		unmount()
+		mounts.Unmount()
 	}
 	if puts == 0 || acks == 0 {
 		t.Fatalf("%d puts and %d acks returned in %d rounds: the cuts came too early to test anything", puts, acks, rounds)

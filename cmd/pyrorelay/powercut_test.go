@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -38,33 +37,9 @@ func TestPowerCut(t *testing.T) {
 		perClient = 25 // requests per client per round, at most
 	)
 	backing, mnt := t.TempDir(), t.TempDir()
-	var mounted *powercut.FS
-	mount := func() *powercut.FS {
-		t.Helper()
-		fsys, err := powercut.Mount(backing, mnt)
-		if errors.Is(err, powercut.ErrUnavailable) {
-			t.Skipf("no power-cut file system here: %v", err)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		mounted = fsys
-		return fsys
-	}
-	unmount := func() {
-		t.Helper()
-		if err := mounted.Unmount(); err != nil {
-			t.Fatal(err)
-		}
-		mounted = nil
-	}
-	// Runs before t.TempDir's removal of mnt; the relays are killed first
-	// (their cleanups were registered later, so they run earlier).
-	t.Cleanup(func() {
-		if mounted != nil {
-			_ = mounted.Unmount()
-		}
-	})
+	// Its cleanup runs before t.TempDir's removal of mnt; the relays are
+	// killed first (their cleanups are registered later, so they run earlier).
+	mounts := powercut.NewMounts(t, backing, mnt)
 
 	a := newRecorder(t, nil)
 	b := newRecorder(t, func(_ []byte, n int) int {
@@ -83,7 +58,7 @@ func TestPowerCut(t *testing.T) {
 	var discarded int64        // unsynced bytes thrown away
 	compactCuts := 0
 	for round := range rounds {
-		fsys := mount()
+		fsys := mounts.Mount()
 		relay := startRelay(t, dataDir, args...)
 		stopTimer := func() bool { return false }
 		if round%2 == 0 {
@@ -133,7 +108,7 @@ func TestPowerCut(t *testing.T) {
 		r := fsys.Cut()
 		relay.kill()
 		<-loadDone
-		unmount()
+		mounts.Unmount()
 		mu.Lock()
 		cutAt[r.At]++
 		mu.Unlock()
@@ -144,13 +119,13 @@ func TestPowerCut(t *testing.T) {
 		if round%4 == 3 {
 			// Every other compact runs to its end, and the power goes
 			// right after it returned: its copy must be on disk by then.
-			at := cutCompact(t, mount, unmount, dataDir, round%8 == 3)
+			at := cutCompact(t, mounts, dataDir, round%8 == 3)
 			cutAt["compact "+at]++
 			compactCuts++
 		}
 	}
 
-	mount()
+	mounts.Mount()
 	relay := startRelay(t, dataDir, args...)
 	dests := map[string]*recorder{"a": a, "b": b}
 	awaitDelivered(acked, dests)
@@ -186,10 +161,10 @@ func TestPowerCut(t *testing.T) {
 // of its first writes, truncates or fsyncs if arm is set, and says where
 // the cut landed ("none" when compact finished first; the power then goes
 // as it returns).
-func cutCompact(t *testing.T, mount func() *powercut.FS, unmount func(), dataDir string, arm bool) string {
+func cutCompact(t *testing.T, mounts *powercut.Mounts, dataDir string, arm bool) string {
 	t.Helper()
-	fsys := mount()
-	defer unmount()
+	fsys := mounts.Mount()
+	defer mounts.Unmount()
 	if arm {
 		fsys.CutAfter(1 + rand.IntN(8))
 	}
