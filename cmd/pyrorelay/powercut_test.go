@@ -29,7 +29,9 @@ import (
 // cut mid-commit), after a random delay from the start of the load, and on a
 // random write or fsync of `pyrorelay compact` (a cut mid-compact).
 // Destination b refuses a third of its requests, so that its queue holds
-// a backlog when the power goes.
+// a backlog when the power goes. Half the clients send profiles of a few
+// KiB, which the store keeps in its record log, the others small ones,
+// which stay in the bbolt file.
 func TestPowerCut(t *testing.T) {
 	const (
 		rounds    = 20
@@ -50,6 +52,7 @@ func TestPowerCut(t *testing.T) {
 	})
 	args := []string{"--config", writeConfig(t, t.TempDir(), fastDestinations(map[string]string{"a": a.URL(), "b": b.URL()}))}
 	dataDir := filepath.Join(mnt, "data")
+	segmentsSeen := 0 // rounds after which the data dir held segment files
 
 	var mu sync.Mutex
 	acked := map[string]bool{} // got a 200
@@ -78,7 +81,13 @@ func TestPowerCut(t *testing.T) {
 					mu.Lock()
 					sent[id] = true
 					mu.Unlock()
-					status, err := postFolded(context.Background(), relay.URL, id)
+					body := foldedBody(id)
+					if c%2 == 1 {
+						// Big enough for the record log: half the
+						// profiles go through the segment files.
+						body = bigFoldedBody(id)
+					}
+					status, err := post(context.Background(), ingestURL(relay.URL, id), "", body)
 					if err != nil || status != http.StatusOK {
 						return // the power is gone, or going
 					}
@@ -109,6 +118,9 @@ func TestPowerCut(t *testing.T) {
 		relay.kill()
 		<-loadDone
 		mounts.Unmount()
+		if segs, _ := filepath.Glob(filepath.Join(backing, "data", "pyrorelay-*.seg")); len(segs) > 0 {
+			segmentsSeen++
+		}
 		mu.Lock()
 		cutAt[r.At]++
 		mu.Unlock()
@@ -125,6 +137,9 @@ func TestPowerCut(t *testing.T) {
 		}
 	}
 
+	if segmentsSeen == 0 {
+		t.Errorf("no round left a segment file: the big profiles never reached the record log")
+	}
 	mounts.Mount()
 	relay := startRelay(t, dataDir, args...)
 	dests := map[string]*recorder{"a": a, "b": b}
@@ -195,4 +210,14 @@ func firstLine(b []byte) string {
 		}
 	}
 	return string(b)
+}
+
+// bigFoldedBody is foldedBody(id) with enough stacks to make a record of
+// several KiB, which the store keeps in its record log.
+func bigFoldedBody(id string) []byte {
+	b := foldedBody(id)
+	for i := range 200 {
+		b = fmt.Appendf(b, "main;work;frame_%d;leaf 1\n", i)
+	}
+	return b
 }
