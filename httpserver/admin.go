@@ -34,6 +34,9 @@ type QueuesStatus struct {
 	Quarantined int `json:"quarantined"`
 	// FileBytes is the bbolt file's size; `pyrorelay compact` shrinks it.
 	FileBytes int64 `json:"file_bytes"`
+	// LogBytes is the size of the record log's segment files; a segment
+	// is removed once nothing in it waits.
+	LogBytes int64 `json:"log_bytes"`
 }
 
 // QueueStatus is one destination's queue and dead-letter list.
@@ -92,6 +95,7 @@ func BuildStatus(sum store.Summary, configured []string, now time.Time) QueuesSt
 		GeneratedAt: now.UTC(),
 		Quarantined: sum.Quarantined,
 		FileBytes:   sum.FileBytes,
+		LogBytes:    sum.LogBytes,
 		Queues:      []QueueStatus{},
 		Archive: ArchiveStatus{
 			RetentionSeconds: sum.Archive.Retention.Seconds(),

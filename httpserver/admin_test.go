@@ -48,6 +48,7 @@ func TestStatusAPI(t *testing.T) {
 		Archive:     store.ArchiveStats{Retention: time.Hour, Entries: 5, Bytes: 50, Oldest: old, Newest: old},
 		Quarantined: 1,
 		FileBytes:   4096,
+		LogBytes:    1 << 20,
 	}
 	s := New(Config{Queues: []string{"prod", "staging"}}, Options{Store: admNoStore{}, Status: admSummary{sum: sum}})
 	resp, body := admGet(t, s.Handler(), http.MethodGet)
@@ -81,7 +82,7 @@ func TestStatusAPI(t *testing.T) {
 	if s := byName["staging"]; s.Entries != 0 || s.Oldest != nil || s.Configured == nil || !*s.Configured {
 		t.Errorf("staging %+v", s)
 	}
-	if st.Archive.Entries != 5 || st.Archive.RetentionSeconds != 3600 || st.Quarantined != 1 || st.FileBytes != 4096 {
+	if st.Archive.Entries != 5 || st.Archive.RetentionSeconds != 3600 || st.Quarantined != 1 || st.FileBytes != 4096 || st.LogBytes != 1<<20 {
 		t.Errorf("status %+v", st)
 	}
 

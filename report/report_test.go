@@ -49,7 +49,7 @@ func TestQueueStatus(t *testing.T) {
 		want: "DESTINATION  STATE  ENTRIES  BYTES  OLDEST  NEWEST  DEAD LETTERS  DEAD BYTES  RECEIVERS\n" +
 			"(no queue yet)\n" +
 			"\narchive: 0 entries, 0 B\n" +
-			"file: 32.0 KiB on disk (a stopped relay's file shrinks with `pyrorelay compact`); quarantined records: 0\n",
+			"file: 32.0 KiB on disk (a stopped relay's file shrinks with `pyrorelay compact`), record log: 0 B; quarantined records: 0\n",
 	}, {
 		name: "queues, archive settings, an orphan",
 		st: httpserver.QueuesStatus{
@@ -64,6 +64,7 @@ func TestQueueStatus(t *testing.T) {
 				Oldest: at(24 * time.Hour), Newest: at(time.Hour)},
 			Quarantined: 1,
 			FileBytes:   1 << 20,
+			LogBytes:    64 << 20,
 		},
 		want: "DESTINATION  STATE           ENTRIES  BYTES    OLDEST     NEWEST   DEAD LETTERS  DEAD BYTES  RECEIVERS\n" +
 			"prod         configured      3        2.0 KiB  2h00m ago  30s ago  0             0 B         a,b\n" +
@@ -71,7 +72,7 @@ func TestQueueStatus(t *testing.T) {
 			"gone         not configured  0        0 B      -          -        0             0 B         -\n" +
 			"unknown      -               0        0 B      -          -        0             0 B         -\n" +
 			"\narchive: 5 entries, 4.9 KiB, received 2026-03-09T12:00:00Z to 2026-03-10T11:00:00Z (retention 24h0m0s, max 1.0 GiB)\n" +
-			"file: 1.0 MiB on disk (a stopped relay's file shrinks with `pyrorelay compact`); quarantined records: 1\n" +
+			"file: 1.0 MiB on disk (a stopped relay's file shrinks with `pyrorelay compact`), record log: 64.0 MiB; quarantined records: 1\n" +
 			"\n1 orphan queue(s): no configured destination drains old. Move one to a destination with\n" +
 			"`pyrorelay queue move --from old --to NEW` (relay stopped), or send it with `pyrorelay replay --queue old --to URL`.\n",
 	}} {
@@ -253,7 +254,8 @@ func TestQueueStatusJSON(t *testing.T) {
     "bytes": 0
   },
   "quarantined": 0,
-  "file_bytes": 10
+  "file_bytes": 10,
+  "log_bytes": 0
 }
 `
 	if b.String() != want {

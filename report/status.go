@@ -62,7 +62,8 @@ func QueueStatus(w io.Writer, st httpserver.QueuesStatus) {
 		fmt.Fprintf(w, " (%s)", strings.Join(settings, ", "))
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "file: %s on disk (a stopped relay's file shrinks with `pyrorelay compact`); quarantined records: %d\n", progress.Bytes(st.FileBytes), st.Quarantined)
+	fmt.Fprintf(w, "file: %s on disk (a stopped relay's file shrinks with `pyrorelay compact`), record log: %s; quarantined records: %d\n",
+		progress.Bytes(st.FileBytes), progress.Bytes(st.LogBytes), st.Quarantined)
 	if len(orphans) > 0 {
 		fmt.Fprintf(w, "\n%d orphan queue(s): no configured destination drains %s. Move one to a destination with\n"+
 			"`pyrorelay queue move --from %s --to NEW` (relay stopped), or send it with `pyrorelay replay --queue %s --to URL`.\n",
