@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pyrorelay/pyrorelay/internal/poll"
 	"github.com/pyrorelay/pyrorelay/relay"
 	"github.com/pyrorelay/pyrorelay/store"
 )
@@ -31,17 +32,7 @@ const deliverDeadline = 30 * time.Second
 // test with what and cond's last explanation.
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, detail := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s: %s", timeout, what, detail)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	poll.For(t, timeout, what, cond)
 }
 
 // received is one request a destination got.

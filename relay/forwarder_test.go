@@ -30,6 +30,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/pyrorelay/pyrorelay/internal/poll"
 	"github.com/pyrorelay/pyrorelay/store"
 )
 
@@ -40,26 +41,15 @@ const waitTimeout = 30 * time.Second
 // eventually polls cond until it holds or waitTimeout passes.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", waitTimeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
+	if !poll.Until(waitTimeout, 5*time.Millisecond, cond) {
+		t.Fatalf("timed out after %v waiting for %s", waitTimeout, what)
 	}
 }
 
 // waitUntil is eventually for handler goroutines, which must not call
 // t.Fatal: it reports whether cond came true in time.
 func waitUntil(cond func() bool) bool {
-	deadline := time.Now().Add(waitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-	return true
+	return poll.Until(waitTimeout, 2*time.Millisecond, cond)
 }
 
 func openStore(t *testing.T) *store.Store {

@@ -34,6 +34,8 @@ import (
 	"connectrpc.com/connect"
 	pushv1 "github.com/grafana/pyroscope/api/gen/proto/go/push/v1"
 	"github.com/grafana/pyroscope/api/gen/proto/go/push/v1/pushv1connect"
+
+	"github.com/pyrorelay/pyrorelay/internal/poll"
 )
 
 // relayBin is the pyrorelay binary TestMain built.
@@ -668,17 +670,7 @@ func sendMixed(base string, push pushv1connect.PusherServiceClient, profile []by
 // test with what and cond's last explanation.
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, detail := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s: %s", timeout, what, detail)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	poll.For(t, timeout, what, cond)
 }
 
 // scrape returns the relay's /metrics as sample -> value, where a sample
