@@ -3,33 +3,16 @@ package daemon
 import (
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/pyrorelay/pyrorelay/internal/syncbuf"
 )
-
-// lockedBuffer is a log sink safe for the drop logger's timer goroutine.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // The drop log adds up to what was dropped: drops after the first line are
 // logged once the interval is over even if dropping stopped, and at close.
 func TestDropLoggerLogsRealCounts(t *testing.T) {
-	var buf lockedBuffer
+	var buf syncbuf.Buffer
 	d := newDropLogger(slog.New(slog.NewTextHandler(&buf, nil)), 50*time.Millisecond)
 	d.dropped("q", 1)
 	for range 3 {

@@ -19,6 +19,7 @@ import (
 	pushv1 "github.com/grafana/pyroscope/api/gen/proto/go/push/v1"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/pyrorelay/pyrorelay/internal/syncbuf"
 	"github.com/pyrorelay/pyrorelay/store"
 )
 
@@ -255,7 +256,7 @@ func TestH2StreamsCountAgainstConnections(t *testing.T) {
 // same way (here the store refusing it) produces one log line per kind per
 // LogRepeatInterval, not one per request.
 func TestRefusalsDoNotFloodTheLog(t *testing.T) {
-	var buf syncLog
+	var buf syncbuf.Buffer
 	fs := &fakeStore{}
 	fs.setErr(errors.New("no space left on device"))
 	s := New(Config{}, Options{Store: fs, Registry: prometheus.NewRegistry(), Logger: slog.New(slog.NewTextHandler(&buf, nil))})
@@ -270,22 +271,4 @@ func TestRefusalsDoNotFloodTheLog(t *testing.T) {
 	if n := strings.Count(buf.String(), "store request"); n != 1 {
 		t.Errorf("%d log lines for 200 identical failures, want 1:\n%s", n, buf.String())
 	}
-}
-
-// syncLog is a log sink safe for the server's goroutines.
-type syncLog struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *syncLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *syncLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

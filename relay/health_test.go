@@ -1,7 +1,6 @@
 package relay
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -17,32 +16,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/pyrorelay/pyrorelay/internal/syncbuf"
 	"github.com/pyrorelay/pyrorelay/store"
 )
-
-// syncBuffer is a log destination safe for the forwarder's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) lines(substr string) []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []string
-	for _, l := range strings.Split(s.b.String(), "\n") {
-		if strings.Contains(l, substr) {
-			out = append(out, l)
-		}
-	}
-	return out
-}
 
 // TestForwardRandomFailuresLoseNothing: a destination that answers half of
 // all requests with 503 at random gets every entry, and none is
@@ -206,7 +182,7 @@ func TestForwardMisconfiguredDestinationGoesDown(t *testing.T) {
 	d.Concurrency, d.MaxConcurrency = 4, 8
 	d.ProbeInterval = 20 * time.Millisecond
 	m := NewMetrics(nil)
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	f, err := NewForwarder(d, st, m, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -246,7 +222,7 @@ func TestForwardMisconfiguredDestinationGoesDown(t *testing.T) {
 	if ts := gaugeValue(t, m.lastDelivery.WithLabelValues("dest")); ts < float64(time.Now().Add(-time.Minute).Unix()) {
 		t.Errorf("last success timestamp %v, want about now", ts)
 	}
-	down, up := logs.lines("destination down"), logs.lines("destination up again")
+	down, up := logs.Lines("destination down"), logs.Lines("destination up again")
 	if len(down) != 1 || len(up) != 1 {
 		t.Fatalf("log has %d down and %d up lines, want one each:\n%s", len(down), len(up), strings.Join(append(down, up...), "\n"))
 	}
@@ -256,7 +232,7 @@ func TestForwardMisconfiguredDestinationGoesDown(t *testing.T) {
 	if !strings.Contains(up[0], "level=WARN") || !strings.Contains(up[0], "down_for=") {
 		t.Errorf("up line %q, want a warning saying how long it was down", up[0])
 	}
-	if retries := logs.lines("level=INFO"); len(retries) != 0 {
+	if retries := logs.Lines("level=INFO"); len(retries) != 0 {
 		t.Errorf("%d info lines, want none (retries log at debug): %q", len(retries), retries[0])
 	}
 }
@@ -286,7 +262,7 @@ func (q *damagedQueue) ReadBatch(context.Context, string, uint64, int, int) ([]s
 // says so once and stops.
 func TestForwardStopsOnDamagedQueue(t *testing.T) {
 	q := &damagedQueue{Store: openStore(t)}
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	f, err := NewForwarder(testDest("dest", "http://127.0.0.1:1"), q, nil, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -301,7 +277,7 @@ func TestForwardStopsOnDamagedQueue(t *testing.T) {
 	if n := q.reads.Load(); n != 1 {
 		t.Errorf("%d reads of the damaged queue, want 1", n)
 	}
-	if l := logs.lines("queue damaged"); len(l) != 1 || !strings.Contains(l[0], "page 7 out of range") {
+	if l := logs.Lines("queue damaged"); len(l) != 1 || !strings.Contains(l[0], "page 7 out of range") {
 		t.Errorf("log lines %q, want one saying the queue is damaged and why", l)
 	}
 }

@@ -1,7 +1,6 @@
 package replay
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"net/http"
@@ -9,10 +8,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/pyrorelay/pyrorelay/internal/syncbuf"
 	"github.com/pyrorelay/pyrorelay/relay"
 	"github.com/pyrorelay/pyrorelay/store"
 )
@@ -110,7 +109,7 @@ func TestNewSenderReportsRetries(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.MinBackoff, d.MaxBackoff = time.Millisecond, 5*time.Millisecond
-	var w syncBuffer
+	var w syncbuf.Buffer
 	s, retries, err := NewSender(d, &w)
 	if err != nil {
 		t.Fatal(err)
@@ -130,22 +129,4 @@ func TestNewSenderReportsRetries(t *testing.T) {
 	if !strings.Contains(retries.Last(), "503") || !strings.Contains(w.String(), "retrying: ") {
 		t.Errorf("Last() = %q; reported:\n%s", retries.Last(), w.String())
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the sender's goroutine.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }

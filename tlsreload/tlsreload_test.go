@@ -1,7 +1,6 @@
 package tlsreload
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -21,6 +20,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pyrorelay/pyrorelay/internal/syncbuf"
 )
 
 // pollDeadline bounds every wait on a condition, generous for loaded CI
@@ -213,31 +214,13 @@ func waitPolls(t *testing.T, r *Reloader, n int64) {
 	}
 }
 
-// logBuffer collects log output for assertions.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
 func TestReloadOnFileChange(t *testing.T) {
 	ca := newTestCA(t, "ca")
 	f := newFiles(t)
 	c1, k1 := ca.issue(t, 1, false)
 	writeFile(t, f.cert, c1)
 	writeFile(t, f.key, k1)
-	var logs logBuffer
+	var logs syncbuf.Buffer
 	var mu sync.Mutex
 	var watchLoads []error
 	r, err := New(Options{CertFile: f.cert, KeyFile: f.key, Logger: slog.New(slog.NewTextHandler(&logs, nil)),

@@ -29,6 +29,7 @@ import (
 
 	"github.com/pyrorelay/pyrorelay/exportfile"
 	"github.com/pyrorelay/pyrorelay/httpserver"
+	"github.com/pyrorelay/pyrorelay/internal/syncbuf"
 	"github.com/pyrorelay/pyrorelay/pushwire"
 	"github.com/pyrorelay/pyrorelay/store"
 )
@@ -52,7 +53,7 @@ func cliRun(t *testing.T, stdin string, args ...string) cliResult {
 		}
 	}
 	app := newApp()
-	out, errOut := &syncBuffer{}, &syncBuffer{}
+	out, errOut := &syncbuf.Buffer{}, &syncbuf.Buffer{}
 	app.Writer, app.ErrWriter, app.Reader = out, errOut, strings.NewReader(stdin)
 	app.ExitErrHandler = func(*cli.Context, error) {}
 	err := app.Run(append([]string{"pyrorelay"}, args...))

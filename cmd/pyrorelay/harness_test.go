@@ -36,6 +36,7 @@ import (
 	"github.com/grafana/pyroscope/api/gen/proto/go/push/v1/pushv1connect"
 
 	"github.com/pyrorelay/pyrorelay/internal/poll"
+	"github.com/pyrorelay/pyrorelay/internal/syncbuf"
 )
 
 // relayBin is the pyrorelay binary TestMain built.
@@ -85,31 +86,13 @@ func runMain(m *testing.M) int {
 	return m.Run()
 }
 
-// syncBuffer is a bytes.Buffer safe for one writer and many readers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // relayProc is one running pyrorelay process.
 type relayProc struct {
 	t      *testing.T
 	cmd    *exec.Cmd
 	URL    string // http://127.0.0.1:port
-	Stderr *syncBuffer
-	Stdout *syncBuffer
+	Stderr *syncbuf.Buffer
+	Stdout *syncbuf.Buffer
 
 	servingCh chan string   // the address of the "serving" log line
 	done      chan struct{} // closed when the process has exited
@@ -166,7 +149,7 @@ func launch(t *testing.T, o relayOpts, args ...string) *relayProc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &relayProc{t: t, cmd: cmd, Stderr: &syncBuffer{}, Stdout: &syncBuffer{}, done: make(chan struct{})}
+	p := &relayProc{t: t, cmd: cmd, Stderr: &syncbuf.Buffer{}, Stdout: &syncbuf.Buffer{}, done: make(chan struct{})}
 	cmd.Stdout = p.Stdout
 	if err := startChild(cmd, p.done); err != nil {
 		t.Fatalf("start %s: %v", relayBin, err)
