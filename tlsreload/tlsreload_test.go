@@ -2,17 +2,11 @@ package tlsreload
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"io"
 	"log/slog"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -22,77 +16,12 @@ import (
 	"time"
 
 	"github.com/pyrorelay/pyrorelay/internal/syncbuf"
+	"github.com/pyrorelay/pyrorelay/internal/testca"
 )
 
 // pollDeadline bounds every wait on a condition, generous for loaded CI
 // machines.
 const pollDeadline = 30 * time.Second
-
-// testCA is a certificate authority that issues short test certificates.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  []byte
-}
-
-func newTestCA(t *testing.T, name string) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
-}
-
-// issue returns PEM certificate and key for 127.0.0.1 (server) or a client
-// certificate, with serial.
-func (ca *testCA) issue(t *testing.T, serial int64, client bool) (certPEM, keyPEM []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(serial),
-		Subject:      pkix.Name{CommonName: "relay"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	if client {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
-		tmpl.Subject.CommonName = "client"
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
-}
 
 // files are the cert, key and CA paths of one test.
 type files struct{ cert, key, ca string }
@@ -215,9 +144,9 @@ func waitPolls(t *testing.T, r *Reloader, n int64) {
 }
 
 func TestReloadOnFileChange(t *testing.T) {
-	ca := newTestCA(t, "ca")
+	ca := testca.New(t, "ca")
 	f := newFiles(t)
-	c1, k1 := ca.issue(t, 1, false)
+	c1, k1 := ca.Issue(t, 1, false)
 	writeFile(t, f.cert, c1)
 	writeFile(t, f.key, k1)
 	var logs syncbuf.Buffer
@@ -233,7 +162,7 @@ func TestReloadOnFileChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := serveTLS(t, r.Config())
-	roots := pool(ca.pem)
+	roots := pool(ca.PEM)
 	serial, proto, err := dial(addr, roots, nil, "h2", "http/1.1")
 	if err != nil || serial != 1 {
 		t.Fatalf("first handshake: serial %d, err %v", serial, err)
@@ -255,7 +184,7 @@ func TestReloadOnFileChange(t *testing.T) {
 
 	// Rotation, with the key written after the certificate: in between,
 	// the pair does not match and the old one must stay in service.
-	c2, k2 := ca.issue(t, 2, false)
+	c2, k2 := ca.Issue(t, 2, false)
 	writeFile(t, f.cert, c2)
 	if got, _, err := dial(addr, roots, nil); err != nil || (got != 1 && got != 2) {
 		t.Fatalf("during a half-done rotation: serial %d, err %v", got, err)
@@ -289,7 +218,7 @@ func TestReloadOnFileChange(t *testing.T) {
 	}
 
 	// Fixed again: picked up.
-	c3, k3 := ca.issue(t, 3, false)
+	c3, k3 := ca.Issue(t, 3, false)
 	writeFile(t, f.key, k3)
 	writeFile(t, f.cert, c3)
 	waitSerial(t, addr, roots, 3)
@@ -312,9 +241,9 @@ func TestReloadOnFileChange(t *testing.T) {
 // TestReloadOnDemand is the SIGHUP path: no watcher, Reload loads what is
 // there now, and a failed Reload keeps the certificate in service.
 func TestReloadOnDemand(t *testing.T) {
-	ca := newTestCA(t, "ca")
+	ca := testca.New(t, "ca")
 	f := newFiles(t)
-	c1, k1 := ca.issue(t, 1, false)
+	c1, k1 := ca.Issue(t, 1, false)
 	writeFile(t, f.cert, c1)
 	writeFile(t, f.key, k1)
 	r, err := New(Options{CertFile: f.cert, KeyFile: f.key})
@@ -322,9 +251,9 @@ func TestReloadOnDemand(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := serveTLS(t, r.Config())
-	roots := pool(ca.pem)
+	roots := pool(ca.PEM)
 
-	c2, k2 := ca.issue(t, 2, false)
+	c2, k2 := ca.Issue(t, 2, false)
 	writeFile(t, f.cert, c2)
 	writeFile(t, f.key, k2)
 	if got, _, err := dial(addr, roots, nil); err != nil || got != 1 {
@@ -338,7 +267,7 @@ func TestReloadOnDemand(t *testing.T) {
 	}
 
 	// A key of another certificate.
-	_, other := ca.issue(t, 9, false)
+	_, other := ca.Issue(t, 9, false)
 	writeFile(t, f.key, other)
 	err = r.Reload()
 	if err == nil {
@@ -366,14 +295,14 @@ func TestReloadOnDemand(t *testing.T) {
 }
 
 func TestMutualTLS(t *testing.T) {
-	ca := newTestCA(t, "server ca")
-	clientCA := newTestCA(t, "client ca")
-	otherCA := newTestCA(t, "other ca")
+	ca := testca.New(t, "server ca")
+	clientCA := testca.New(t, "client ca")
+	otherCA := testca.New(t, "other ca")
 	f := newFiles(t)
-	c, k := ca.issue(t, 1, false)
+	c, k := ca.Issue(t, 1, false)
 	writeFile(t, f.cert, c)
 	writeFile(t, f.key, k)
-	writeFile(t, f.ca, clientCA.pem)
+	writeFile(t, f.ca, clientCA.PEM)
 	r, err := New(Options{CertFile: f.cert, KeyFile: f.key, ClientCAFile: f.ca})
 	if err != nil {
 		t.Fatal(err)
@@ -382,9 +311,9 @@ func TestMutualTLS(t *testing.T) {
 		t.Error("MutualTLS() = false with a client CA")
 	}
 	addr := serveTLS(t, r.Config())
-	roots := pool(ca.pem)
-	keyPair := func(ca *testCA) *tls.Certificate {
-		cp, kp := ca.issue(t, 7, true)
+	roots := pool(ca.PEM)
+	keyPair := func(ca *testca.CA) *tls.Certificate {
+		cp, kp := ca.Issue(t, 7, true)
 		kpair, err := tls.X509KeyPair(cp, kp)
 		if err != nil {
 			t.Fatal(err)
@@ -404,7 +333,7 @@ func TestMutualTLS(t *testing.T) {
 	}
 
 	// The client CA reloads too: switch trust to the other CA.
-	writeFile(t, f.ca, otherCA.pem)
+	writeFile(t, f.ca, otherCA.PEM)
 	if err := r.Reload(); err != nil {
 		t.Fatal(err)
 	}
@@ -426,9 +355,9 @@ func TestMutualTLS(t *testing.T) {
 }
 
 func TestNewErrors(t *testing.T) {
-	ca := newTestCA(t, "ca")
+	ca := testca.New(t, "ca")
 	f := newFiles(t)
-	c, k := ca.issue(t, 1, false)
+	c, k := ca.Issue(t, 1, false)
 	writeFile(t, f.cert, c)
 	writeFile(t, f.key, k)
 	writeFile(t, f.ca, []byte("junk"))

@@ -9,19 +9,14 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -41,6 +36,8 @@ import (
 	"github.com/grafana/pyroscope/api/gen/proto/go/push/v1/pushv1connect"
 	"golang.org/x/crypto/bcrypt"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/pyrorelay/pyrorelay/internal/testca"
 )
 
 // accessWrite writes content to dir/name (atomically, by rename, the way
@@ -271,66 +268,23 @@ func TestAccessProtectMetrics(t *testing.T) {
 	relay.stop()
 }
 
-// accessCA issues test certificates.
-type accessCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  string
-}
+// accessCA issues test certificates, as strings for the config files.
+type accessCA struct{ *testca.CA }
 
-func newAccessCA(t *testing.T, name string) *accessCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	return &accessCA{cert: cert, key: key, pem: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))}
-}
+func newAccessCA(t *testing.T, name string) *accessCA { return &accessCA{testca.New(t, name)} }
 
 // issue returns a PEM certificate and key: for 127.0.0.1 as a server, or a
 // client certificate.
 func (ca *accessCA) issue(t *testing.T, serial int64, client bool) (string, string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "relay"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	if client {
-		tmpl.Subject.CommonName, tmpl.ExtKeyUsage = "client", []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
-		string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}))
+	c, k := ca.Issue(t, serial, client)
+	return string(c), string(k)
 }
 
 // tlsClient trusts ca, presents client if set, and speaks HTTP/2 when the
 // server offers it (gRPC needs it).
 func tlsClient(ca *accessCA, client *tls.Certificate) *http.Client {
 	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM([]byte(ca.pem))
+	roots.AppendCertsFromPEM(ca.PEM)
 	cfg := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
 	if client != nil {
 		cfg.Certificates = []tls.Certificate{*client}
@@ -343,7 +297,7 @@ func tlsClient(ca *accessCA, client *tls.Certificate) *http.Client {
 // serial of the certificate the relay presents.
 func serverSerial(addr string, ca *accessCA) (int64, error) {
 	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM([]byte(ca.pem))
+	roots.AppendCertsFromPEM(ca.PEM)
 	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 30 * time.Second}, "tcp", addr, &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12})
 	if err != nil {
 		return 0, err
@@ -493,7 +447,7 @@ func TestAccessMutualTLS(t *testing.T) {
 	dir := t.TempDir()
 	c1, k1 := ca.issue(t, 1, false)
 	certFile, keyFile := accessWrite(t, dir, "tls.crt", c1), accessWrite(t, dir, "tls.key", k1)
-	caFile := accessWrite(t, dir, "client-ca.crt", clientCA.pem)
+	caFile := accessWrite(t, dir, "client-ca.crt", string(clientCA.PEM))
 	dest := newRecorder(t, nil)
 	cfg := writeConfig(t, dir, fastDestinations(map[string]string{"d": dest.URL()}))
 	relay := startRelay(t, filepath.Join(dir, "data"), "--config", cfg,
