@@ -23,6 +23,8 @@ import (
 //
 //	{listen}   the loopback host:port it must serve the load on
 //	{listen2}  another free loopback host:port, for its own HTTP server
+//	{listen_host}, {listen_port}, {listen2_host}, {listen2_port}
+//	           their two halves, for configs that take them apart
 //	{sink1}... the sinks' base URLs, http://127.0.0.1:PORT
 //	{config}   the path of the substituted config file (--compare-config)
 //	{workdir}  a directory of its own for this run
@@ -41,7 +43,7 @@ type otherRelay struct {
 }
 
 // placeholder matches a {name} in a command line or config template.
-var placeholder = regexp.MustCompile(`\{([a-z][a-z0-9]*)\}`)
+var placeholder = regexp.MustCompile(`\{([a-z][a-z0-9_]*)\}`)
 
 // newOtherRelay reads the --compare-* flags: command (split at spaces,
 // no shell quoting) then args, each one argument as it is, and the
@@ -78,7 +80,8 @@ func newOtherRelay(command string, args []string, templatePath, name, listen str
 	}
 	for p := range used {
 		switch n, isSink := strings.CutPrefix(p, "sink"); {
-		case p == "listen", p == "listen2", p == "workdir":
+		case p == "listen", p == "listen2", p == "workdir",
+			p == "listen_host", p == "listen_port", p == "listen2_host", p == "listen2_port":
 		case p == "config" && templatePath != "":
 		case p == "config":
 			return nil, errors.New("--compare-command uses {config}: give the template with --compare-config")
@@ -87,11 +90,11 @@ func newOtherRelay(command string, args []string, templatePath, name, listen str
 				return nil, fmt.Errorf("placeholder {%s}: the tool starts %d sinks, {sink1} to {sink%d}", p, sinks, sinks)
 			}
 		default:
-			return nil, fmt.Errorf("unknown placeholder {%s}: want {listen}, {listen2}, {sink1}..{sink%d}, {config} or {workdir}", p, sinks)
+			return nil, fmt.Errorf("unknown placeholder {%s}: want {listen}, {listen2} (or their _host and _port), {sink1}..{sink%d}, {config} or {workdir}", p, sinks)
 		}
 	}
-	if !used["listen"] {
-		return nil, errors.New("neither --compare-command nor --compare-config has {listen}: the program must serve the load where the tool sends it")
+	if !used["listen"] && !used["listen_port"] {
+		return nil, errors.New("neither --compare-command nor --compare-config has {listen} or {listen_port}: the program must serve the load where the tool sends it")
 	}
 	return o, nil
 }
@@ -138,6 +141,9 @@ func (o *otherRelay) start(ctx context.Context, sinks []*sink, work string) (*re
 		return nil, fmt.Errorf("work dir of %s: %w", o.name, err)
 	}
 	vals := map[string]string{"listen": listen, "listen2": listen2, "workdir": progDir}
+	for _, name := range []string{"listen", "listen2"} {
+		vals[name+"_host"], vals[name+"_port"], _ = net.SplitHostPort(vals[name])
+	}
 	for i, s := range sinks {
 		vals["sink"+strconv.Itoa(i+1)] = s.URL()
 	}

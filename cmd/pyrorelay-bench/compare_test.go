@@ -134,6 +134,7 @@ func TestCompareFlags(t *testing.T) {
 		{"command", []string{"--compare-command", "prog --listen {listen} --to {sink1} --to {sink2}"}, ""},
 		{"args", []string{"--compare-command", "prog", "--compare-arg", "--listen={listen}", "--compare-arg", "{workdir}/x {listen2}"}, ""},
 		{"config", []string{"--compare-command", "prog run {config}", "--compare-config", tmpl}, ""},
+		{"listen halves", []string{"--compare-command", "prog --host={listen_host} --port={listen_port} --ui={listen2_host}:{listen2_port}"}, ""},
 		{"empty command", []string{"--compare-command", "  "}, "--compare-command is empty"},
 		{"args without command", []string{"--compare-arg", "{listen}"}, "go with --compare-command"},
 		{"config without command", []string{"--compare-config", tmpl}, "go with --compare-command"},
@@ -173,12 +174,13 @@ func TestCompareFlags(t *testing.T) {
 // TestSubstitute: every placeholder is replaced wherever it is, and the
 // rest of the text, braces of a config language included, is left alone.
 func TestSubstitute(t *testing.T) {
-	vals := map[string]string{"listen": "127.0.0.1:5000", "sink1": "http://127.0.0.1:9001", "config": "/w/r.alloy", "workdir": "/w"}
+	vals := map[string]string{"listen": "127.0.0.1:5000", "listen_port": "5000", "sink1": "http://127.0.0.1:9001", "config": "/w/r.alloy", "workdir": "/w"}
 	tests := []struct{ in, want string }{
 		{"--listen={listen}", "--listen=127.0.0.1:5000"},
 		{"{workdir}/data {config}", "/w/data /w/r.alloy"},
 		{`endpoint { url = "{sink1}" }`, `endpoint { url = "http://127.0.0.1:9001" }`},
 		{"{listen}{listen}", "127.0.0.1:5000127.0.0.1:5000"},
+		{"listen_port = {listen_port}", "listen_port = 5000"},
 		{"block {}\n{ x }", "block {}\n{ x }"},
 		{"{other}", "{other}"},
 	}
