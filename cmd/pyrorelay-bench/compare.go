@@ -33,7 +33,7 @@ type otherRelay struct {
 	// argv is the command line, placeholders not yet substituted.
 	argv []string
 	// template is the config file's text, "" without --compare-config;
-	// templateName its base name, kept for the file written.
+	// templateName the name of the file written from it.
 	template     string
 	templateName string
 	// listen is where the program serves: 127.0.0.1:0 lets the tool
@@ -69,7 +69,9 @@ func newOtherRelay(command string, args []string, templatePath, name, listen str
 		if err != nil {
 			return nil, fmt.Errorf("--compare-config: %w", err)
 		}
-		o.template, o.templateName = string(b), filepath.Base(templatePath)
+		// The file keeps the template's name, less a .tmpl suffix:
+		// some programs read a config by its extension.
+		o.template, o.templateName = string(b), strings.TrimSuffix(filepath.Base(templatePath), ".tmpl")
 		texts = append(texts, o.template)
 	}
 	used := map[string]bool{}

@@ -166,6 +166,8 @@ func TestCompareFlags(t *testing.T) {
 				t.Fatalf("error %v, want one containing %q", err, tt.wantErr)
 			case tt.wantErr == "" && (c.other == nil || c.other.name != "prog"):
 				t.Fatalf("other relay %+v, want one named prog", c.other)
+			case tt.name == "config" && c.other.templateName != "relay":
+				t.Errorf("config written as %q, want the template's name less .tmpl", c.other.templateName)
 			}
 		})
 	}
