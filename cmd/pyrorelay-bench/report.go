@@ -131,7 +131,8 @@ func (r *result) printQueued(w io.Writer) {
 
 // comparison is two runs of the same load: group commit against one
 // fsync'd transaction per write, or pyrorelay against the in-memory
-// reference relay or another program. Ratios are the first run's over the second's.
+// reference relay or another program. Ratios are the first run's over
+// the second's.
 type comparison struct {
 	Title           string     `json:"title"`
 	ThroughputRatio float64    `json:"throughput_ratio"` // acked/s
