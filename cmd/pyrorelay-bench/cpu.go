@@ -1,6 +1,8 @@
 package main
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"runtime"
 	"strconv"
@@ -85,3 +87,35 @@ func measureCPU(a, b cpuSnapshot, relayCPU float64, acked int) cpuUse {
 }
 
 func numCPU() int { return runtime.NumCPU() }
+
+// clockTicks is USER_HZ, the unit of the times in /proc/<pid>/stat: 100 on
+// every Linux architecture Go supports.
+const clockTicks = 100
+
+// processCPU is the user+system CPU time a process has used so far, in
+// seconds, from /proc/<pid>/stat: what the process_cpu_seconds_total of a
+// Go program's /metrics reports, read from outside, for a program that
+// exposes no such metric where the tool can reach it.
+func processCPU(pid int) (float64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, fmt.Errorf("cpu time of process %d: %w", pid, err)
+	}
+	// The command name, in parentheses, may hold spaces: count the fields
+	// from after its closing one. utime and stime are fields 14 and 15;
+	// state, field 3, is the first after the name.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0, fmt.Errorf("cpu time of process %d: no command name in its stat", pid)
+	}
+	fields := strings.Fields(string(b[i+1:]))
+	if len(fields) < 13 {
+		return 0, fmt.Errorf("cpu time of process %d: %d fields in its stat", pid, len(fields)+2)
+	}
+	utime, err1 := strconv.ParseFloat(fields[11], 64)
+	stime, err2 := strconv.ParseFloat(fields[12], 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, fmt.Errorf("cpu time of process %d: %w", pid, err)
+	}
+	return (utime + stime) / clockTicks, nil
+}

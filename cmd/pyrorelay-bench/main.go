@@ -11,6 +11,7 @@
 //	go run ./cmd/pyrorelay-bench --relay-bin /tmp/pyrorelay --clients 32 --duration 20s
 //	go run ./cmd/pyrorelay-bench --relay-bin /tmp/pyrorelay --compare-no-group-commit
 //	go run ./cmd/pyrorelay-bench --relay-bin /tmp/pyrorelay --compare-reference
+//	go run ./cmd/pyrorelay-bench --relay-bin /tmp/pyrorelay --compare-command '/tmp/alloy run {config} --server.http.listen-addr={listen2} --storage.path={workdir}' --compare-config relay.alloy.tmpl
 //	go run ./cmd/pyrorelay-bench --relay-bin /tmp/pyrorelay --mode down-then-up --count 20000 --restart
 //	go run ./cmd/pyrorelay-bench --url http://127.0.0.1:4040 --sink-listen 127.0.0.1:9001
 //
@@ -66,17 +67,29 @@ type config struct {
 	compareReference bool
 	reference        bool
 	refWriteBuffer   int
-	relayFlags       []string
-	fwdConc          int
-	minBackoff       time.Duration
-	maxBackoff       time.Duration
-	drainTimeout     time.Duration
-	timeout          time.Duration
-	testdata         string
-	workDir          string
-	keep             bool
-	jsonOut          bool
-	cpuProfile       string
+	// compareCommand and the other compare* flags name another relay
+	// program to run after pyrorelay on the same sinks and load (see
+	// otherRelay); other is set from them by check, and external is set
+	// for that program's run.
+	compareCommand      string
+	compareArgs         []string
+	compareConfig       string
+	compareName         string
+	compareListen       string
+	compareStartTimeout time.Duration
+	other               *otherRelay
+	external            bool
+	relayFlags          []string
+	fwdConc             int
+	minBackoff          time.Duration
+	maxBackoff          time.Duration
+	drainTimeout        time.Duration
+	timeout             time.Duration
+	testdata            string
+	workDir             string
+	keep                bool
+	jsonOut             bool
+	cpuProfile          string
 }
 
 type stringsFlag []string
@@ -125,6 +138,12 @@ Flags:
 	fs.BoolVar(&c.compare, "compare-no-group-commit", false, "run twice, with group commit and with --no-group-commit, each on a fresh relay, and print the ratios")
 	fs.BoolVar(&c.compareReference, "compare-reference", false, "run twice, pyrorelay and then an in-memory reference relay on the same sinks (it forwards each request to every sink and answers once all have answered, keeping nothing, as Grafana Alloy's pyroscope.receive_http and pyroscope.write do), and print the ratios")
 	fs.IntVar(&c.refWriteBuffer, "reference-write-buffer", defaultReferenceWriteBuffer, "with --compare-reference: the reference's write buffer per connection to a sink, bytes (4096 is Go's default, as an untuned HTTP client sends)")
+	fs.StringVar(&c.compareCommand, "compare-command", "", "run twice, pyrorelay and then this other relay `PROGRAM` (and its arguments, split at spaces) on the same sinks and load, and print the ratios; placeholders in it and in --compare-config: {listen} (where it must serve the load, or {listen_host} and {listen_port}; required), {listen2} (another free loopback host:port, also in halves), {sink1}.. (sink base URLs), {config}, {workdir}")
+	fs.Var((*stringsFlag)(&c.compareArgs), "compare-arg", "with --compare-command: one more `ARG` for the program, as it is (spaces kept), repeatable")
+	fs.StringVar(&c.compareConfig, "compare-config", "", "with --compare-command: config `TEMPLATE` file; written, placeholders substituted, into the program's work dir, as {config}")
+	fs.StringVar(&c.compareName, "compare-name", "", "with --compare-command: the program's name in the report (default: the program's file name)")
+	fs.StringVar(&c.compareListen, "compare-listen", "127.0.0.1:0", "with --compare-command: the loopback `ADDR` given as {listen}; port 0 lets the tool choose a free one")
+	fs.DurationVar(&c.compareStartTimeout, "compare-start-timeout", 2*time.Minute, "with --compare-command: longest wait for the program to accept connections on {listen}")
 	fs.Var((*stringsFlag)(&c.relayFlags), "relay-flag", "extra `FLAG` for pyrorelay serve, repeatable, e.g. --relay-flag=--max-connections=200")
 	fs.IntVar(&c.fwdConc, "forward-concurrency", 0, "requests in flight per destination (0: the relay's default)")
 	fs.DurationVar(&c.minBackoff, "min-backoff", 10*time.Millisecond, "destinations' min_backoff (short, so a returning sink is seen soon)")
@@ -181,6 +200,14 @@ func (c *config) check() error {
 		return errors.New("--compare-reference needs --relay-bin")
 	case c.compareReference && (c.compare || c.noGroupCommit):
 		return errors.New("--compare-reference compares pyrorelay as it runs by default: leave out --compare-no-group-commit and --no-group-commit")
+	case c.compareCommand == "" && (len(c.compareArgs) > 0 || c.compareConfig != "" || c.compareName != ""):
+		return errors.New("--compare-arg, --compare-config and --compare-name go with --compare-command")
+	case c.compareCommand != "" && c.relayBin == "":
+		return errors.New("--compare-command needs --relay-bin")
+	case c.compareCommand != "" && (c.compare || c.noGroupCommit || c.compareReference):
+		return errors.New("--compare-command compares pyrorelay as it runs by default: leave out --compare-reference, --compare-no-group-commit and --no-group-commit")
+	case c.compareCommand != "" && c.mode == "down-then-up":
+		return errors.New("--compare-command: down-then-up measures pyrorelay's backlog, which another program does not report; use healthy or one-slow, with --fail-percent or --flap-* for faults")
 	case c.refWriteBuffer <= 0:
 		return errors.New("--reference-write-buffer must be positive")
 	case c.compareReference && c.mode == "down-then-up":
@@ -189,6 +216,13 @@ func (c *config) check() error {
 		return errors.New("--sinks must be positive with --relay-bin")
 	case c.relayBin != "" && len(c.sinkListen) > 0:
 		return errors.New("--sink-listen is for --url; with --relay-bin use --sinks")
+	}
+	if c.compareCommand != "" {
+		o, err := newOtherRelay(c.compareCommand, c.compareArgs, c.compareConfig, c.compareName, c.compareListen, c.compareStartTimeout, c.sinks)
+		if err != nil {
+			return err
+		}
+		c.other = o
 	}
 	if c.url != "" {
 		c.url = strings.TrimRight(c.url, "/")
@@ -275,6 +309,10 @@ func runAll(ctx context.Context, cfg config, stdout, progress io.Writer) error {
 		ref := cfg
 		ref.reference = true
 		sides, title = []config{cfg, ref}, "pyrorelay vs the in-memory reference relay"
+	case cfg.other != nil:
+		other := cfg
+		other.external = true
+		sides, title = []config{cfg, other}, "pyrorelay vs "+cfg.other.name
 	}
 	for _, c := range sides {
 		r, err := runOnce(ctx, c, progress)

@@ -19,7 +19,8 @@ import (
 	"time"
 )
 
-// relayProc is a pyrorelay process the tool started and owns.
+// relayProc is a relay process the tool started and owns: pyrorelay, the
+// reference relay, or another program it is compared with.
 type relayProc struct {
 	cmd     *exec.Cmd
 	url     string
@@ -57,18 +58,11 @@ func startRelay(ctx context.Context, bin string, args []string, logPath string, 
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout = logFile
 	cmd.Stderr = &logScanner{out: logFile, addr: addrc}
-	p := &relayProc{cmd: cmd, logPath: logPath, exited: make(chan struct{}), stopRSS: make(chan struct{}), rssDone: make(chan struct{})}
 	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		logFile.Close()
-		return nil, fmt.Errorf("start relay %s: %w", bin, err)
+	p, err := spawn(cmd, logFile)
+	if err != nil {
+		return nil, err
 	}
-	go func() {
-		p.waitErr = cmd.Wait()
-		logFile.Close()
-		close(p.exited)
-	}()
-	go p.sampleRSS()
 
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
@@ -106,6 +100,24 @@ func startRelay(ctx context.Context, bin string, args []string, logPath string, 
 		case <-time.After(2 * time.Millisecond):
 		}
 	}
+}
+
+// spawn starts cmd, whose output goes to logFile, and owns it from then
+// on: a goroutine waits for its exit (and closes logFile), another samples
+// its memory until it is stopped.
+func spawn(cmd *exec.Cmd, logFile *os.File) (*relayProc, error) {
+	p := &relayProc{cmd: cmd, logPath: logFile.Name(), exited: make(chan struct{}), stopRSS: make(chan struct{}), rssDone: make(chan struct{})}
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return nil, fmt.Errorf("start %s: %w", cmd.Path, err)
+	}
+	go func() {
+		p.waitErr = cmd.Wait()
+		logFile.Close()
+		close(p.exited)
+	}()
+	go p.sampleRSS()
+	return p, nil
 }
 
 // logScanner copies the relay's log to a file and picks the listen address

@@ -22,9 +22,12 @@ func (r *result) print(w io.Writer) {
 		}
 		fmt.Fprintln(w)
 	}
-	if r.Reference {
+	switch {
+	case r.Reference:
 		fmt.Fprintf(w, "store             none: the reference keeps nothing\n")
-	} else {
+	case r.External:
+		fmt.Fprintf(w, "store             not known: %s is not pyrorelay (disk writes below)\n", r.Label)
+	default:
 		fmt.Fprintf(w, "store commits     %.0f for %.0f writes: %.3f commits (x2 fdatasync) per request, %.1f writes per commit, %.2f ms per commit\n",
 			r.Commits, r.Writes, r.CommitsPerReq, r.WritesPerCommit, r.CommitMs)
 	}
@@ -33,6 +36,8 @@ func (r *result) print(w io.Writer) {
 	switch {
 	case r.Reference:
 		fmt.Fprintf(w, "queues            none: every answer came after every sink's\n")
+	case r.External:
+		fmt.Fprintf(w, "queues            not known: the delivery check below tells what reached the sinks\n")
 	case r.Drained:
 		r.printQueued(w)
 		fmt.Fprintf(w, "drain             queues empty %s after the load stopped", r.DrainTime.Round(time.Millisecond))
@@ -66,12 +71,19 @@ func (r *result) print(w io.Writer) {
 	if len(r.Delivered) > 0 && !r.Reference {
 		fmt.Fprintf(w, "delivered in load")
 		for _, d := range r.Delivered {
-			fmt.Fprintf(w, "  %s %.0f/s (%.2fx acked, %.0f queued at the end)", d.Name, d.PerS, d.VsAcked, d.QueuedAtEnd)
+			if r.External {
+				fmt.Fprintf(w, "  %s %.0f/s (%.2fx acked)", d.Name, d.PerS, d.VsAcked)
+			} else {
+				fmt.Fprintf(w, "  %s %.0f/s (%.2fx acked, %.0f queued at the end)", d.Name, d.PerS, d.VsAcked, d.QueuedAtEnd)
+			}
 			if d.Faults != "" {
 				fmt.Fprintf(w, " [%s]", d.Faults)
 			}
 		}
-		fmt.Fprintf(w, "\ndead letters      %.0f after the drain\n", r.DeadLettered)
+		fmt.Fprintln(w)
+		if !r.External {
+			fmt.Fprintf(w, "dead letters      %.0f after the drain\n", r.DeadLettered)
+		}
 	}
 	if r.DiskWritten > 0 {
 		fmt.Fprintf(w, "disk writes       %.1f MiB over load and drain: %.2f bytes per body byte acknowledged\n",
@@ -119,7 +131,8 @@ func (r *result) printQueued(w io.Writer) {
 
 // comparison is two runs of the same load: group commit against one
 // fsync'd transaction per write, or pyrorelay against the in-memory
-// reference relay. Ratios are the first run's over the second's.
+// reference relay or another program. Ratios are the first run's over
+// the second's.
 type comparison struct {
 	Title           string     `json:"title"`
 	ThroughputRatio float64    `json:"throughput_ratio"` // acked/s

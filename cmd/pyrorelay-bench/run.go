@@ -24,6 +24,9 @@ type result struct {
 	// Reference is set for the in-memory reference relay's run, which has
 	// no store: no commits, no queues.
 	Reference bool `json:"reference,omitempty"`
+	// External is set for another program's run (--compare-command): its
+	// store and queues, if any, are not known to the tool.
+	External bool `json:"external,omitempty"`
 
 	Load       loadResult `json:"load"`
 	AckedPerS  float64    `json:"acked_per_s"`
@@ -123,6 +126,8 @@ func runOnce(ctx context.Context, cfg config, progress io.Writer) (*result, erro
 	switch {
 	case cfg.url != "":
 		res.Label = "relay at " + cfg.url
+	case cfg.external:
+		res.Label, res.External = cfg.other.name, true
 	case cfg.reference:
 		res.Label, res.Reference = fmt.Sprintf("in-memory reference (%d B write buffer)", cfg.refWriteBuffer), true
 	case cfg.noGroupCommit:
@@ -213,7 +218,11 @@ func runOnce(ctx context.Context, cfg config, progress io.Writer) (*result, erro
 				args = append(args, "--forward", s.URL())
 			}
 		}
-		relay, err = startRelay(ctx, bin, args, filepath.Join(work, "relay.log"), 60*time.Second)
+		if cfg.external {
+			relay, err = cfg.other.start(ctx, sinks, work)
+		} else {
+			relay, err = startRelay(ctx, bin, args, filepath.Join(work, "relay.log"), 60*time.Second)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -228,7 +237,15 @@ func runOnce(ctx context.Context, cfg config, progress io.Writer) (*result, erro
 	}
 
 	mc := &http.Client{Timeout: 10 * time.Second}
-	before, err := scrapeMetrics(ctx, mc, target)
+	// scrape reads the relay's metrics; another program's are what /proc
+	// tells of it (see processMetrics).
+	scrape := func(ctx context.Context) (relayMetrics, error) {
+		if cfg.external {
+			return processMetrics(relay)
+		}
+		return scrapeMetrics(ctx, mc, target)
+	}
+	before, err := scrape(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -251,7 +268,7 @@ func runOnce(ctx context.Context, cfg config, progress io.Writer) (*result, erro
 				return
 			case <-t.C:
 			}
-			if m, err := scrapeMetrics(loadCtx, mc, target); err == nil {
+			if m, err := scrape(loadCtx); err == nil {
 				for q, v := range m.queues("pyrorelay_queue_entries") {
 					res.MaxQueued[q] = max(res.MaxQueued[q], v)
 				}
@@ -313,7 +330,7 @@ func runOnce(ctx context.Context, cfg config, progress io.Writer) (*result, erro
 	if len(lat) > 0 {
 		res.MaxLatency = ms(lat[len(lat)-1])
 	}
-	after, err := scrapeMetrics(ctx, mc, target)
+	after, err := scrape(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -370,14 +387,14 @@ func runOnce(ctx context.Context, cfg config, progress io.Writer) (*result, erro
 
 	// Drain: every queue of the relay empty.
 	drainDeadline := time.Now().Add(cfg.drainTimeout)
-	drainStart, err := scrapeMetrics(ctx, mc, target)
+	drainStart, err := scrape(ctx)
 	if err != nil {
 		return nil, err
 	}
 	drainCPU0 := takeCPU()
 	var drainEnd relayMetrics
 	for {
-		m, err := scrapeMetrics(ctx, mc, target)
+		m, err := scrape(ctx)
 		if err != nil {
 			return nil, err
 		}
