@@ -114,9 +114,9 @@ func (s *Store) guard(fn func() error) (err error) {
 	return fn()
 }
 
-// view is db.View under guard.
+// view is db.View under guard, counted as a reader of the record log.
 func (s *Store) view(fn func(tx *bolt.Tx) error) error {
-	return s.guard(func() error { return s.db.View(fn) })
+	return s.guard(func() error { return s.log.readers.view(s.db, fn) })
 }
 
 // update runs fn in a write transaction, like guard. bbolt's own rollback
@@ -142,7 +142,10 @@ func (s *Store) update(fn func(tx *bolt.Tx) error) (err error) {
 			}
 		}
 	}()
-	err = s.db.Update(fn)
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		s.log.txid = tx.ID()
+		return fn(tx)
+	})
 	if err != nil {
 		s.log.rolledBack()
 	} else {

@@ -184,7 +184,7 @@ func TestPrefetchesRecords(t *testing.T) {
 				}
 				return false
 			}
-			err := s.db.View(func(tx *bolt.Tx) error {
+			err := s.view(func(tx *bolt.Tx) error {
 				info := tx.DB().Info()
 				for _, sp := range spans {
 					if sp.addr%uintptr(info.PageSize) != 0 || sp.addr < info.Data || sp.end > info.Data+uintptr(tx.Size()) {

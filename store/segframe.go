@@ -45,9 +45,9 @@ const (
 	// after damage, to be salvaged) are left as they are.
 	segmentPrefix = "pyrorelay-"
 	segmentSuffix = ".seg"
-	// retireGrace is how long a removed segment's file stays open for
-	// readers whose read transaction began before the commit that let
-	// its last entry go.
+	// retireGrace is how long a removed segment's file stays open at
+	// most for readers whose read transaction began before the commit
+	// that let its last entry go.
 	retireGrace = 30 * time.Second
 	// maxPendingKept bounds the buffer of a transaction's frames kept
 	// for the next one.

@@ -19,12 +19,13 @@ import (
 
 // segmentFile is one segment open for reading (and, the active one, for
 // appending). refs counts reads in progress; a retired file was removed
-// from the directory and is closed once its grace is over and no read
-// holds it.
+// from the directory and is closed once no reader can need it (see
+// readtxs.go).
 type segmentFile struct {
 	f         *os.File
 	refs      int
 	retiredAt time.Time // zero while the file is in the directory
+	retiredTx int       // the commit that let its last entry go
 }
 
 // segmentLog is the record log of one data directory. Reads may come from
@@ -72,6 +73,10 @@ type segmentLog struct {
 	// counts are what is live in each segment as committed; txCounts the
 	// running transaction's changes to them (see locator.go).
 	counts, txCounts map[uint64]segmentCount
+	// readers are the store's read transactions, and txid the ID of the
+	// running (then last committed) write transaction.
+	readers readTxs
+	txid    int
 }
 
 // segmentSize is the size at which a store with opts seals a segment: a
@@ -336,18 +341,19 @@ func (l *segmentLog) remove(n uint64) error {
 		l.physical -= fi.Size()
 	}
 	if sf, ok := l.files[n]; ok {
-		sf.retiredAt = time.Now()
+		sf.retiredAt, sf.retiredTx = time.Now(), l.txid
 	}
 	return nil
 }
 
-// closeRetired closes the files of removed segments whose grace is over
-// and that no read holds (all of them at Close).
+// closeRetired closes the files of removed segments that no reader can
+// need any more (all of them at Close).
 func (l *segmentLog) closeRetired(all bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for n, sf := range l.files {
-		if all || (!sf.retiredAt.IsZero() && sf.refs == 0 && time.Since(sf.retiredAt) > retireGrace) {
+		if all || (!sf.retiredAt.IsZero() && sf.refs == 0 &&
+			(l.readers.allSee(sf.retiredTx) || time.Since(sf.retiredAt) > retireGrace)) {
 			_ = sf.f.Close()
 			delete(l.files, n)
 		}

@@ -157,7 +157,7 @@ func mustStats(t testing.TB, s *Store) map[string]QueueStats {
 func bucketContents(t testing.TB, s *Store, name []byte) map[uint64][]byte {
 	t.Helper()
 	out := make(map[uint64][]byte)
-	err := s.db.View(func(tx *bolt.Tx) error {
+	err := s.view(func(tx *bolt.Tx) error {
 		b := tx.Bucket(name)
 		return b.ForEach(func(k, v []byte) error {
 			if bytes.Equal(name, bucketEntries) {
