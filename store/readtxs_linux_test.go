@@ -8,8 +8,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/pyrorelay/pyrorelay/internal/poll"
 )
 
 // removedStillOpen lists the segment files of data dir dir that this
@@ -37,7 +40,8 @@ func removedStillOpen(t testing.TB, dir string) []string {
 // TestRemovedSegmentsReleased: a segment removed once its last entry was
 // acked is closed as soon as no reader can need it, so that its blocks
 // leave the disk then; a read transaction that began before the ack keeps
-// it open, reads its record from it, and lets it go when it ends.
+// it open, reads its record from it, and lets it go when it ends. The
+// closes run beside the commit loop, so the test waits for them.
 func TestRemovedSegmentsReleased(t *testing.T) {
 	dir := t.TempDir()
 	s := openStore(t, dir, Options{segmentSize: 64 << 10, RecentBytes: -1})
@@ -92,9 +96,11 @@ func TestRemovedSegmentsReleased(t *testing.T) {
 		t.Fatalf("the older reader: %v", err)
 	}
 	mustPut(t, s, bigBody("last"), "b")
-	if open := removedStillOpen(t, dir); len(open) != 0 {
-		t.Errorf("removed segments still open once no reader could need them: %v", open)
+	allClosed := func() (bool, string) {
+		open := removedStillOpen(t, dir)
+		return len(open) == 0, fmt.Sprint(open)
 	}
+	poll.For(t, 10*time.Second, "removed segments closed once no reader could need them", allClosed)
 
 	// With no reader open, the commit that empties a segment closes it.
 	for i := range 20 {
@@ -104,7 +110,6 @@ func TestRemovedSegmentsReleased(t *testing.T) {
 	if err := s.Ack(context.Background(), "b", seqs(more)...); err != nil {
 		t.Fatal(err)
 	}
-	if open := removedStillOpen(t, dir); len(open) != 0 {
-		t.Errorf("removed segments still open after the commit that emptied them: %v", open)
-	}
+	// Well within the 30 s a removed segment stayed open before.
+	poll.For(t, 10*time.Second, "removed segments closed after the commit that emptied them", allClosed)
 }

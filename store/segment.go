@@ -77,6 +77,8 @@ type segmentLog struct {
 	// running (then last committed) write transaction.
 	readers readTxs
 	txid    int
+	// closing runs the closes of removed segments' files.
+	closing sync.WaitGroup
 }
 
 // segmentSize is the size at which a store with opts seals a segment: a
@@ -348,21 +350,36 @@ func (l *segmentLog) remove(n uint64) error {
 
 // closeRetired closes the files of removed segments that no reader can
 // need any more (all of them at Close).
+//
+// Closing the last descriptor of a removed file frees its blocks, which
+// can take the file system many milliseconds: retired files are closed in
+// a goroutine of their own, not in the commit loop that calls this.
 func (l *segmentLog) closeRetired(all bool) {
 	l.mu.Lock()
-	defer l.mu.Unlock()
+	var done []*os.File
 	for n, sf := range l.files {
 		if all || (!sf.retiredAt.IsZero() && sf.refs == 0 &&
 			(l.readers.allSee(sf.retiredTx) || time.Since(sf.retiredAt) > retireGrace)) {
-			_ = sf.f.Close()
+			done = append(done, sf.f)
 			delete(l.files, n)
 		}
 	}
+	l.mu.Unlock()
+	if len(done) == 0 {
+		return
+	}
+	l.closing.Go(func() {
+		for _, f := range done {
+			_ = f.Close()
+		}
+	})
 }
 
-// close closes every segment file.
+// close closes every segment file, and waits for the closes of removed
+// ones to finish.
 func (l *segmentLog) close() {
 	l.closeRetired(true)
+	l.closing.Wait()
 	l.activeFile = nil
 }
 
